@@ -1,0 +1,181 @@
+"""Our own database: engine setup (SQLite WAL or PostgreSQL), sessions, Alembic migrations."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from traitlets import Bool, Integer, Unicode, default
+from traitlets.config import SingletonConfigurable
+
+from .keys import SecretBox, load_or_create_key_file, parse_keys
+
+DEFAULT_DB_URL = "sqlite:///backendai_hub.sqlite"
+# our own version table, so a database shared with the hub's never mixes histories
+VERSION_TABLE = "backendai_hub_alembic_version"
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` / ``postgres://`` URLs and use the psycopg (3) driver for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 10000, echo: bool = False) -> Engine:
+    url = normalize_url(url)
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            # let SQLAlchemy, not pysqlite, own transactions, so BEGIN IMMEDIATE works
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            if u.database and u.database != ":memory:":
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # pragma: no cover - trivial
+            # take the write lock up front: read-then-write transactions never deadlock-upgrade
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def alembic_config(engine_or_url: Engine | str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "backendai_hub:alembic")
+    if isinstance(engine_or_url, str):
+        cfg.set_main_option("sqlalchemy.url", normalize_url(engine_or_url).replace("%", "%%"))
+    else:
+        cfg.attributes["engine"] = engine_or_url
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return ctx.get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+class Database(SingletonConfigurable):
+    """Connection to backendai-hub's own database, shared by the authenticator, spawner and service."""
+
+    url = Unicode(
+        help="""SQLAlchemy URL of backendai-hub's database (never the hub's own).
+
+        SQLite (default, a file in the hub's working directory, WAL mode) or PostgreSQL
+        (``postgresql://user:pass@host/db``). Defaults to ``$BACKENDAI_HUB_DB_URL``.
+        """,
+    ).tag(config=True)
+
+    @default("url")
+    def _default_url(self):
+        return os.environ.get("BACKENDAI_HUB_DB_URL", DEFAULT_DB_URL)
+
+    crypt_key_file = Unicode(
+        help="""File holding the Fernet key(s) that encrypt keypair secret keys at rest.
+
+        Created with a fresh key (mode 0600) when missing. Ignored when ``$BACKENDAI_HUB_CRYPT_KEY``
+        is set (keys separated by ``;``, newest first, for rotation). Defaults to
+        ``$BACKENDAI_HUB_CRYPT_KEY_FILE`` or ``backendai_hub.key`` beside a SQLite database.
+        """,
+    ).tag(config=True)
+
+    @default("crypt_key_file")
+    def _default_key_file(self):
+        if os.environ.get("BACKENDAI_HUB_CRYPT_KEY_FILE"):
+            return os.environ["BACKENDAI_HUB_CRYPT_KEY_FILE"]
+        u = make_url(normalize_url(self.url))
+        if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+            return str(Path(u.database).with_name("backendai_hub.key"))
+        return "backendai_hub.key"
+
+    auto_upgrade = Bool(
+        True, help="Apply pending Alembic migrations when the hub starts (``backendai-hub db upgrade`` otherwise).",
+    ).tag(config=True)
+
+    busy_timeout_ms = Integer(10000, help="SQLite busy timeout in milliseconds.").tag(config=True)
+
+    _engine: Engine | None = None
+    _sessionmaker: sessionmaker | None = None
+    _box: SecretBox | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.url, busy_timeout_ms=self.busy_timeout_ms)
+        return self._engine
+
+    @property
+    def secrets(self) -> SecretBox:
+        if self._box is None:
+            env = os.environ.get("BACKENDAI_HUB_CRYPT_KEY", "")
+            keys = parse_keys(env) if env.strip() else load_or_create_key_file(self.crypt_key_file)
+            self._box = SecretBox(keys)
+        return self._box
+
+    def upgrade(self) -> None:
+        upgrade(self.engine)
+
+    def ensure_schema(self) -> None:
+        """Upgrade when allowed; otherwise refuse to run against an outdated schema."""
+        if self.auto_upgrade:
+            self.upgrade()
+            return
+        current = current_revision(self.engine)
+        if current != head_revision():
+            raise RuntimeError(f"backendai-hub database is at revision {current}, code expects "
+                               f"{head_revision()}: run `backendai-hub db upgrade`")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block succeeds, rolled back on any error."""
+        if self._sessionmaker is None:
+            self._sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        s = self._sessionmaker()
+        try:
+            with s.begin():
+                yield s
+        finally:
+            s.close()
+
+    def has_tables(self) -> bool:
+        return inspect(self.engine).has_table("domains")
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+            self._sessionmaker = None

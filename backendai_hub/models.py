@@ -1,0 +1,200 @@
+"""Tenancy model on our own SQLAlchemy metadata: domains, groups, users, keypairs, resource policies."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored; use timezone-aware UTC")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class UserRole(str, enum.Enum):
+    superadmin = "superadmin"
+    domain_admin = "domain-admin"
+    user = "user"
+
+
+class UserStatus(str, enum.Enum):
+    active = "active"
+    inactive = "inactive"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # store the values ("domain-admin"), not the member names, as portable VARCHAR + CHECK
+    return Enum(cls, name=name, native_enum=False, create_constraint=True, length=32,
+                values_callable=lambda e: [m.value for m in e])
+
+
+class KeyPairResourcePolicy(Base):
+    """Per-keypair limits: total slots, concurrent sessions, lifetime, idle timeout, storage hosts."""
+
+    __tablename__ = "keypair_resource_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    total_resource_slots: Mapped[dict] = mapped_column(JSON, default=dict)
+    max_concurrent_sessions: Mapped[int | None] = mapped_column(Integer)
+    max_session_lifetime: Mapped[int | None] = mapped_column(Integer)  # seconds
+    idle_timeout: Mapped[int | None] = mapped_column(Integer)  # seconds
+    allowed_vfolder_hosts: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UserResourcePolicy(Base):
+    """Per-user storage limits."""
+
+    __tablename__ = "user_resource_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    max_vfolder_count: Mapped[int | None] = mapped_column(Integer)
+    max_quota_size: Mapped[int | None] = mapped_column(BigInteger)  # bytes
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GroupResourcePolicy(Base):
+    """Per-group (project) storage limits."""
+
+    __tablename__ = "group_resource_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    max_vfolder_count: Mapped[int | None] = mapped_column(Integer)
+    max_quota_size: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    total_resource_slots: Mapped[dict] = mapped_column(JSON, default=dict)
+    allowed_images: Mapped[list] = mapped_column(JSON, default=list)  # empty: any image
+    allowed_vfolder_hosts: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    groups: Mapped[list[Group]] = relationship(back_populates="domain")
+    users: Mapped[list[User]] = relationship(back_populates="domain")
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Group(Base):
+    """A project inside a domain; its name is unique within the domain."""
+
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_groups_domain_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    total_resource_slots: Mapped[dict] = mapped_column(JSON, default=dict)
+    allowed_images: Mapped[list] = mapped_column(JSON, default=list)
+    allowed_vfolder_hosts: Mapped[list] = mapped_column(JSON, default=list)
+    resource_policy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("group_resource_policies.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    domain: Mapped[Domain] = relationship(back_populates="groups")
+    resource_policy: Mapped[GroupResourcePolicy | None] = relationship()
+    members: Mapped[list[User]] = relationship(secondary="group_members", back_populates="groups",
+                                               order_by="User.username")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    full_name: Mapped[str] = mapped_column(String(128), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    role: Mapped[UserRole] = mapped_column(_enum(UserRole, "user_role"), default=UserRole.user)
+    status: Mapped[UserStatus] = mapped_column(_enum(UserStatus, "user_status"), default=UserStatus.active)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"), index=True)
+    resource_policy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_resource_policies.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    domain: Mapped[Domain] = relationship(back_populates="users")
+    resource_policy: Mapped[UserResourcePolicy | None] = relationship()
+    groups: Mapped[list[Group]] = relationship(secondary="group_members", back_populates="members",
+                                               order_by="Group.name")
+    keypairs: Mapped[list[KeyPair]] = relationship(back_populates="user", cascade="all, delete-orphan",
+                                                   passive_deletes=True, order_by="KeyPair.created_at")
+
+
+class KeyPair(Base):
+    """An API credential. The secret is stored encrypted (it must be recoverable to check HMACs)."""
+
+    __tablename__ = "keypairs"
+
+    access_key: Mapped[str] = mapped_column(String(20), primary_key=True)
+    secret_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    resource_policy_id: Mapped[int] = mapped_column(
+        ForeignKey("keypair_resource_policies.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(back_populates="keypairs")
+    resource_policy: Mapped[KeyPairResourcePolicy] = relationship()

@@ -1,0 +1,164 @@
+"""The tenancy model and its migrations on real SQLite and PostgreSQL."""
+
+from decimal import Decimal
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+
+from backendai_hub import tenancy as T
+from backendai_hub.db import VERSION_TABLE, Database, current_revision, head_revision
+from backendai_hub.errors import Conflict, InvalidInput, NotFound
+from backendai_hub.models import Base, KeyPair, User
+from backendai_hub.policy import Usage, admit, parse_slots
+
+
+def test_migrations_create_exactly_the_models(database):
+    assert current_revision(database.engine) == head_revision()
+    with database.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE}), Base.metadata)
+    assert diff == []
+    tables = set(inspect(database.engine).get_table_names())
+    assert VERSION_TABLE in tables
+    assert "alembic_version" not in tables  # never collides with the hub's or anyone's history
+
+
+def test_upgrade_is_idempotent(database):
+    database.upgrade()
+    database.upgrade()
+    assert current_revision(database.engine) == head_revision()
+
+
+def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path):
+    database = Database(url=f"sqlite:///{tmp_path / 'db.sqlite'}", crypt_key_file=str(tmp_path / "key"))
+    database.upgrade()
+    with database.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def populate(s, box):
+    T.create_domain(s, {"name": "acme", "total_resource_slots": "cpu=16,mem=64g"})
+    T.create_domain(s, {"name": "other"})
+    T.create_group(s, {"name": "ml", "domain": "acme", "total_resource_slots": {"cuda.device": 2}})
+    T.create_group(s, {"name": "ml", "domain": "other"})  # same name, other domain: fine
+    T.create_policy(s, "keypair", {"name": "small", "total_resource_slots": "cpu=2,mem=4g",
+                                   "max_concurrent_sessions": 1})
+    T.create_user(s, {"username": "alice", "email": "Alice@Example.com", "domain": "acme",
+                      "password": "password-1", "groups": ["ml"]})
+    return T.issue_keypair(s, box, {"user": "alice", "resource_policy": "small"})
+
+
+def test_full_tenancy_and_admission_levels(database):
+    with database.session() as s:
+        kp, secret = populate(s, database.secrets)
+        ak = kp.access_key
+    with database.session() as s:
+        kp = T.get_keypair(s, ak)
+        assert kp.user.email == "alice@example.com"  # emails are case-insensitive
+        assert [g.name for g in kp.user.groups] == ["ml"]
+        assert database.secrets.decrypt(kp.secret_key_encrypted) == secret
+        levels = T.levels_for(kp, T.get_group(s, "acme", "ml"))
+        assert [(lv.kind, lv.name) for lv in levels] == [("keypair", ak), ("group", "ml"), ("domain", "acme")]
+        decision = admit(parse_slots("cpu=1,cuda.device=1"), [(lv, Usage()) for lv in levels])
+        assert decision
+        decision = admit(parse_slots("cpu=1"), [(levels[0], Usage(sessions=1))] +
+                         [(lv, Usage()) for lv in levels[1:]])
+        assert not decision and decision.reason == f"keypair '{ak}' allows 1 concurrent session, 1 running"
+        with pytest.raises(InvalidInput, match="not in the user's domain"):
+            T.levels_for(kp, T.get_group(s, "other", "ml"))
+
+
+def test_secret_key_is_never_stored_in_clear(database):
+    with database.session() as s:
+        kp, secret = populate(s, database.secrets)
+    with database.engine.connect() as conn:
+        raw = conn.execute(text("select secret_key_encrypted from keypairs")).scalar()
+    assert secret.encode() not in bytes(raw)
+    columns = {c["name"] for c in inspect(database.engine).get_columns("keypairs")}
+    assert "secret_key" not in columns
+
+
+def test_uniqueness_rules(database):
+    with database.session() as s:
+        populate(s, database.secrets)
+    cases = [
+        (lambda s: T.create_domain(s, {"name": "acme"}), Conflict, "domain 'acme' already exists"),
+        (lambda s: T.create_group(s, {"name": "ml", "domain": "acme"}), Conflict,
+         "group 'ml' already exists in domain 'acme'"),
+        (lambda s: T.create_user(s, {"username": "alice", "email": "b@example.com", "domain": "acme"}),
+         Conflict, "user 'alice' already exists"),
+        (lambda s: T.create_user(s, {"username": "bob", "email": "ALICE@example.com", "domain": "acme"}),
+         Conflict, "email 'alice@example.com' is already used"),
+        (lambda s: T.create_user(s, {"username": "bob", "email": "b@example.com", "domain": "nope"}),
+         NotFound, "unknown domain 'nope'"),
+        (lambda s: T.create_user(s, {"username": "bob", "email": "b@example.com", "domain": "other",
+                                     "groups": ["nope"]}), NotFound, "unknown group 'nope' in domain 'other'"),
+        (lambda s: T.create_user(s, {"username": "Bob", "email": "b@example.com"}), InvalidInput, "lowercase"),
+        (lambda s: T.create_policy(s, "keypair", {"name": "small"}), Conflict, "already exists"),
+        (lambda s: T.create_policy(s, "gpu", {"name": "x"}), InvalidInput, "not one of keypair, user, group"),
+        (lambda s: T.create_domain(s, {"name": "x", "total_resource_slots": "mem=12X"}), InvalidInput,
+         "'12X' is not an amount"),
+        (lambda s: T.create_domain(s, {"name": "x", "colour": "red"}), InvalidInput, "unknown field 'colour'"),
+        (lambda s: T.delete_domain(s, "acme"), Conflict, "still has 1 user(s) and 1 group(s)"),
+        (lambda s: T.delete_policy(s, "keypair", "small"), Conflict, "is used by 1 keypair(s)"),
+    ]
+    for action, error, message in cases:
+        with pytest.raises(error) as e:
+            with database.session() as s:
+                action(s)
+        assert message in e.value.message, message
+
+
+def test_failed_transaction_writes_nothing(database):
+    with pytest.raises(NotFound):
+        with database.session() as s:
+            T.create_domain(s, {"name": "half"})
+            T.create_group(s, {"name": "g", "domain": "half"})
+            T.create_user(s, {"username": "u", "email": "u@example.com", "domain": "missing"})
+    with database.session() as s:
+        assert T.list_domains(s) == []
+        assert T.list_groups(s) == []
+
+
+def test_deleting_a_user_removes_keypairs_and_memberships(database):
+    with database.session() as s:
+        kp, _ = populate(s, database.secrets)
+    with database.session() as s:
+        T.delete_user(s, "alice")
+    with database.session() as s:
+        assert s.scalars(select(KeyPair)).all() == []
+        assert T.get_group(s, "acme", "ml").members == []
+        # now the domain can go once its group does
+        T.delete_group(s, "acme", "ml")
+        T.delete_domain(s, "acme")
+        assert [d.name for d in T.list_domains(s)] == ["other"]
+
+
+def test_moving_a_user_drops_groups_of_the_old_domain(database):
+    with database.session() as s:
+        populate(s, database.secrets)
+    with database.session() as s:
+        u = T.update_user(s, "alice", {"domain": "other"})
+        assert u.groups == []
+        u = T.update_user(s, "alice", {"add_groups": ["ml"]})
+        assert [(g.domain.name, g.name) for g in u.groups] == [("other", "ml")]
+
+
+def test_slots_are_stored_exactly(database):
+    with database.session() as s:
+        T.create_domain(s, {"name": "d", "total_resource_slots": {"cpu": "0.1", "mem": "1.5g"}})
+    with database.session() as s:
+        d = T.get_domain(s, "d")
+        assert d.total_resource_slots == {"cpu": "0.1", "mem": str(int(1.5 * 1024 ** 3))}
+        assert Decimal(d.total_resource_slots["cpu"]) == Decimal("0.1")
+
+
+def test_timestamps_are_timezone_aware(database):
+    with database.session() as s:
+        T.create_domain(s, {"name": "d"})
+    with database.session() as s:
+        assert T.get_domain(s, "d").created_at.tzinfo is not None
+        assert s.scalar(select(User).limit(1)) is None
