@@ -1,0 +1,514 @@
+"""`backendai-hub` admin CLI: `backendai-hub <resource> <verb>` over our database."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from . import fixtures as F
+from . import tenancy as T
+from .db import Database, current_revision, head_revision
+from .errors import TenancyError
+from .keys import CryptKeyError, generate_password
+from .policy import format_slots, slots_from_json
+
+PROG = "backendai-hub"
+
+
+class UsageError(Exception):
+    """Bad command-line input that argparse itself cannot see."""
+
+
+# -- output ------------------------------------------------------------------------------------
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key == "total_resource_slots":
+        return format_slots(slots_from_json(value))
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "-"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+def emit(rows: list[dict] | dict, columns: Sequence[str], output: str, *, single: bool = False) -> None:
+    if output == "json":
+        print(json.dumps(rows, indent=2, sort_keys=False))
+        return
+    if single:
+        assert isinstance(rows, dict)
+        width = max(map(len, rows))
+        for k, v in rows.items():
+            print(f"{k.ljust(width)}  {_cell(k, v)}")
+        return
+    assert isinstance(rows, list)
+    table = [[c.upper() for c in columns]] + [[_cell(c, r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+# -- resources ---------------------------------------------------------------------------------
+
+def _common_tenant_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--description", help="free text")
+    p.add_argument("--slots", dest="total_resource_slots", metavar="SLOTS",
+                   help="total resource slots, e.g. cpu=8,mem=32g,cuda.device=2 ('' for unlimited)")
+    p.add_argument("--allowed-images", metavar="IMG,...", help="images allowed (empty: any)")
+    p.add_argument("--allowed-vfolder-hosts", metavar="HOST,...", help="storage hosts allowed")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--active", dest="is_active", action="store_const", const=True)
+    g.add_argument("--inactive", dest="is_active", action="store_const", const=False)
+
+
+def _policy_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--slots", dest="total_resource_slots", metavar="SLOTS",
+                   help="keypair: total resource slots, e.g. cpu=4,mem=16g")
+    p.add_argument("--max-sessions", dest="max_concurrent_sessions", metavar="N",
+                   help="keypair: max concurrent sessions ('none' for unlimited)")
+    p.add_argument("--max-lifetime", dest="max_session_lifetime", metavar="SECONDS",
+                   help="keypair: max session lifetime ('none' for unlimited)")
+    p.add_argument("--idle-timeout", dest="idle_timeout", metavar="SECONDS",
+                   help="keypair: idle timeout ('none' for unlimited)")
+    p.add_argument("--allowed-vfolder-hosts", metavar="HOST,...", help="keypair: storage hosts allowed")
+    p.add_argument("--max-vfolder-count", dest="max_vfolder_count", metavar="N",
+                   help="user/group: max vfolders ('none' for unlimited)")
+    p.add_argument("--max-quota-size", dest="max_quota_size", metavar="SIZE",
+                   help="user/group: max vfolder quota, e.g. 100g ('none' for unlimited)")
+
+
+UNLIMITED_WORDS = ("none", "unlimited")
+NULLABLE = ("max_concurrent_sessions", "max_session_lifetime", "idle_timeout", "max_vfolder_count",
+            "max_quota_size")
+
+
+def _data(args: argparse.Namespace, drop: Sequence[str] = ()) -> dict:
+    """Only the options the user gave (subparsers use argparse.SUPPRESS as default)."""
+    skip = {"resource", "verb", "output", "db_url", "func", *drop}
+    out = {}
+    for k, v in vars(args).items():
+        if k in skip:
+            continue
+        if k in NULLABLE and isinstance(v, str) and v.lower() in UNLIMITED_WORDS:
+            v = None
+        out[k] = v
+    return out
+
+
+COLUMNS = {
+    "domain": ("name", "is_active", "total_resource_slots", "allowed_images", "description"),
+    "group": ("domain", "name", "is_active", "total_resource_slots", "resource_policy", "members"),
+    "user": ("username", "email", "role", "status", "domain", "groups"),
+    "keypair": ("access_key", "user", "is_active", "resource_policy", "created_at"),
+    "policy": ("kind", "name", "total_resource_slots", "max_concurrent_sessions", "max_session_lifetime",
+               "idle_timeout", "max_vfolder_count", "max_quota_size"),
+    "fixture": ("kind", "name", "action", "present"),
+}
+
+
+def _sub(verbs, name: str, help: str, func: Callable, *, read: bool = False) -> argparse.ArgumentParser:
+    p = verbs.add_parser(name, help=help, description=help, argument_default=argparse.SUPPRESS)
+    if read:
+        p.add_argument("-o", "--output", choices=("table", "json"), default=argparse.SUPPRESS,
+                       help="output format (default: table)")
+    p.set_defaults(func=func)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Administer backendai-hub tenancy: domains, groups, users, keypairs, "
+                               "resource policies.")
+    parser.add_argument("--db-url", default=None,
+                        help="database URL (default: $BACKENDAI_HUB_DB_URL or sqlite:///backendai_hub.sqlite)")
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table",
+                        help="output format of reads (default: table)")
+    res = parser.add_subparsers(dest="resource", metavar="RESOURCE", required=True)
+
+    # db
+    db = res.add_parser("db", help="database schema").add_subparsers(dest="verb", required=True)
+    _sub(db, "upgrade", "apply pending migrations (creates the database if needed)", cmd_db_upgrade)
+    _sub(db, "current", "show the schema revision", cmd_db_current, read=True)
+
+    # domain
+    v = res.add_parser("domain", help="domains (tenants)").add_subparsers(dest="verb", required=True)
+    p = _sub(v, "create", "create a domain", cmd_domain_create, read=True)
+    p.add_argument("name")
+    _common_tenant_opts(p)
+    _sub(v, "list", "list domains", cmd_domain_list, read=True)
+    _sub(v, "show", "show a domain", cmd_domain_show, read=True).add_argument("name")
+    p = _sub(v, "update", "change a domain", cmd_domain_update, read=True)
+    p.add_argument("name")
+    p.add_argument("--rename", dest="new_name", metavar="NAME")
+    _common_tenant_opts(p)
+    _sub(v, "delete", "delete an empty domain", cmd_domain_delete).add_argument("name")
+
+    # group
+    v = res.add_parser("group", help="groups (projects) within a domain").add_subparsers(dest="verb",
+                                                                                        required=True)
+    for verb, help, func in (("create", "create a group", cmd_group_create),
+                             ("show", "show a group", cmd_group_show),
+                             ("update", "change a group", cmd_group_update),
+                             ("delete", "delete a group", cmd_group_delete)):
+        p = _sub(v, verb, help, func, read=verb != "delete")
+        p.add_argument("name")
+        p.add_argument("-d", "--domain", default="default", help="domain (default: default)")
+        if verb in ("create", "update"):
+            _common_tenant_opts(p)
+            p.add_argument("--policy", dest="resource_policy", help="group resource policy")
+        if verb == "update":
+            p.add_argument("--rename", dest="new_name", metavar="NAME")
+    p = _sub(v, "list", "list groups", cmd_group_list, read=True)
+    p.add_argument("-d", "--domain", help="only this domain")
+
+    # user
+    v = res.add_parser("user", help="users").add_subparsers(dest="verb", required=True)
+    p = _sub(v, "create", "create a user (prints a generated password if none is given)",
+             cmd_user_create, read=True)
+    p.add_argument("username")
+    p.add_argument("--email", required=True)
+    p.add_argument("-d", "--domain", default="default")
+    p.add_argument("--role", choices=("superadmin", "domain-admin", "user"))
+    p.add_argument("--full-name")
+    p.add_argument("--groups", metavar="GROUP,...", help="groups in the user's domain")
+    p.add_argument("--policy", dest="resource_policy", help="user resource policy")
+    pw = p.add_mutually_exclusive_group()
+    pw.add_argument("--password", help="password (visible in ps; prefer --password-stdin)")
+    pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    pw.add_argument("--no-password", action="store_true", help="keypair-only user, no browser sign-in")
+    p = _sub(v, "list", "list users", cmd_user_list, read=True)
+    p.add_argument("-d", "--domain")
+    p.add_argument("-g", "--group", help="only members of this group (needs --domain)")
+    _sub(v, "show", "show a user (by username or email)", cmd_user_show, read=True).add_argument("user")
+    p = _sub(v, "update", "change a user", cmd_user_update, read=True)
+    p.add_argument("user")
+    p.add_argument("--rename", dest="username", metavar="USERNAME")
+    p.add_argument("--email")
+    p.add_argument("-d", "--domain", help="move to another domain (drops its groups there)")
+    p.add_argument("--role", choices=("superadmin", "domain-admin", "user"))
+    p.add_argument("--status", choices=("active", "inactive"))
+    p.add_argument("--full-name")
+    p.add_argument("--groups", metavar="GROUP,...", help="replace the user's groups")
+    p.add_argument("--add-groups", metavar="GROUP,...")
+    p.add_argument("--remove-groups", metavar="GROUP,...")
+    p.add_argument("--policy", dest="resource_policy")
+    p.add_argument("--password-stdin", action="store_true", help="set a new password read from stdin")
+    _sub(v, "delete", "delete a user and their keypairs", cmd_user_delete).add_argument("user")
+
+    # keypair
+    v = res.add_parser("keypair", help="API keypairs").add_subparsers(dest="verb", required=True)
+    for verb in ("issue", "create"):
+        p = _sub(v, verb, "issue a keypair for a user; prints the secret key once", cmd_keypair_issue,
+                 read=True)
+        p.add_argument("user")
+        p.add_argument("--policy", dest="resource_policy", help="keypair resource policy (default: default)")
+        p.add_argument("--inactive", dest="is_active", action="store_const", const=False)
+    p = _sub(v, "list", "list keypairs (never their secrets)", cmd_keypair_list, read=True)
+    p.add_argument("-u", "--user")
+    _sub(v, "show", "show a keypair", cmd_keypair_show, read=True).add_argument("access_key")
+    p = _sub(v, "update", "change a keypair", cmd_keypair_update, read=True)
+    p.add_argument("access_key")
+    p.add_argument("--policy", dest="resource_policy")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--active", dest="is_active", action="store_const", const=True)
+    g.add_argument("--inactive", dest="is_active", action="store_const", const=False)
+    _sub(v, "delete", "delete a keypair", cmd_keypair_delete).add_argument("access_key")
+
+    # policy
+    v = res.add_parser("policy", help="resource policies (keypair, user, group)").add_subparsers(
+        dest="verb", required=True)
+    for verb, help, func in (("create", "create a resource policy", cmd_policy_create),
+                             ("show", "show a resource policy", cmd_policy_show),
+                             ("update", "change a resource policy", cmd_policy_update),
+                             ("delete", "delete an unused resource policy", cmd_policy_delete)):
+        p = _sub(v, verb, help, func, read=verb != "delete")
+        p.add_argument("name")
+        p.add_argument("-k", "--kind", choices=tuple(T.POLICY_KINDS), default="keypair",
+                       help="policy kind (default: keypair)")
+        if verb in ("create", "update"):
+            _policy_opts(p)
+        if verb == "update":
+            p.add_argument("--rename", dest="new_name", metavar="NAME")
+    p = _sub(v, "list", "list resource policies", cmd_policy_list, read=True)
+    p.add_argument("-k", "--kind", choices=tuple(T.POLICY_KINDS))
+
+    # fixture
+    v = res.add_parser("fixture", help="load tenancy from a JSON or YAML file").add_subparsers(
+        dest="verb", required=True)
+    _sub(v, "populate", "create or update everything the file describes", cmd_fixture_populate,
+         read=True).add_argument("file")
+    _sub(v, "list", "show the file's objects and whether each exists", cmd_fixture_list,
+         read=True).add_argument("file")
+    _sub(v, "reset", "delete the file's objects and populate them afresh", cmd_fixture_reset,
+         read=True).add_argument("file")
+
+    # completion
+    p = res.add_parser("completion", help="print a shell completion script")
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.set_defaults(func=cmd_completion)
+    return parser
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def _out(args) -> str:
+    return getattr(args, "output", "table")
+
+
+def _rename(data: dict, key: str) -> dict:
+    if "new_name" in data:
+        data[key] = data.pop("new_name")
+    return data
+
+
+def cmd_db_upgrade(db: Database, args) -> None:
+    db.upgrade()
+    print(f"database at revision {current_revision(db.engine)}")
+
+
+def cmd_db_current(db: Database, args) -> None:
+    rev = current_revision(db.engine)
+    emit({"current": rev, "head": head_revision()}, (), _out(args), single=True)
+
+
+def _one(args, kind: str, obj: dict) -> None:
+    emit(obj, COLUMNS[kind], _out(args), single=True)
+
+
+def cmd_domain_create(db, args):
+    with db.session() as s:
+        _one(args, "domain", T.domain_to_dict(T.create_domain(s, _data(args))))
+
+
+def cmd_domain_list(db, args):
+    with db.session() as s:
+        emit([T.domain_to_dict(d) for d in T.list_domains(s)], COLUMNS["domain"], _out(args))
+
+
+def cmd_domain_show(db, args):
+    with db.session() as s:
+        _one(args, "domain", T.domain_to_dict(T.get_domain(s, args.name)))
+
+
+def cmd_domain_update(db, args):
+    with db.session() as s:
+        _one(args, "domain", T.domain_to_dict(
+            T.update_domain(s, args.name, _rename(_data(args, ("name",)), "name"))))
+
+
+def cmd_domain_delete(db, args):
+    with db.session() as s:
+        T.delete_domain(s, args.name)
+    print(f"deleted domain {args.name!r}")
+
+
+def cmd_group_create(db, args):
+    with db.session() as s:
+        _one(args, "group", T.group_to_dict(T.create_group(s, _data(args))))
+
+
+def cmd_group_list(db, args):
+    with db.session() as s:
+        emit([T.group_to_dict(g) for g in T.list_groups(s, getattr(args, "domain", None))],
+             COLUMNS["group"], _out(args))
+
+
+def cmd_group_show(db, args):
+    with db.session() as s:
+        _one(args, "group", T.group_to_dict(T.get_group(s, args.domain, args.name)))
+
+
+def cmd_group_update(db, args):
+    with db.session() as s:
+        data = _rename(_data(args, ("name", "domain")), "name")
+        _one(args, "group", T.group_to_dict(T.update_group(s, args.domain, args.name, data)))
+
+
+def cmd_group_delete(db, args):
+    with db.session() as s:
+        T.delete_group(s, args.domain, args.name)
+    print(f"deleted group {args.name!r} of domain {args.domain!r}")
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        pw = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != pw:
+            raise UsageError("passwords do not match")
+        return pw
+    return sys.stdin.readline().rstrip("\n")
+
+
+def cmd_user_create(db, args):
+    data = _data(args, ("password_stdin", "no_password"))
+    generated = None
+    if getattr(args, "password_stdin", False):
+        data["password"] = _read_password()
+    elif getattr(args, "no_password", False):
+        data["password"] = None
+    elif "password" not in data:
+        data["password"] = generated = generate_password()
+    with db.session() as s:
+        user = T.user_to_dict(T.create_user(s, data))
+    if generated and _out(args) == "json":
+        user["password"] = generated
+    _one(args, "user", user)
+    if generated and _out(args) != "json":
+        print(f"password  {generated}  (generated; shown once)")
+
+
+def cmd_user_list(db, args):
+    with db.session() as s:
+        users = T.list_users(s, getattr(args, "domain", None), getattr(args, "group", None))
+        emit([T.user_to_dict(u) for u in users], COLUMNS["user"], _out(args))
+
+
+def cmd_user_show(db, args):
+    with db.session() as s:
+        _one(args, "user", T.user_to_dict(T.get_user(s, args.user)))
+
+
+def cmd_user_update(db, args):
+    data = _data(args, ("user", "password_stdin"))
+    if getattr(args, "password_stdin", False):
+        data["password"] = _read_password()
+    with db.session() as s:
+        _one(args, "user", T.user_to_dict(T.update_user(s, args.user, data)))
+
+
+def cmd_user_delete(db, args):
+    with db.session() as s:
+        T.delete_user(s, args.user)
+    print(f"deleted user {args.user!r}")
+
+
+def cmd_keypair_issue(db, args):
+    box = db.secrets
+    with db.session() as s:
+        kp, secret = T.issue_keypair(s, box, _data(args))
+        out = T.keypair_to_dict(kp)
+    out["secret_key"] = secret
+    _one(args, "keypair", out)
+    if _out(args) != "json":
+        print("(the secret key is shown only now: store it safely)", file=sys.stderr)
+
+
+def cmd_keypair_list(db, args):
+    with db.session() as s:
+        emit([T.keypair_to_dict(k) for k in T.list_keypairs(s, getattr(args, "user", None))],
+             COLUMNS["keypair"], _out(args))
+
+
+def cmd_keypair_show(db, args):
+    with db.session() as s:
+        _one(args, "keypair", T.keypair_to_dict(T.get_keypair(s, args.access_key)))
+
+
+def cmd_keypair_update(db, args):
+    with db.session() as s:
+        _one(args, "keypair", T.keypair_to_dict(
+            T.update_keypair(s, args.access_key, _data(args, ("access_key",)))))
+
+
+def cmd_keypair_delete(db, args):
+    with db.session() as s:
+        T.delete_keypair(s, args.access_key)
+    print(f"deleted keypair {args.access_key!r}")
+
+
+def cmd_policy_create(db, args):
+    with db.session() as s:
+        p = T.create_policy(s, args.kind, _data(args, ("kind",)))
+        _one(args, "policy", T.policy_to_dict(args.kind, p))
+
+
+def cmd_policy_list(db, args):
+    with db.session() as s:
+        emit([T.policy_to_dict(k, p) for k, p in T.list_policies(s, getattr(args, "kind", None))],
+             COLUMNS["policy"], _out(args))
+
+
+def cmd_policy_show(db, args):
+    with db.session() as s:
+        _one(args, "policy", T.policy_to_dict(args.kind, T.get_policy(s, args.kind, args.name)))
+
+
+def cmd_policy_update(db, args):
+    with db.session() as s:
+        data = _rename(_data(args, ("name", "kind")), "name")
+        _one(args, "policy", T.policy_to_dict(args.kind, T.update_policy(s, args.kind, args.name, data)))
+
+
+def cmd_policy_delete(db, args):
+    with db.session() as s:
+        T.delete_policy(s, args.kind, args.name)
+    print(f"deleted {args.kind} resource policy {args.name!r}")
+
+
+def cmd_fixture_populate(db, args):
+    data = F.load(args.file)
+    box = db.secrets
+    with db.session() as s:
+        emit(F.populate(s, box, data), ("kind", "name", "action"), _out(args))
+
+
+def cmd_fixture_list(db, args):
+    data = F.load(args.file)
+    with db.session() as s:
+        emit(F.status(s, data), ("kind", "name", "present"), _out(args))
+
+
+def cmd_fixture_reset(db, args):
+    data = F.load(args.file)
+    box = db.secrets
+    with db.session() as s:
+        emit(F.reset(s, box, data), ("kind", "name", "action"), _out(args))
+
+
+def cmd_completion(db, args):
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.func is cmd_completion:
+        args.func(None, args)
+        return 0
+    db = Database(url=args.db_url) if args.db_url else Database()
+    try:
+        if args.func is not cmd_db_upgrade and not db.has_tables():
+            return _fail(f"the database {db.engine.url.render_as_string(hide_password=True)} has no "
+                         f"backendai-hub schema: run `{PROG} db upgrade` first")
+        args.func(db, args)
+    except TenancyError as e:
+        return _fail(e.message)
+    except (UsageError, CryptKeyError) as e:
+        return _fail(str(e))
+    except (OperationalError, ProgrammingError) as e:
+        return _fail(f"database error: {str(e.orig).splitlines()[0] if e.orig else e}")
+    finally:
+        db.dispose()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
