@@ -126,3 +126,14 @@ def run_cli(db_url, tmp_path, monkeypatch):
         return CLIResult(code, out.getvalue(), err.getvalue())
 
     return run
+
+
+@pytest.fixture(scope="session")
+def demo_hub(tmp_path_factory, docker_available):
+    """The embedded demo configuration running as a real hub (real configurable-http-proxy)."""
+    from tests.hubproc import HubProcess
+
+    hub = HubProcess(tmp_path_factory.mktemp("demo"))
+    hub.start()
+    yield hub
+    hub.stop()

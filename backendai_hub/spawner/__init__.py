@@ -1,0 +1,5 @@
+"""BackendAISpawner: a DockerSpawner that launches hardened session containers."""
+
+from .spawner import BackendAISpawner
+
+__all__ = ["BackendAISpawner"]

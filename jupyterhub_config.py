@@ -1,0 +1,61 @@
+"""The embedded default: `make demo` runs JupyterHub with backendai-hub on this machine.
+
+SQLite for both databases, the local Docker engine, configurable-http-proxy from node_modules,
+BackendAIAuthenticator and BackendAISpawner, the example tenancy, and generated credentials.
+Everything it writes lives under $BACKENDAI_HUB_STATE (default: .demo/ beside this file).
+"""
+
+import os
+from pathlib import Path
+
+import docker
+
+from backendai_hub.db import Database
+from backendai_hub.demo import banner, bootstrap
+
+c = get_config()  # noqa: F821 - provided by JupyterHub
+
+here = Path(__file__).resolve().parent
+state = Path(os.environ.get("BACKENDAI_HUB_STATE", here / ".demo")).resolve()
+state.mkdir(parents=True, exist_ok=True)
+port = int(os.environ.get("BACKENDAI_HUB_PORT", "8000"))
+network = os.environ.get("BACKENDAI_HUB_NETWORK", "backendai-hub")
+
+# -- the hub itself ------------------------------------------------------------------------------
+c.JupyterHub.bind_url = f"http://127.0.0.1:{port}"
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"
+chp = here / "node_modules" / ".bin" / "configurable-http-proxy"
+if chp.exists():
+    c.ConfigurableHTTPProxy.command = [str(chp)]
+
+# -- our database ----------------------------------------------------------------------------------
+c.Database.url = os.environ.get("BACKENDAI_HUB_DB_URL", f"sqlite:///{state / 'backendai_hub.sqlite'}")
+c.Database.crypt_key_file = str(state / "backendai_hub.key")
+
+# -- sign-in and sessions ----------------------------------------------------------------------------
+c.JupyterHub.authenticator_class = "backendai"
+c.JupyterHub.spawner_class = "backendai"
+
+# Sessions live on a bridge network of our own; the hub's API listens only on its gateway address,
+# which the containers can reach and nothing outside this machine can.
+client = docker.from_env()
+try:
+    net = client.networks.get(network)
+except docker.errors.NotFound:
+    net = client.networks.create(network, driver="bridge", labels={"ai.backend.hub": "1"})
+gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
+c.JupyterHub.hub_bind_url = f"http://{gateway}:{port + 2}"
+c.JupyterHub.hub_connect_url = f"http://{gateway}:{port + 2}"
+c.DockerSpawner.network_name = network
+c.DockerSpawner.use_internal_ip = True
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
+
+# -- the example tenancy and how to sign in ------------------------------------------------------------
+db = Database.instance(config=c)
+creds = bootstrap(db, state)
+print(banner(creds, f"http://127.0.0.1:{port}"), flush=True)

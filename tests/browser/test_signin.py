@@ -1,0 +1,55 @@
+"""A person signs in to the demo hub in a real Chromium and sees what their role allows."""
+
+import os
+
+import pytest
+
+from tests.conftest import unavailable
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not os.path.exists(path):
+        unavailable("Chromium", "run `make test` (it installs Debian's chromium) or set CHROMIUM")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def sign_in(browser, hub, username, password):
+    page = browser.new_context().new_page()
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", username)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_load_state()
+    return page
+
+
+def test_admin_sees_the_admin_link(browser, demo_hub, tmp_path):
+    page = sign_in(browser, demo_hub, "admin", demo_hub.credentials["admin"]["password"])
+    page.goto(f"{demo_hub.url}/hub/home")
+    assert page.locator("a[href$='/hub/admin']").count() >= 1
+    page.screenshot(path=str(tmp_path / "admin-home.png"))
+
+
+def test_user_does_not_see_the_admin_link(browser, demo_hub):
+    page = sign_in(browser, demo_hub, "demo", demo_hub.credentials["demo"]["password"])
+    page.goto(f"{demo_hub.url}/hub/home")
+    assert "/hub/home" in page.url
+    assert page.locator("a[href$='/hub/admin']").count() == 0
+
+
+def test_wrong_password_shows_an_error(browser, demo_hub):
+    page = sign_in(browser, demo_hub, "demo", "wrong-password")
+    assert "/hub/login" in page.url
+    assert "Invalid username or password" in page.content()

@@ -1,0 +1,95 @@
+"""Run the embedded demo config (`jupyterhub_config.py`) as a real hub process for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port_block(n: int = 3) -> int:
+    """A base port such that base..base+n-1 are all free on 127.0.0.1."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n > 65535:
+            continue
+        try:
+            socks = []
+            for p in range(base, base + n):
+                t = socket.socket()
+                socks.append(t)
+                t.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for t in socks:
+                t.close()
+    raise RuntimeError("no free port block")
+
+
+class HubProcess:
+    """A JupyterHub started from the repository's jupyterhub_config.py, in its own state dir."""
+
+    def __init__(self, state: Path, extra_env: dict | None = None):
+        self.state = state
+        self.port = free_port_block()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.network = f"bhub-test-{uuid.uuid4().hex[:8]}"
+        self.env = {**os.environ, "BACKENDAI_HUB_STATE": str(state), "BACKENDAI_HUB_PORT": str(self.port),
+                    "BACKENDAI_HUB_NETWORK": self.network, **(extra_env or {})}
+        self.env.pop("BACKENDAI_HUB_DB_URL", None)
+        self.proc: subprocess.Popen | None = None
+        self.log = state / "hub.log"
+
+    def start(self, timeout: float = 60) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        jupyterhub = Path(sys.executable).with_name("jupyterhub")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([str(jupyterhub), "-f", str(REPO / "jupyterhub_config.py")],
+                                         cwd=self.state, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if requests.get(f"{self.url}/hub/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"hub did not come up in {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    @property
+    def credentials(self) -> dict:
+        return json.loads((self.state / "credentials.json").read_text())
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        subprocess.run(["docker", "network", "rm", self.network], capture_output=True)
+
+    def login(self, username: str, password: str) -> tuple[requests.Session, requests.Response]:
+        s = requests.Session()
+        s.get(f"{self.url}/hub/login", timeout=10)
+        r = s.post(f"{self.url}/hub/login?next=", timeout=20, allow_redirects=False,
+                   data={"username": username, "password": password, "_xsrf": s.cookies.get("_xsrf", "")})
+        return s, r
