@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STATE ?= .state
 
-.PHONY: demo demo-reset test test-fast venv node docker images postgres chromium bench lint clean help
+.PHONY: demo demo-reset test test-fast venv node docker images postgres chromium bai-client bench clean help
 
 help:
 	@echo "make demo        set everything up and serve the hub at http://127.0.0.1:8000"
@@ -48,6 +48,9 @@ postgres: | $(STATE)
 chromium:
 	@bash scripts/ensure-chromium.sh > /dev/null
 
+bai-client:
+	@bash scripts/ensure-bai-client.sh > /dev/null
+
 $(STATE):
 	@mkdir -p $(STATE)
 
@@ -58,8 +61,9 @@ demo: venv node images
 demo-reset:
 	rm -rf .demo
 
-test: venv node images postgres chromium
+test: venv node images postgres chromium bai-client
 	BACKENDAI_HUB_STRICT=1 BACKENDAI_HUB_TEST_PG_URL=$$(cat $(STATE)/pg_url) CHROMIUM=$$(bash scripts/ensure-chromium.sh) \
+	  BACKENDAI_CLIENT_PYTHON=$$(bash scripts/ensure-bai-client.sh) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv
@@ -69,4 +73,4 @@ bench: venv node images
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-bai node_modules .pytest_cache build *.egg-info

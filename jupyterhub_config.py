@@ -12,6 +12,8 @@ import docker
 
 from backendai_hub.db import Database
 from backendai_hub.demo import banner, bootstrap
+from backendai_hub.service.access import CUSTOM_SCOPES
+from backendai_hub.service.app import hub_service
 
 c = get_config()  # noqa: F821 - provided by JupyterHub
 
@@ -35,6 +37,15 @@ if chp.exists():
 # -- our database ----------------------------------------------------------------------------------
 c.Database.url = os.environ.get("BACKENDAI_HUB_DB_URL", f"sqlite:///{state / 'backendai_hub.sqlite'}")
 c.Database.crypt_key_file = str(state / "backendai_hub.key")
+
+# -- the REST service at /services/backendai/ (admin API, Backend.AI-compatible routes) -------------
+c.JupyterHub.custom_scopes = CUSTOM_SCOPES
+c.JupyterHub.services = [
+    hub_service(f"http://127.0.0.1:{port + 3}", environment={
+        "BACKENDAI_HUB_DB_URL": c.Database.url,
+        "BACKENDAI_HUB_CRYPT_KEY_FILE": c.Database.crypt_key_file,
+    }),
+]
 
 # -- sign-in and sessions ----------------------------------------------------------------------------
 c.JupyterHub.authenticator_class = "backendai"

@@ -1,26 +1,108 @@
-"""BackendAIAuthenticator: sign in with username or email and password against our tenancy."""
+"""BackendAIAuthenticator: sign in by password or keypair; mirror tenancy into hub groups and roles."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+from datetime import timedelta
 
 from jupyterhub.auth import Authenticator
+from jupyterhub.roles import get_default_roles
 from sqlalchemy import select
 from tornado import web
-from traitlets import default
+from traitlets import Float, Integer, Unicode, default
 
+from . import throttle
 from .db import Database
-from .keys import hash_password, password_needs_rehash, verify_password
-from .models import User, UserRole, UserStatus
+from .errors import NotFound
+from .keys import CryptKeyError, hash_password, password_needs_rehash, verify_password
+from .models import KeyPair, User, UserRole, UserStatus
+from .service.access import DOMAIN_GROUP_PREFIX, SCOPE_ADMIN, SCOPE_DOMAIN_ADMIN, SCOPE_SELF
+from .tenancy import ACCESS_KEY_RE, get_user
+
+_DEFAULT_ROLES = {r["name"]: r for r in get_default_roles()}
+
+
+def hub_group_names(user: User) -> list[str]:
+    """Hub groups mirroring tenancy: ``domain:<domain>`` and ``<domain>:<group>`` (never collide)."""
+    d = user.domain.name
+    return [f"{DOMAIN_GROUP_PREFIX}{d}"] + [f"{d}:{g.name}" for g in user.groups if g.is_active]
+
+
+def domain_admin_role(domain: str, service: str) -> dict:
+    group = f"{DOMAIN_GROUP_PREFIX}{domain}"
+    return {
+        "name": f"backendai-domain-admin-{domain}",
+        "description": f"Administer domain {domain!r}: its groups, users, keypairs and their servers",
+        "scopes": [
+            f"{SCOPE_DOMAIN_ADMIN}!group={group}",
+            f"access:services!service={service}",
+            "admin-ui",
+            f"list:users!group={group}",
+            f"read:users!group={group}",
+            f"admin:servers!group={group}",
+            f"read:groups!group={group}",
+        ],
+    }
+
+
+def base_roles(service: str) -> list[dict]:
+    """Roles every user holds: the hub's default ``user`` role and use of our API for oneself."""
+    return [
+        dict(_DEFAULT_ROLES["user"]),
+        {"name": "backendai-user", "description": "Use backendai-hub's API for yourself",
+         "scopes": [SCOPE_SELF, f"access:services!service={service}"]},
+    ]
+
+
+def hub_roles(user: User, service: str) -> list[dict]:
+    """The hub roles a user holds; refreshed at every sign-in and refresh."""
+    roles = base_roles(service)
+    if user.role == UserRole.superadmin:
+        roles += [dict(_DEFAULT_ROLES["admin"]),
+                  {"name": "backendai-superadmin", "description": "Administer all of backendai-hub",
+                   "scopes": [SCOPE_ADMIN, f"access:services!service={service}"]}]
+    elif user.role == UserRole.domain_admin:
+        roles.append(domain_admin_role(user.domain.name, service))
+    return roles
 
 
 class BackendAIAuthenticator(Authenticator):
-    """Authenticates against backendai-hub's users; the tenancy database is the allow list."""
+    """Authenticates against backendai-hub's users and keypairs; our database is the allow list.
+
+    The login form takes a username or email with its password, or an access key with its secret
+    key. Inactive users, keypairs and domains are refused with a message saying which; repeated
+    failures lock the user and the client address for a while.
+    """
 
     @default("allow_all")
     def _allow_all_default(self):
         # only users present and active in our database can authenticate at all
         return True
+
+    @default("manage_groups")
+    def _manage_groups_default(self):
+        return True
+
+    @default("manage_roles")
+    def _manage_roles_default(self):
+        return True
+
+    @default("auth_refresh_age")
+    def _auth_refresh_age_default(self):
+        return 60
+
+    service_name = Unicode(
+        "backendai", help="Name of the hub-managed REST service whose access the mirrored roles grant.",
+    ).tag(config=True)
+
+    max_failures = Integer(
+        5, help="Failed sign-ins (per user and per client address) within `failure_window` that lock it.",
+    ).tag(config=True)
+
+    failure_window = Float(60, help="Seconds over which failed sign-ins are counted.").tag(config=True)
+
+    lock_seconds = Float(300, help="Seconds a user or client address stays locked.").tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -31,41 +113,97 @@ class BackendAIAuthenticator(Authenticator):
     def database(self) -> Database:
         return Database.instance(parent=self)
 
-    def _check_password(self, login: str, password: str) -> dict | None:
-        """Blocking: look the user up and verify the argon2id hash (run in an executor)."""
-        login = login.strip()
-        col = User.email if "@" in login else User.username
+    @property
+    def rules(self) -> throttle.ThrottleRules:
+        return throttle.ThrottleRules(self.max_failures, timedelta(seconds=self.failure_window),
+                                      timedelta(seconds=self.lock_seconds))
+
+    async def load_managed_roles(self):
+        """Roles that exist from the start; per-domain admin roles are created at sign-in."""
+        return base_roles(self.service_name)
+
+    # -- sign-in -----------------------------------------------------------------------------------
+
+    def _auth_model(self, user: User) -> dict:
+        return {
+            "name": user.username,
+            "admin": user.role == UserRole.superadmin,
+            "groups": hub_group_names(user),
+            "roles": hub_roles(user, self.service_name),
+        }
+
+    def _refusal(self, user: User, keypair: KeyPair | None = None) -> str | None:
+        if user.status != UserStatus.active:
+            return f"user {user.username!r} is inactive"
+        if not user.domain.is_active:
+            return f"domain {user.domain.name!r} is inactive"
+        if keypair is not None and not keypair.is_active:
+            return f"keypair {keypair.access_key!r} is inactive"
+        return None
+
+    def _check_credentials(self, login: str, secret: str, address: str | None) -> dict:
+        """Blocking (run in an executor): {"model": ...} | {"refused": msg, "status": n} | {}."""
+        keys = throttle.keys_for(login, address)
         with self.database.session() as s:
-            user = s.scalar(select(User).where(col == login.lower()))
+            lock = throttle.locked(s, keys)
+            if lock:
+                self.log.warning("Refused sign-in for %r: %s is locked", login, lock[0])
+                return {"refused": f"too many failed sign-ins; try again in {lock[1]} seconds", "status": 429}
+            user, keypair = self._lookup(s, login, secret)
             if user is None:
-                verify_password(None, password)  # same cost either way: no user enumeration by timing
-                self.log.warning("Failed sign-in for unknown user %r", login)
-                return None
-            if not verify_password(user.password_hash, password):
-                self.log.warning("Failed sign-in for %s: wrong password", user.username)
-                return None
-            if user.status != UserStatus.active:
-                self.log.warning("Refused sign-in for %s: user is inactive", user.username)
-                return {"refused": f"user {user.username!r} is inactive"}
-            if not user.domain.is_active:
-                self.log.warning("Refused sign-in for %s: domain %s is inactive", user.username,
-                                 user.domain.name)
-                return {"refused": f"domain {user.domain.name!r} is inactive"}
-            if password_needs_rehash(user.password_hash):
-                user.password_hash = hash_password(password)
-            return {
-                "name": user.username,
-                "admin": user.role == UserRole.superadmin,
-                "auth_state": {"domain": user.domain.name, "role": user.role.value},
-            }
+                throttle.record_failure(s, keys, self.rules)
+                self.log.warning("Failed sign-in for %r from %s", login, address)
+                return {}
+            throttle.clear(s, keys[0])
+            refusal = self._refusal(user, keypair)
+            if refusal:
+                self.log.warning("Refused sign-in for %s: %s", user.username, refusal)
+                return {"refused": refusal, "status": 403}
+            if keypair is None and password_needs_rehash(user.password_hash):
+                user.password_hash = hash_password(secret)
+            return {"model": self._auth_model(user)}
+
+    def _lookup(self, s, login: str, secret: str) -> tuple[User | None, KeyPair | None]:
+        if ACCESS_KEY_RE.match(login):
+            kp = s.get(KeyPair, login)
+            try:
+                stored = self.database.secrets.decrypt(kp.secret_key_encrypted) if kp else ""
+            except CryptKeyError:
+                self.log.error("Cannot decrypt the secret key of %s: check the crypt key", login)
+                stored = ""
+            # constant-time comparison; an unknown key compares against an empty string
+            if kp is not None and hmac.compare_digest(stored.encode(), secret.encode()):
+                return kp.user, kp
+            return None, None
+        col = User.email if "@" in login else User.username
+        user = s.scalar(select(User).where(col == login.lower()))
+        if not verify_password(user.password_hash if user else None, secret):
+            return None, None
+        return user, None
 
     async def authenticate(self, handler, data):
         """Return the hub user model for valid credentials, else None (the form shows the error)."""
-        login, password = (data or {}).get("username") or "", (data or {}).get("password") or ""
-        if not login or not password:
+        login = ((data or {}).get("username") or "").strip()
+        secret = (data or {}).get("password") or ""
+        if not login or not secret:
             return None
+        address = handler.request.remote_ip if handler is not None else None
         result = await asyncio.get_running_loop().run_in_executor(
-            None, self._check_password, login, password)
-        if result is not None and "refused" in result:
-            raise web.HTTPError(403, result["refused"])
-        return result
+            None, self._check_credentials, login, secret, address)
+        if "refused" in result:
+            raise web.HTTPError(result["status"], result["refused"])
+        return result.get("model")
+
+    async def refresh_user(self, user, handler=None):
+        """Re-mirror groups and roles from our database; sign out users who were deactivated."""
+        def load():
+            with self.database.session() as s:
+                try:
+                    u = get_user(s, user.name)
+                except NotFound:
+                    return False
+                if self._refusal(u):
+                    return False
+                return self._auth_model(u)
+
+        return await asyncio.get_running_loop().run_in_executor(None, load)

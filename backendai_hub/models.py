@@ -198,3 +198,14 @@ class KeyPair(Base):
 
     user: Mapped[User] = relationship(back_populates="keypairs")
     resource_policy: Mapped[KeyPairResourcePolicy] = relationship()
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins per user or client address, and the lock they lead to (visible to admins)."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(320), primary_key=True)  # "user:alice" / "addr:127.0.0.1"
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

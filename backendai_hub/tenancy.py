@@ -30,6 +30,7 @@ from .models import (
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+DOMAIN_RE = USERNAME_RE  # lowercase: domain names become hub role names
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
 ACCESS_KEY_RE = re.compile(r"^AKIA[A-Z2-7]{16}$")
 IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
@@ -147,7 +148,7 @@ def _apply_domain_like(obj: Domain | Group, data: Mapping[str, Any]) -> None:
 
 def create_domain(s: Session, data: Mapping[str, Any]) -> Domain:
     _check_unknown(data, DOMAIN_FIELDS)
-    name = _name(data.get("name"), "name")
+    name = _name(data.get("name"), "name", DOMAIN_RE)
     if s.scalar(select(Domain).where(Domain.name == name)):
         raise Conflict(f"domain {name!r} already exists", field="name")
     d = Domain(name=name, description="", is_active=True, total_resource_slots={}, allowed_images=[],
@@ -173,7 +174,7 @@ def update_domain(s: Session, name: str, data: Mapping[str, Any]) -> Domain:
     _check_unknown(data, DOMAIN_FIELDS)
     d = get_domain(s, name)
     if "name" in data and data["name"] != d.name:
-        new = _name(data["name"], "name")
+        new = _name(data["name"], "name", DOMAIN_RE)
         if s.scalar(select(Domain).where(Domain.name == new)):
             raise Conflict(f"domain {new!r} already exists", field="name")
         d.name = new

@@ -45,7 +45,7 @@ class HubProcess:
 
     def __init__(self, state: Path, extra_env: dict | None = None):
         self.state = state
-        self.port = free_port_block()
+        self.port = free_port_block(4)
         self.url = f"http://127.0.0.1:{self.port}"
         self.network = f"bhub-test-{uuid.uuid4().hex[:8]}"
         self.env = {**os.environ, "BACKENDAI_HUB_STATE": str(state), "BACKENDAI_HUB_PORT": str(self.port),

@@ -1,0 +1,88 @@
+"""The REST service: a JupyterHub-managed tornado app mounted at /services/backendai/."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import timedelta
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+from tornado import ioloop, web
+from tornado.log import enable_pretty_logging
+
+from .. import __version__, signing
+from ..db import Database
+from . import compat, domains, groups, keypairs, locks, me, policies, users
+from .base import NotFoundHandler
+from .openapi import build_spec
+
+API_ROUTES = (domains.ROUTES + groups.ROUTES + users.ROUTES + keypairs.ROUTES + policies.ROUTES
+              + me.ROUTES + locks.ROUTES)
+
+
+class OpenAPIHandler(web.RequestHandler):
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.settings["openapi"]))
+
+
+def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: HubOAuth | None = None,
+             max_clock_skew: timedelta = timedelta(minutes=15)) -> web.Application:
+    """Build the application; ``prefix`` is where the hub's proxy mounts it (JUPYTERHUB_SERVICE_PREFIX)."""
+    if not prefix.endswith("/"):
+        prefix += "/"
+    api = f"{prefix}api/v1/"
+    handlers = [(f"{api}{route}/?", handler) for route, handler in API_ROUTES]
+    handlers += [
+        (f"{api}openapi.json", OpenAPIHandler),
+        (f"{prefix}oauth_callback", HubOAuthCallbackHandler),
+        *compat.routes(prefix),
+        (f"{api}.*", NotFoundHandler),
+    ]
+    return web.Application(
+        handlers,
+        db=db,
+        hub_auth=hub_auth or HubOAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""), cache_max_age=60),
+        replay_cache=signing.ReplayCache(window=max_clock_skew),
+        max_clock_skew=max_clock_skew,
+        openapi=build_spec(API_ROUTES, prefix),
+        service_prefix=prefix,
+        version=__version__,
+    )
+
+
+def hub_service(url: str, *, name: str = "backendai", environment: dict | None = None) -> dict:
+    """The entry for ``c.JupyterHub.services`` that runs this service under the hub.
+
+    ``environment`` should carry what the service needs to open our database
+    (``BACKENDAI_HUB_DB_URL``, ``BACKENDAI_HUB_CRYPT_KEY_FILE`` or ``BACKENDAI_HUB_CRYPT_KEY``).
+    """
+    import sys
+
+    from .access import CUSTOM_SCOPES
+
+    return {
+        "name": name,
+        "url": url,
+        "command": [sys.executable, "-m", "backendai_hub.service"],
+        "environment": dict(environment or {}),
+        "oauth_client_allowed_scopes": sorted(CUSTOM_SCOPES),
+        "oauth_no_confirm": True,
+        "display": True,
+    }
+
+
+def main() -> None:
+    """Entry point the hub starts (see `services` in jupyterhub_config.py)."""
+    enable_pretty_logging()
+    logging.getLogger().setLevel(logging.INFO)
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/backendai/")
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
+    db = Database.instance()
+    db.ensure_schema()
+    app = make_app(db, prefix=prefix)
+    app.listen(url.port or 80, address=url.hostname or "127.0.0.1", xheaders=True)
+    logging.getLogger("backendai_hub.service").info("backendai-hub service at %s%s", url.geturl(), prefix)
+    ioloop.IOLoop.current().start()

@@ -1,0 +1,66 @@
+"""REST resource: keypairs (the secret key is returned once, at creation)."""
+
+from __future__ import annotations
+
+from .. import tenancy as T
+from .access import check_keypair, user_visible
+from .base import APIHandler
+
+
+class KeyPairsHandler(APIHandler):
+    async def get(self):
+        p, user = self.principal, self.query("user")
+        self.write_page(await self.run(lambda s: [
+            T.keypair_to_dict(k) for k in T.list_keypairs(s, user)
+            if user_visible(p, k.user.username, k.user.domain.name)]))
+
+    async def post(self):
+        data = self.body()
+        data.setdefault("user", self.principal.username)
+        box = self.db.secrets
+
+        def work(s):
+            owner = T.get_user(s, data["user"]) if isinstance(data["user"], str) else None
+            if owner is None:
+                T.get_user(s, data["user"])  # raises the clear error
+            check_keypair(self.principal, "create", owner=owner.username, owner_domain=owner.domain.name,
+                          owner_role=owner.role.value, changes=data)
+            kp, secret = T.issue_keypair(s, box, data)
+            return {**T.keypair_to_dict(kp), "secret_key": secret}
+
+        self.write_json(await self.run(work), 201)
+
+
+class KeyPairHandler(APIHandler):
+    def _check(self, s, verb, access_key, changes=None):
+        kp = T.get_keypair(s, access_key)
+        check_keypair(self.principal, verb, owner=kp.user.username, owner_domain=kp.user.domain.name,
+                      owner_role=kp.user.role.value, changes=changes, access_key=access_key)
+        return kp
+
+    async def get(self, access_key):
+        self.write_json(await self.run(lambda s: T.keypair_to_dict(self._check(s, "read", access_key))))
+
+    async def patch(self, access_key):
+        data = self.body()
+
+        def work(s):
+            self._check(s, "update", access_key, data)
+            return T.keypair_to_dict(T.update_keypair(s, access_key, data))
+
+        self.write_json(await self.run(work))
+
+    async def delete(self, access_key):
+        def work(s):
+            self._check(s, "delete", access_key)
+            T.delete_keypair(s, access_key)
+
+        await self.run(work)
+        self.set_status(204)
+        self.finish()
+
+
+ROUTES = [
+    (r"keypairs", KeyPairsHandler),
+    (r"keypairs/([^/]+)", KeyPairHandler),
+]

@@ -1,0 +1,30 @@
+"""REST resource: me (the caller's own tenancy, role and reach)."""
+
+from __future__ import annotations
+
+from .. import tenancy as T
+from ..policy import effective_limits, slots_to_json
+from .base import APIHandler
+
+
+class MeHandler(APIHandler):
+    async def get(self):
+        p = self.principal
+
+        def work(s):
+            u = T.get_user(s, p.username)
+            out = T.user_to_dict(u)
+            out.update(role=p.role, authenticated_via=p.via, access_key=p.access_key,
+                       administers=sorted(p.admin_domains) if not p.is_superadmin else ["*"])
+            if p.access_key:
+                kp = T.get_keypair(s, p.access_key)
+                levels = [T.levels_for(kp, g) for g in u.groups]
+                out["keypair_policy"] = T.policy_to_dict("keypair", kp.resource_policy)
+                out["effective_limits"] = {g.name: slots_to_json(effective_limits(lv))
+                                           for g, lv in zip(u.groups, levels)}
+            return out
+
+        self.write_json(await self.run(work))
+
+
+ROUTES = [(r"me", MeHandler)]

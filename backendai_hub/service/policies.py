@@ -1,0 +1,43 @@
+"""REST resource: resource policies (keypair, user, group)."""
+
+from __future__ import annotations
+
+from .. import tenancy as T
+from .access import check_policy
+from .base import APIHandler
+
+
+class PoliciesHandler(APIHandler):
+    async def get(self):
+        check_policy(self.principal, "read")
+        kind = self.query("kind")
+        self.write_page(await self.run(lambda s: [T.policy_to_dict(k, p) for k, p in T.list_policies(s, kind)]))
+
+    async def post(self):
+        data = self.body()
+        check_policy(self.principal, "create")
+        kind = data.pop("kind", "keypair")
+        self.write_json(await self.run(lambda s: T.policy_to_dict(kind, T.create_policy(s, kind, data))), 201)
+
+
+class PolicyHandler(APIHandler):
+    async def get(self, kind, name):
+        check_policy(self.principal, "read")
+        self.write_json(await self.run(lambda s: T.policy_to_dict(kind, T.get_policy(s, kind, name))))
+
+    async def patch(self, kind, name):
+        data = self.body()
+        check_policy(self.principal, "update")
+        self.write_json(await self.run(lambda s: T.policy_to_dict(kind, T.update_policy(s, kind, name, data))))
+
+    async def delete(self, kind, name):
+        check_policy(self.principal, "delete")
+        await self.run(lambda s: T.delete_policy(s, kind, name))
+        self.set_status(204)
+        self.finish()
+
+
+ROUTES = [
+    (r"resource-policies", PoliciesHandler),
+    (r"resource-policies/([^/]+)/([^/]+)", PolicyHandler),
+]
