@@ -32,9 +32,11 @@ def keys_for(login: str, address: str | None) -> list[str]:
 def locked(s: Session, keys: list[str], now: datetime | None = None) -> tuple[str, int] | None:
     """The first locked key and the seconds left on its lock, or None."""
     now = now or _now()
-    for row in s.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys))):
-        if row.locked_until and row.locked_until > now:
-            return row.key, max(1, int((row.locked_until - now).total_seconds()))
+    rows = {r.key: r for r in s.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys)))}
+    for key in keys:  # in the caller's order: the user's lock is named before the address's
+        row = rows.get(key)
+        if row is not None and row.locked_until and row.locked_until > now:
+            return key, max(1, int((row.locked_until - now).total_seconds()))
     return None
 
 

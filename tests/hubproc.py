@@ -93,3 +93,22 @@ class HubProcess:
         r = s.post(f"{self.url}/hub/login?next=", timeout=20, allow_redirects=False,
                    data={"username": username, "password": password, "_xsrf": s.cookies.get("_xsrf", "")})
         return s, r
+
+
+def hub_token(hub: HubProcess, username: str, password: str, note: str = "test") -> str:
+    """Sign in through the form, then create an API token as that user (scopes: inherit)."""
+    s, r = hub.login(username, password)
+    assert r.status_code == 302, r.text[:300]
+    r = s.post(f"{hub.url}/hub/api/users/{username}/tokens", json={"note": note},
+               headers={"X-XSRFToken": s.cookies.get("_xsrf", "")}, timeout=10)
+    r.raise_for_status()
+    return r.json()["token"]
+
+
+def run_cli(hub: HubProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """`backendai-hub` against the hub's database (local mode)."""
+    env = {**os.environ, "BACKENDAI_HUB_DB_URL": f"sqlite:///{hub.state / 'backendai_hub.sqlite'}",
+           "BACKENDAI_HUB_CRYPT_KEY_FILE": str(hub.state / "backendai_hub.key")}
+    env.pop("BACKENDAI_HUB_CRYPT_KEY", None)
+    return subprocess.run([sys.executable, "-m", "backendai_hub.cli", *args], input=stdin, text=True,
+                          capture_output=True, env=env, cwd=REPO)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
+import signal
 from datetime import timedelta
 from urllib.parse import urlparse
 
@@ -50,6 +52,8 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
         openapi=build_spec(API_ROUTES, prefix),
         service_prefix=prefix,
         version=__version__,
+        # signs the OAuth cookie of browser sessions; a restart only means signing in again
+        cookie_secret=os.environ.get("JUPYTERHUB_COOKIE_SECRET") or secrets.token_bytes(32),
     )
 
 
@@ -84,5 +88,15 @@ def main() -> None:
     db.ensure_schema()
     app = make_app(db, prefix=prefix)
     app.listen(url.port or 80, address=url.hostname or "127.0.0.1", xheaders=True)
-    logging.getLogger("backendai_hub.service").info("backendai-hub service at %s%s", url.geturl(), prefix)
-    ioloop.IOLoop.current().start()
+    log = logging.getLogger("backendai_hub.service")
+    log.info("backendai-hub service at %s%s", url.geturl(), prefix)
+    loop = ioloop.IOLoop.current()
+
+    def stop(signum, _frame):
+        log.info("Stopping on signal %s", signum)
+        loop.add_callback_from_signal(loop.stop)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    loop.start()
+    db.dispose()

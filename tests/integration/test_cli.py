@@ -149,7 +149,7 @@ def test_fixture_populate_list_reset(cli, tmp_path):
     status = ok(cli("fixture", "list", EXAMPLE, "-o", "json")).json()
     assert all(x["present"] for x in status if x["kind"] != "keypair")
     users = ok(cli("user", "list", "-o", "json")).json()
-    assert {u["username"]: u["role"] for u in users} == {"admin": "superadmin", "demo": "user"}
+    assert {u["username"]: u["role"] for u in users} == {"admin": "superadmin", "manager": "domain-admin", "demo": "user"}
     # an admin's change is undone by reset
     ok(cli("user", "update", "demo", "--role", "superadmin"))
     ok(cli("fixture", "reset", EXAMPLE))

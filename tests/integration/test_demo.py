@@ -10,7 +10,7 @@ from tests.conftest import REPO
 def test_demo_prints_how_to_sign_in(demo_hub):
     log = demo_hub.log.read_text()
     creds = demo_hub.credentials
-    assert set(creds) == {"admin", "demo"}
+    assert set(creds) == {"admin", "manager", "demo"}
     assert f"username: admin    password: {creds['admin']['password']}" in log
     assert f"http://127.0.0.1:{demo_hub.port}" in log
     # the banner never prints keypair secrets; they stay in the 0600 file

@@ -1,0 +1,1 @@
+"""Speed benchmarks of backendai-hub, run with ``python -m benchmarks`` (see README.md)."""

@@ -1,0 +1,152 @@
+"""The REST service as the hub runs it: behind the real proxy, with hub tokens and keypair signatures."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from backendai_hub import signing
+from tests.hubproc import hub_token, run_cli
+
+
+@pytest.fixture(scope="module")
+def hub(demo_hub):
+    # a second domain with a user, so that domain scoping is visible
+    for args in (["domain", "create", "research"], ["group", "create", "bio", "-d", "research"],
+                 ["user", "create", "rita", "--email", "rita@example.com", "-d", "research", "--groups", "bio",
+                  "--password-stdin"]):
+        r = run_cli(demo_hub, *args, stdin="rita-password\n")
+        assert r.returncode == 0 or "already exists" in r.stderr, r.stderr
+    return demo_hub
+
+
+@pytest.fixture(scope="module")
+def tokens(hub):
+    creds = hub.credentials
+    return {name: hub_token(hub, name, creds[name]["password"]) for name in ("admin", "manager", "demo")}
+
+
+def api(hub, token, method, path, **kw):
+    return requests.request(method, f"{hub.url}/services/backendai/api/v1/{path}",
+                            headers={"Authorization": f"token {token}"}, timeout=10, **kw)
+
+
+@pytest.mark.parametrize("who, role, administers", [
+    ("admin", "superadmin", ["*"]), ("manager", "domain-admin", ["default"]), ("demo", "user", [])])
+def test_hub_token_carries_the_role(hub, tokens, who, role, administers):
+    r = api(hub, tokens[who], "GET", "me")
+    assert r.status_code == 200, r.text
+    me = r.json()
+    assert (me["role"], me["administers"], me["authenticated_via"]) == (role, administers, "token")
+
+
+def test_domain_admin_sees_only_their_domain(hub, tokens):
+    everyone = {u["username"] for u in api(hub, tokens["admin"], "GET", "users").json()["items"]}
+    theirs = {u["username"] for u in api(hub, tokens["manager"], "GET", "users").json()["items"]}
+    assert "rita" in everyone and "rita" not in theirs
+    assert {"admin", "manager", "demo"} <= theirs
+    assert api(hub, tokens["manager"], "GET", "users/rita").status_code == 404
+    r = api(hub, tokens["manager"], "POST", "users", json={"username": "x1", "email": "x1@example.com",
+                                                         "domain": "research"})
+    assert r.status_code == 403 and "only their own domain 'default'" in r.json()["message"]
+    r = api(hub, tokens["manager"], "PATCH", "users/demo", json={"role": "superadmin"})
+    assert r.status_code == 403 and "only superadmins can make someone superadmin" in r.json()["message"]
+    assert [d["name"] for d in api(hub, tokens["manager"], "GET", "domains").json()["items"]] == ["default"]
+
+
+def test_user_reaches_only_themselves(hub, tokens):
+    assert [u["username"] for u in api(hub, tokens["demo"], "GET", "users").json()["items"]] == ["demo"]
+    r = api(hub, tokens["demo"], "GET", "resource-policies")
+    assert r.status_code == 403 and "only superadmins and domain admins" in r.json()["message"]
+    r = api(hub, tokens["demo"], "POST", "keypairs", json={})
+    assert r.status_code == 201 and len(r.json()["secret_key"]) == 40
+
+
+def test_tenancy_is_mirrored_into_hub_groups_and_roles(hub, tokens):
+    r = requests.get(f"{hub.url}/hub/api/users/manager", headers={"Authorization": f"token {tokens['admin']}"},
+                     timeout=10)
+    model = r.json()
+    assert set(model["groups"]) == {"domain:default", "default:default"}
+    assert "backendai-domain-admin-default" in model["roles"] and not model["admin"]
+    assert requests.get(f"{hub.url}/hub/api/users/admin", headers={"Authorization": f"token {tokens['admin']}"},
+                        timeout=10).json()["admin"] is True
+    # the domain admin's hub role lists only users of their domain
+    hub_users = requests.get(f"{hub.url}/hub/api/users", headers={"Authorization": f"token {tokens['manager']}"},
+                             timeout=10).json()
+    names = {u["name"] for u in hub_users}
+    assert "demo" in names and "admin" in names and "rita" not in names
+
+
+def test_no_credentials_is_401_json(hub):
+    r = requests.get(f"{hub.url}/services/backendai/api/v1/me", timeout=10)
+    assert r.status_code == 401
+    assert r.json()["error"] == "Unauthorized"
+
+
+def test_version_handshake(hub):
+    for path in ("/services/backendai", "/services/backendai/"):
+        r = requests.get(hub.url + path, timeout=10)
+        assert r.status_code == 200 and r.json()["version"] == "v7.20230615"
+
+
+def signed_get(hub, path, ak, sk, *, date=None):
+    headers = signing.sign("GET", path, host=f"127.0.0.1:{hub.port}", access_key=ak, secret_key=sk,
+                           date=date or datetime.now(timezone.utc))
+    return requests.get(hub.url + path, headers=headers, timeout=10)
+
+
+def test_keypair_signature_through_the_proxy_and_its_refusals(hub):
+    c = hub.credentials["demo"]
+    path = "/services/backendai/api/v1/me"
+    assert signed_get(hub, path, c["access_key"], c["secret_key"]).json()["username"] == "demo"
+    r = signed_get(hub, path, c["access_key"], "x" * 40)
+    assert r.status_code == 401 and "signature does not match" in r.json()["message"].lower()
+    for minutes in (16, -16):
+        r = signed_get(hub, path, c["access_key"], c["secret_key"],
+                       date=datetime.now(timezone.utc) - timedelta(minutes=minutes))
+        assert r.status_code == 401 and "at most 900 s is allowed" in r.json()["message"]
+    headers = signing.sign("GET", path, host=f"127.0.0.1:{hub.port}", access_key=c["access_key"],
+                           secret_key=c["secret_key"])
+    assert requests.get(hub.url + path, headers=headers, timeout=10).status_code == 200
+    r = requests.get(hub.url + path, headers=headers, timeout=10)
+    assert r.status_code == 401 and "signature was already used" in r.json()["message"]
+
+
+@pytest.fixture(scope="module")
+def backend_ai_cli():
+    """The real `backend.ai` command of backend.ai-client 23.9 (its own venv, see scripts/ensure-bai-client.sh)."""
+    import os
+    from pathlib import Path
+
+    from tests.conftest import REPO, unavailable
+
+    python = Path(os.environ.get("BACKENDAI_CLIENT_PYTHON", REPO / ".venv-bai" / "bin" / "python"))
+    exe = python.with_name("backend.ai")
+    if not exe.exists():
+        unavailable("backend.ai-client", "run `make test` or scripts/ensure-bai-client.sh")
+    return exe
+
+
+def run_backend_ai(exe, hub, tmp_path, access_key, secret_key, *args):
+    import subprocess
+
+    env = {"PATH": f"{exe.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "BACKEND_ENDPOINT": f"{hub.url}/services/backendai", "BACKEND_ENDPOINT_TYPE": "api",
+           "BACKEND_ACCESS_KEY": access_key, "BACKEND_SECRET_KEY": secret_key}
+    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_real_backend_ai_client_authenticates_with_an_issued_keypair(hub, backend_ai_cli, tmp_path):
+    # a keypair issued by the admin CLI, as an operator would hand it out
+    r = run_cli(hub, "-o", "json", "keypair", "issue", "demo")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    kp = json.loads(r.stdout)
+    out = run_backend_ai(backend_ai_cli, hub, tmp_path, kp["access_key"], kp["secret_key"],
+                         "vfolder", "list-hosts")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Usable hosts: local" in out.stdout
+    bad = run_backend_ai(backend_ai_cli, hub, tmp_path, kp["access_key"], "x" * 40, "vfolder", "list-hosts")
+    assert bad.returncode != 0
+    assert "401" in bad.stdout + bad.stderr
