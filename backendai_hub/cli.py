@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -12,6 +13,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from . import fixtures as F
 from . import tenancy as T
+from .admin import LocalBackend, RemoteBackend
 from .db import Database, current_revision, head_revision
 from .errors import TenancyError
 from .keys import CryptKeyError, generate_password
@@ -93,7 +95,7 @@ NULLABLE = ("max_concurrent_sessions", "max_session_lifetime", "idle_timeout", "
 
 def _data(args: argparse.Namespace, drop: Sequence[str] = ()) -> dict:
     """Only the options the user gave (subparsers use argparse.SUPPRESS as default)."""
-    skip = {"resource", "verb", "output", "db_url", "func", *drop}
+    skip = {"resource", "verb", "output", "db_url", "endpoint", "func", *drop}
     out = {}
     for k, v in vars(args).items():
         if k in skip:
@@ -130,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
                                "resource policies.")
     parser.add_argument("--db-url", default=None,
                         help="database URL (default: $BACKENDAI_HUB_DB_URL or sqlite:///backendai_hub.sqlite)")
+    parser.add_argument("--endpoint", default=None,
+                        help="a running hub's service URL (default: $BACKEND_ENDPOINT), e.g. "
+                             "http://127.0.0.1:8000/services/backendai; requests are signed with "
+                             "$BACKEND_ACCESS_KEY / $BACKEND_SECRET_KEY")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table",
                         help="output format of reads (default: table)")
     res = parser.add_subparsers(dest="resource", metavar="RESOURCE", required=True)
@@ -141,24 +147,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     # domain
     v = res.add_parser("domain", help="domains (tenants)").add_subparsers(dest="verb", required=True)
-    p = _sub(v, "create", "create a domain", cmd_domain_create, read=True)
+    p = _sub(v, "create", "create a domain", cmd_create, read=True)
     p.add_argument("name")
     _common_tenant_opts(p)
-    _sub(v, "list", "list domains", cmd_domain_list, read=True)
-    _sub(v, "show", "show a domain", cmd_domain_show, read=True).add_argument("name")
-    p = _sub(v, "update", "change a domain", cmd_domain_update, read=True)
+    _sub(v, "list", "list domains", cmd_list, read=True)
+    _sub(v, "show", "show a domain", cmd_show, read=True).add_argument("name")
+    p = _sub(v, "update", "change a domain", cmd_update, read=True)
     p.add_argument("name")
     p.add_argument("--rename", dest="new_name", metavar="NAME")
     _common_tenant_opts(p)
-    _sub(v, "delete", "delete an empty domain", cmd_domain_delete).add_argument("name")
+    _sub(v, "delete", "delete an empty domain", cmd_delete).add_argument("name")
 
     # group
     v = res.add_parser("group", help="groups (projects) within a domain").add_subparsers(dest="verb",
                                                                                         required=True)
-    for verb, help, func in (("create", "create a group", cmd_group_create),
-                             ("show", "show a group", cmd_group_show),
-                             ("update", "change a group", cmd_group_update),
-                             ("delete", "delete a group", cmd_group_delete)):
+    for verb, help, func in (("create", "create a group", cmd_create),
+                             ("show", "show a group", cmd_show),
+                             ("update", "change a group", cmd_update),
+                             ("delete", "delete a group", cmd_delete)):
         p = _sub(v, verb, help, func, read=verb != "delete")
         p.add_argument("name")
         p.add_argument("-d", "--domain", default="default", help="domain (default: default)")
@@ -167,13 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--policy", dest="resource_policy", help="group resource policy")
         if verb == "update":
             p.add_argument("--rename", dest="new_name", metavar="NAME")
-    p = _sub(v, "list", "list groups", cmd_group_list, read=True)
+    p = _sub(v, "list", "list groups", cmd_list, read=True)
     p.add_argument("-d", "--domain", help="only this domain")
 
     # user
     v = res.add_parser("user", help="users").add_subparsers(dest="verb", required=True)
     p = _sub(v, "create", "create a user (prints a generated password if none is given)",
-             cmd_user_create, read=True)
+             cmd_create, read=True)
     p.add_argument("username")
     p.add_argument("--email", required=True)
     p.add_argument("-d", "--domain", default="default")
@@ -185,11 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--password", help="password (visible in ps; prefer --password-stdin)")
     pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     pw.add_argument("--no-password", action="store_true", help="keypair-only user, no browser sign-in")
-    p = _sub(v, "list", "list users", cmd_user_list, read=True)
+    p = _sub(v, "list", "list users", cmd_list, read=True)
     p.add_argument("-d", "--domain")
     p.add_argument("-g", "--group", help="only members of this group (needs --domain)")
-    _sub(v, "show", "show a user (by username or email)", cmd_user_show, read=True).add_argument("user")
-    p = _sub(v, "update", "change a user", cmd_user_update, read=True)
+    _sub(v, "show", "show a user (by username or email)", cmd_show, read=True).add_argument("user")
+    p = _sub(v, "update", "change a user", cmd_update, read=True)
     p.add_argument("user")
     p.add_argument("--rename", dest="username", metavar="USERNAME")
     p.add_argument("--email")
@@ -202,34 +208,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remove-groups", metavar="GROUP,...")
     p.add_argument("--policy", dest="resource_policy")
     p.add_argument("--password-stdin", action="store_true", help="set a new password read from stdin")
-    _sub(v, "delete", "delete a user and their keypairs", cmd_user_delete).add_argument("user")
+    _sub(v, "delete", "delete a user and their keypairs", cmd_delete).add_argument("user")
 
     # keypair
     v = res.add_parser("keypair", help="API keypairs").add_subparsers(dest="verb", required=True)
     for verb in ("issue", "create"):
-        p = _sub(v, verb, "issue a keypair for a user; prints the secret key once", cmd_keypair_issue,
+        p = _sub(v, verb, "issue a keypair for a user; prints the secret key once", cmd_create,
                  read=True)
         p.add_argument("user")
         p.add_argument("--policy", dest="resource_policy", help="keypair resource policy (default: default)")
         p.add_argument("--inactive", dest="is_active", action="store_const", const=False)
-    p = _sub(v, "list", "list keypairs (never their secrets)", cmd_keypair_list, read=True)
+    p = _sub(v, "list", "list keypairs (never their secrets)", cmd_list, read=True)
     p.add_argument("-u", "--user")
-    _sub(v, "show", "show a keypair", cmd_keypair_show, read=True).add_argument("access_key")
-    p = _sub(v, "update", "change a keypair", cmd_keypair_update, read=True)
+    _sub(v, "show", "show a keypair", cmd_show, read=True).add_argument("access_key")
+    p = _sub(v, "update", "change a keypair", cmd_update, read=True)
     p.add_argument("access_key")
     p.add_argument("--policy", dest="resource_policy")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--active", dest="is_active", action="store_const", const=True)
     g.add_argument("--inactive", dest="is_active", action="store_const", const=False)
-    _sub(v, "delete", "delete a keypair", cmd_keypair_delete).add_argument("access_key")
+    _sub(v, "delete", "delete a keypair", cmd_delete).add_argument("access_key")
 
     # policy
     v = res.add_parser("policy", help="resource policies (keypair, user, group)").add_subparsers(
         dest="verb", required=True)
-    for verb, help, func in (("create", "create a resource policy", cmd_policy_create),
-                             ("show", "show a resource policy", cmd_policy_show),
-                             ("update", "change a resource policy", cmd_policy_update),
-                             ("delete", "delete an unused resource policy", cmd_policy_delete)):
+    for verb, help, func in (("create", "create a resource policy", cmd_create),
+                             ("show", "show a resource policy", cmd_show),
+                             ("update", "change a resource policy", cmd_update),
+                             ("delete", "delete an unused resource policy", cmd_delete)):
         p = _sub(v, verb, help, func, read=verb != "delete")
         p.add_argument("name")
         p.add_argument("-k", "--kind", choices=tuple(T.POLICY_KINDS), default="keypair",
@@ -238,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
             _policy_opts(p)
         if verb == "update":
             p.add_argument("--rename", dest="new_name", metavar="NAME")
-    p = _sub(v, "list", "list resource policies", cmd_policy_list, read=True)
+    p = _sub(v, "list", "list resource policies", cmd_list, read=True)
     p.add_argument("-k", "--kind", choices=tuple(T.POLICY_KINDS))
 
     # fixture
@@ -264,10 +270,8 @@ def _out(args) -> str:
     return getattr(args, "output", "table")
 
 
-def _rename(data: dict, key: str) -> dict:
-    if "new_name" in data:
-        data[key] = data.pop("new_name")
-    return data
+def _one(args, kind: str, obj: dict) -> None:
+    emit(obj, COLUMNS[kind], _out(args), single=True)
 
 
 def cmd_db_upgrade(db: Database, args) -> None:
@@ -280,63 +284,15 @@ def cmd_db_current(db: Database, args) -> None:
     emit({"current": rev, "head": head_revision()}, (), _out(args), single=True)
 
 
-def _one(args, kind: str, obj: dict) -> None:
-    emit(obj, COLUMNS[kind], _out(args), single=True)
+# how each resource's command line names one object, and which options are not data
+KEY_ARGS = {"domain": ("name",), "group": ("domain", "name"), "user": ("user",), "keypair": ("access_key",),
+            "policy": ("kind", "name")}
+LIST_FILTERS = {"domain": (), "group": ("domain",), "user": ("domain", "group"), "keypair": ("user",),
+                "policy": ("kind",)}
 
 
-def cmd_domain_create(db, args):
-    with db.session() as s:
-        _one(args, "domain", T.domain_to_dict(T.create_domain(s, _data(args))))
-
-
-def cmd_domain_list(db, args):
-    with db.session() as s:
-        emit([T.domain_to_dict(d) for d in T.list_domains(s)], COLUMNS["domain"], _out(args))
-
-
-def cmd_domain_show(db, args):
-    with db.session() as s:
-        _one(args, "domain", T.domain_to_dict(T.get_domain(s, args.name)))
-
-
-def cmd_domain_update(db, args):
-    with db.session() as s:
-        _one(args, "domain", T.domain_to_dict(
-            T.update_domain(s, args.name, _rename(_data(args, ("name",)), "name"))))
-
-
-def cmd_domain_delete(db, args):
-    with db.session() as s:
-        T.delete_domain(s, args.name)
-    print(f"deleted domain {args.name!r}")
-
-
-def cmd_group_create(db, args):
-    with db.session() as s:
-        _one(args, "group", T.group_to_dict(T.create_group(s, _data(args))))
-
-
-def cmd_group_list(db, args):
-    with db.session() as s:
-        emit([T.group_to_dict(g) for g in T.list_groups(s, getattr(args, "domain", None))],
-             COLUMNS["group"], _out(args))
-
-
-def cmd_group_show(db, args):
-    with db.session() as s:
-        _one(args, "group", T.group_to_dict(T.get_group(s, args.domain, args.name)))
-
-
-def cmd_group_update(db, args):
-    with db.session() as s:
-        data = _rename(_data(args, ("name", "domain")), "name")
-        _one(args, "group", T.group_to_dict(T.update_group(s, args.domain, args.name, data)))
-
-
-def cmd_group_delete(db, args):
-    with db.session() as s:
-        T.delete_group(s, args.domain, args.name)
-    print(f"deleted group {args.name!r} of domain {args.domain!r}")
+def _key(args) -> tuple:
+    return tuple(getattr(args, a) for a in KEY_ARGS[args.resource])
 
 
 def _read_password() -> str:
@@ -348,110 +304,48 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
-def cmd_user_create(db, args):
+def cmd_create(backend, args):
+    resource = args.resource
     data = _data(args, ("password_stdin", "no_password"))
     generated = None
-    if getattr(args, "password_stdin", False):
-        data["password"] = _read_password()
-    elif getattr(args, "no_password", False):
-        data["password"] = None
-    elif "password" not in data:
-        data["password"] = generated = generate_password()
-    with db.session() as s:
-        user = T.user_to_dict(T.create_user(s, data))
+    if resource == "user":
+        if getattr(args, "password_stdin", False):
+            data["password"] = _read_password()
+        elif getattr(args, "no_password", False):
+            data["password"] = None
+        elif "password" not in data:
+            data["password"] = generated = generate_password()
+    obj = backend.create(resource, data)
     if generated and _out(args) == "json":
-        user["password"] = generated
-    _one(args, "user", user)
+        obj["password"] = generated
+    _one(args, resource, obj)
     if generated and _out(args) != "json":
         print(f"password  {generated}  (generated; shown once)")
-
-
-def cmd_user_list(db, args):
-    with db.session() as s:
-        users = T.list_users(s, getattr(args, "domain", None), getattr(args, "group", None))
-        emit([T.user_to_dict(u) for u in users], COLUMNS["user"], _out(args))
-
-
-def cmd_user_show(db, args):
-    with db.session() as s:
-        _one(args, "user", T.user_to_dict(T.get_user(s, args.user)))
-
-
-def cmd_user_update(db, args):
-    data = _data(args, ("user", "password_stdin"))
-    if getattr(args, "password_stdin", False):
-        data["password"] = _read_password()
-    with db.session() as s:
-        _one(args, "user", T.user_to_dict(T.update_user(s, args.user, data)))
-
-
-def cmd_user_delete(db, args):
-    with db.session() as s:
-        T.delete_user(s, args.user)
-    print(f"deleted user {args.user!r}")
-
-
-def cmd_keypair_issue(db, args):
-    box = db.secrets
-    with db.session() as s:
-        kp, secret = T.issue_keypair(s, box, _data(args))
-        out = T.keypair_to_dict(kp)
-    out["secret_key"] = secret
-    _one(args, "keypair", out)
-    if _out(args) != "json":
+    if resource == "keypair" and _out(args) != "json":
         print("(the secret key is shown only now: store it safely)", file=sys.stderr)
 
 
-def cmd_keypair_list(db, args):
-    with db.session() as s:
-        emit([T.keypair_to_dict(k) for k in T.list_keypairs(s, getattr(args, "user", None))],
-             COLUMNS["keypair"], _out(args))
+def cmd_list(backend, args):
+    filters = {f: getattr(args, f, None) for f in LIST_FILTERS[args.resource]}
+    emit(backend.list(args.resource, **filters), COLUMNS[args.resource], _out(args))
 
 
-def cmd_keypair_show(db, args):
-    with db.session() as s:
-        _one(args, "keypair", T.keypair_to_dict(T.get_keypair(s, args.access_key)))
+def cmd_show(backend, args):
+    _one(args, args.resource, backend.show(args.resource, _key(args)))
 
 
-def cmd_keypair_update(db, args):
-    with db.session() as s:
-        _one(args, "keypair", T.keypair_to_dict(
-            T.update_keypair(s, args.access_key, _data(args, ("access_key",)))))
+def cmd_update(backend, args):
+    data = _data(args, (*KEY_ARGS[args.resource], "password_stdin"))
+    if "new_name" in data:
+        data["name"] = data.pop("new_name")
+    if getattr(args, "password_stdin", False):
+        data["password"] = _read_password()
+    _one(args, args.resource, backend.update(args.resource, _key(args), data))
 
 
-def cmd_keypair_delete(db, args):
-    with db.session() as s:
-        T.delete_keypair(s, args.access_key)
-    print(f"deleted keypair {args.access_key!r}")
-
-
-def cmd_policy_create(db, args):
-    with db.session() as s:
-        p = T.create_policy(s, args.kind, _data(args, ("kind",)))
-        _one(args, "policy", T.policy_to_dict(args.kind, p))
-
-
-def cmd_policy_list(db, args):
-    with db.session() as s:
-        emit([T.policy_to_dict(k, p) for k, p in T.list_policies(s, getattr(args, "kind", None))],
-             COLUMNS["policy"], _out(args))
-
-
-def cmd_policy_show(db, args):
-    with db.session() as s:
-        _one(args, "policy", T.policy_to_dict(args.kind, T.get_policy(s, args.kind, args.name)))
-
-
-def cmd_policy_update(db, args):
-    with db.session() as s:
-        data = _rename(_data(args, ("name", "kind")), "name")
-        _one(args, "policy", T.policy_to_dict(args.kind, T.update_policy(s, args.kind, args.name, data)))
-
-
-def cmd_policy_delete(db, args):
-    with db.session() as s:
-        T.delete_policy(s, args.kind, args.name)
-    print(f"deleted {args.kind} resource policy {args.name!r}")
+def cmd_delete(backend, args):
+    backend.delete(args.resource, _key(args))
+    print(f"deleted {args.resource} {'/'.join(map(str, _key(args)))}")
 
 
 def cmd_fixture_populate(db, args):
@@ -480,6 +374,9 @@ def cmd_completion(db, args):
     print(shtab.complete(build_parser(), shell=args.shell))
 
 
+LOCAL_ONLY = (cmd_db_upgrade, cmd_db_current, cmd_fixture_populate, cmd_fixture_list, cmd_fixture_reset)
+
+
 # -- entry point -------------------------------------------------------------------------------
 
 def _fail(message: str) -> int:
@@ -493,20 +390,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.func is cmd_completion:
         args.func(None, args)
         return 0
-    db = Database(url=args.db_url) if args.db_url else Database()
+    remote = args.endpoint or (os.environ.get("BACKEND_ENDPOINT") if not args.db_url else None)
     try:
-        if args.func is not cmd_db_upgrade and not db.has_tables():
-            return _fail(f"the database {db.engine.url.render_as_string(hide_password=True)} has no "
-                         f"backendai-hub schema: run `{PROG} db upgrade` first")
-        args.func(db, args)
+        if remote:
+            if args.func in LOCAL_ONLY:
+                return _fail(f"'{args.resource} {args.verb}' works on the database only: "
+                             "pass --db-url (or unset BACKEND_ENDPOINT)")
+            backend = RemoteBackend.from_env(remote)
+            try:
+                args.func(backend, args)
+            finally:
+                backend.close()
+            return 0
+        db = Database(url=args.db_url) if args.db_url else Database()
+        try:
+            if args.func is not cmd_db_upgrade and not db.has_tables():
+                return _fail(f"the database {db.engine.url.render_as_string(hide_password=True)} has no "
+                             f"backendai-hub schema: run `{PROG} db upgrade` first")
+            args.func(db if args.func in LOCAL_ONLY else LocalBackend(db), args)
+        finally:
+            db.dispose()
     except TenancyError as e:
         return _fail(e.message)
     except (UsageError, CryptKeyError) as e:
         return _fail(str(e))
     except (OperationalError, ProgrammingError) as e:
         return _fail(f"database error: {str(e.orig).splitlines()[0] if e.orig else e}")
-    finally:
-        db.dispose()
     return 0
 
 

@@ -150,3 +150,50 @@ def test_real_backend_ai_client_authenticates_with_an_issued_keypair(hub, backen
     bad = run_backend_ai(backend_ai_cli, hub, tmp_path, kp["access_key"], "x" * 40, "vfolder", "list-hosts")
     assert bad.returncode != 0
     assert "401" in bad.stdout + bad.stderr
+
+
+def remote_cli(hub, who, *args):
+    import os
+    import subprocess
+    import sys
+
+    c = hub.credentials[who]
+    env = {**os.environ, "BACKEND_ENDPOINT": f"{hub.url}/services/backendai",
+           "BACKEND_ACCESS_KEY": c["access_key"], "BACKEND_SECRET_KEY": c["secret_key"]}
+    env.pop("BACKENDAI_HUB_DB_URL", None)
+    return subprocess.run([sys.executable, "-m", "backendai_hub.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_remote_cli_reads_and_writes_through_the_service(hub):
+    import json
+
+    r = remote_cli(hub, "admin", "-o", "json", "domain", "create", "remote-made", "--slots", "cpu=4")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["total_resource_slots"] == {"cpu": "4"}
+    assert remote_cli(hub, "admin", "group", "create", "g1", "-d", "remote-made").returncode == 0
+    r = remote_cli(hub, "admin", "-o", "json", "group", "list", "-d", "remote-made")
+    assert [g["name"] for g in json.loads(r.stdout)] == ["g1"]
+    # the change is in the hub's database, as the local CLI sees it
+    assert json.loads(run_cli(hub, "-o", "json", "domain", "show", "remote-made").stdout)["name"] == "remote-made"
+    r = remote_cli(hub, "admin", "domain", "create", "remote-made")
+    assert r.returncode == 2 and r.stderr.strip() == \
+        "backendai-hub: error: domain 'remote-made' already exists (HTTP 409)"
+    r = remote_cli(hub, "manager", "domain", "create", "nope")
+    assert r.returncode == 2 and "only superadmins create, change or delete domains" in r.stderr
+    r = remote_cli(hub, "demo", "-o", "json", "user", "list")
+    assert [u["username"] for u in json.loads(r.stdout)] == ["demo"]
+    r = remote_cli(hub, "admin", "fixture", "list", "x.yaml")
+    assert r.returncode == 2 and "works on the database only" in r.stderr
+
+
+def test_remote_cli_reports_an_unreachable_hub(hub):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BACKEND_ENDPOINT": "http://127.0.0.1:9/services/backendai",
+           "BACKEND_ACCESS_KEY": "AKIAAAAAAAAAAAAAAAAA", "BACKEND_SECRET_KEY": "s" * 40}
+    r = subprocess.run([sys.executable, "-m", "backendai_hub.cli", "domain", "list"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "cannot reach http://127.0.0.1:9/services/backendai" in r.stderr
