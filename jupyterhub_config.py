@@ -28,6 +28,8 @@ c.JupyterHub.bind_url = f"http://127.0.0.1:{port}"
 c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+# land on the home page after sign-in: a session is started deliberately, with its options
+c.JupyterHub.default_url = "/hub/home"
 c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"
 chp = here / "node_modules" / ".bin" / "configurable-http-proxy"

@@ -24,9 +24,16 @@ _DEFAULT_ROLES = {r["name"]: r for r in get_default_roles()}
 
 
 def hub_group_names(user: User) -> list[str]:
-    """Hub groups mirroring tenancy: ``domain:<domain>`` and ``<domain>:<group>`` (never collide)."""
+    """Hub groups mirroring tenancy: ``domain:<domain>`` and ``<domain>:<group>`` (never collide).
+
+    Superadmins stay out of ``domain:<domain>``: domain admins' hub scopes are filtered by that
+    group, and they must not reach a superadmin's servers.
+    """
     d = user.domain.name
-    return [f"{DOMAIN_GROUP_PREFIX}{d}"] + [f"{d}:{g.name}" for g in user.groups if g.is_active]
+    projects = [f"{d}:{g.name}" for g in user.groups if g.is_active]
+    if user.role == UserRole.superadmin:
+        return projects
+    return [f"{DOMAIN_GROUP_PREFIX}{d}"] + projects
 
 
 def domain_admin_role(domain: str, service: str) -> dict:

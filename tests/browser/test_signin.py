@@ -1,6 +1,7 @@
 """A person signs in to the demo hub in a real Chromium and sees what their role allows."""
 
 import os
+import re
 
 import pytest
 
@@ -53,3 +54,26 @@ def test_wrong_password_shows_an_error(browser, demo_hub):
     page = sign_in(browser, demo_hub, "demo", "wrong-password")
     assert "/hub/login" in page.url
     assert "Invalid username or password" in page.content()
+
+
+def test_domain_admin_manages_only_their_domain_in_the_admin_page(browser, demo_hub):
+    from tests.hubproc import run_cli
+
+    for args in (["domain", "create", "elsewhere"],
+                 ["user", "create", "stranger", "--email", "stranger@example.com", "-d", "elsewhere",
+                  "--password-stdin"]):
+        r = run_cli(demo_hub, *args, stdin="stranger-password\n")
+        assert r.returncode == 0 or "already exists" in r.stderr
+    # users exist in the hub once they have signed in
+    assert demo_hub.login("stranger", "stranger-password")[1].status_code == 302
+    assert demo_hub.login("demo", demo_hub.credentials["demo"]["password"])[1].status_code == 302
+    page = sign_in(browser, demo_hub, "manager", demo_hub.credentials["manager"]["password"])
+    page.goto(f"{demo_hub.url}/hub/home")
+    assert page.locator("a[href$='/hub/admin']").count() >= 1
+    page.goto(f"{demo_hub.url}/hub/admin")
+    page.wait_for_selector("text=Displaying")
+    table = page.inner_text("table")
+    assert "manager" in table and "demo" in table
+    assert "stranger" not in table  # another domain
+    assert not re.search(r"\badmin\b", table)  # a superadmin
+    page.screenshot(path=str(demo_hub.state / "domain-admin.png"))
