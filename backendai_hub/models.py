@@ -209,3 +209,39 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SessionStatus(str, enum.Enum):
+    queued = "queued"  # fits the policy, waits for free host capacity; holds nothing
+    starting = "starting"  # admitted: holds its slots while the container starts
+    running = "running"
+    terminated = "terminated"
+
+
+LIVE_STATUSES = (SessionStatus.starting, SessionStatus.running)
+
+
+class KernelSession(Base):
+    """One hub server (default or named) as admitted against the policies; holds its slots while live."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    server_name: Mapped[str] = mapped_column(String(255), default="")
+    access_key: Mapped[str] = mapped_column(ForeignKey("keypairs.access_key", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), index=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), index=True)
+    image: Mapped[str] = mapped_column(String(255))
+    app: Mapped[str] = mapped_column(String(64), default="jupyterlab")
+    slots: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[SessionStatus] = mapped_column(_enum(SessionStatus, "session_status"), index=True)
+    status_info: Mapped[str] = mapped_column(Text, default="")
+    container_id: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    terminated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+    group: Mapped[Group] = relationship()
+    keypair: Mapped[KeyPair] = relationship()
