@@ -235,6 +235,7 @@ class KernelSession(Base):
     image: Mapped[str] = mapped_column(String(255))
     app: Mapped[str] = mapped_column(String(64), default="jupyterlab")
     slots: Mapped[dict] = mapped_column(JSON, default=dict)
+    allocation: Mapped[dict] = mapped_column(JSON, default=dict)  # {"cpuset": [...], "devices": {...}}
     status: Mapped[SessionStatus] = mapped_column(_enum(SessionStatus, "session_status"), index=True)
     status_info: Mapped[str] = mapped_column(Text, default="")
     container_id: Mapped[str | None] = mapped_column(String(80))

@@ -138,7 +138,7 @@ def _lock(s: Session) -> None:
 def admit(s: Session, charge: Charge, *, server_name: str, image: str, app: str,
           request: Mapping[str, Decimal], known_slots: Iterable[str] | None = None,
           capacity: Mapping[str, Decimal] | None = None, queue: bool = False,
-          queued_id: int | None = None) -> KernelSession:
+          queued_id: int | None = None, host_cpus: int | None = None) -> KernelSession:
     """Record a session if every policy level and the host can fit it; raise AdmissionDenied if not.
 
     With ``queue`` true, a session that fits the policies but not the host's free capacity is
@@ -179,6 +179,10 @@ def admit(s: Session, charge: Charge, *, server_name: str, image: str, app: str,
         s.add(row)
     else:
         row.status, row.slots = SessionStatus.starting, P.slots_to_json(request)
+    if host_cpus and "cpu" in request:
+        # pin to whole CPUs so that nproc inside tells the truth; quota enforces fractions
+        row.allocation = {**(row.allocation or {}),
+                          "cpuset": pick_cpuset(s, int(-(-request["cpu"] // 1)), host_cpus)}
     s.flush()
     return row
 
@@ -186,7 +190,18 @@ def admit(s: Session, charge: Charge, *, server_name: str, image: str, app: str,
 def _new_row(charge: Charge, server_name: str, image: str, app: str, request, status) -> KernelSession:
     return KernelSession(user_id=charge.user_id, server_name=server_name, access_key=charge.access_key,
                          group_id=charge.group_id, domain_id=charge.domain_id, image=image, app=app,
-                         slots=P.slots_to_json(request), status=status, status_info="", created_at=_now())
+                         slots=P.slots_to_json(request), allocation={}, status=status, status_info="",
+                         created_at=_now())
+
+
+def pick_cpuset(s: Session, cpus: int, host_cpus: int) -> list[int]:
+    """The ``cpus`` least-shared CPUs of the host (ties to the lowest ids), for cpuset pinning."""
+    load = {i: 0 for i in range(host_cpus)}
+    for alloc in s.scalars(select(KernelSession.allocation).where(KernelSession.status.in_(LIVE_STATUSES))):
+        for cpu in (alloc or {}).get("cpuset", []):
+            if cpu in load:
+                load[cpu] += 1
+    return sorted(sorted(load, key=lambda c: (load[c], c))[:max(1, min(cpus, host_cpus))])
 
 
 def queue_position(s: Session, session_id: int) -> int:
@@ -216,6 +231,8 @@ def release(s: Session, session_id: int | None, reason: str) -> bool:
     row = s.get(KernelSession, session_id)
     if row is None or row.status == SessionStatus.terminated:
         return False
+    if row.status_info.startswith("stopping: "):
+        reason = row.status_info[len("stopping: "):]  # the culler said why it stopped the server
     _terminate(row, reason)
     return True
 

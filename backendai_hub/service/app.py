@@ -11,17 +11,20 @@ from datetime import timedelta
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+import docker
 from tornado import ioloop, web
 from tornado.log import enable_pretty_logging
 
 from .. import __version__, signing
 from ..db import Database
-from . import compat, domains, groups, keypairs, locks, me, policies, users
+from ..images import ImageCatalog
+from . import compat, domains, groups, keypairs, locks, me, policies, sessions, users
 from .base import NotFoundHandler
+from .culler import Culler
 from .openapi import build_spec
 
 API_ROUTES = (domains.ROUTES + groups.ROUTES + users.ROUTES + keypairs.ROUTES + policies.ROUTES
-              + me.ROUTES + locks.ROUTES)
+              + me.ROUTES + locks.ROUTES + sessions.ROUTES)
 
 
 class OpenAPIHandler(web.RequestHandler):
@@ -31,7 +34,8 @@ class OpenAPIHandler(web.RequestHandler):
 
 
 def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: HubOAuth | None = None,
-             max_clock_skew: timedelta = timedelta(minutes=15)) -> web.Application:
+             max_clock_skew: timedelta = timedelta(minutes=15),
+             image_aliases: dict | None = None) -> web.Application:
     """Build the application; ``prefix`` is where the hub's proxy mounts it (JUPYTERHUB_SERVICE_PREFIX)."""
     if not prefix.endswith("/"):
         prefix += "/"
@@ -50,11 +54,20 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
         replay_cache=signing.ReplayCache(window=max_clock_skew),
         max_clock_skew=max_clock_skew,
         openapi=build_spec(API_ROUTES, prefix),
+        image_catalog=ImageCatalog(docker.from_env, image_aliases or {}),
         service_prefix=prefix,
         version=__version__,
         # signs the OAuth cookie of browser sessions; a restart only means signing in again
         cookie_secret=os.environ.get("JUPYTERHUB_COOKIE_SECRET") or secrets.token_bytes(32),
     )
+
+
+def hub_service_role(name: str = "backendai") -> dict:
+    """The role (for ``c.JupyterHub.load_roles``) that lets the service stop overdue servers."""
+    from .culler import SERVICE_SCOPES
+
+    return {"name": f"{name}-service", "description": "backendai-hub service: enforce session lifetimes",
+            "scopes": SERVICE_SCOPES, "services": [name]}
 
 
 def hub_service(url: str, *, name: str = "backendai", environment: dict | None = None) -> dict:
@@ -88,6 +101,11 @@ def main() -> None:
     db.ensure_schema()
     app = make_app(db, prefix=prefix)
     app.listen(url.port or 80, address=url.hostname or "127.0.0.1", xheaders=True)
+    api_url, token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
+    if api_url and token:
+        interval = float(os.environ.get("BACKENDAI_HUB_CULL_INTERVAL", "60"))
+        culler = Culler(db, api_url, token, interval=interval)
+        ioloop.IOLoop.current().add_callback(culler.run_forever)
     log = logging.getLogger("backendai_hub.service")
     log.info("backendai-hub service at %s%s", url.geturl(), prefix)
     loop = ioloop.IOLoop.current()

@@ -63,6 +63,15 @@ OUTPUT = {
                        "max_quota_size": NULLABLE_INT, "created_at": TIMESTAMP},
     "LoginLock": {"key": {"type": "string"}, "locked_until": {"type": "string"},
                   "seconds_left": {"type": "integer"}},
+    "Session": {"id": {"type": "integer"}, "user": {"type": "string"}, "server_name": {"type": "string"},
+                "access_key": {"type": "string"}, "group": {"type": "string"}, "domain": {"type": "string"},
+                "image": {"type": "string"}, "app": {"type": "string"}, "resources": SLOTS_OUT,
+                "status": {"type": "string", "enum": ["queued", "starting", "running", "terminated"]},
+                "status_info": {"type": "string"}, "container_id": {"type": "string", "nullable": True},
+                "created_at": TIMESTAMP, "started_at": TIMESTAMP, "terminated_at": TIMESTAMP},
+    "Image": {"ref": {"type": "string"}, "id": {"type": "string"}, "tags": STR_LIST, "aliases": STR_LIST,
+              "min_resources": SLOTS_OUT, "apps": STR_LIST,
+              "labels": {"type": "object", "additionalProperties": {"type": "string"}}},
     "Error": {"error": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
 }
 
@@ -74,11 +83,14 @@ RESOURCES = {
     "keypairs": ("KeyPair", "keypair"),
     "resource-policies": ("ResourcePolicy", "policy"),
     "login-locks": ("LoginLock", None),
+    "sessions": ("Session", None),
+    "images": ("Image", None),
 }
 LIST_FILTERS = {"groups": ["domain"], "users": ["domain", "group"], "keypairs": ["user"],
-                "resource-policies": ["kind"]}
+                "resource-policies": ["kind"], "sessions": ["status", "user"]}
 PATH_PARAMS = {"domains": ["name"], "groups": ["domain", "name"], "users": ["username"],
-               "keypairs": ["access_key"], "resource-policies": ["kind", "name"], "login-locks": ["key"]}
+               "keypairs": ["access_key"], "resource-policies": ["kind", "name"], "login-locks": ["key"],
+               "sessions": ["session_id"]}
 
 
 def _obj(props: dict, required: list[str] | None = None) -> dict:

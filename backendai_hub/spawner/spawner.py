@@ -1,15 +1,37 @@
-"""The spawner glue: JupyterHub hooks over DockerSpawner, calling the pure builders."""
+"""The spawner glue: JupyterHub hooks over DockerSpawner, calling the pure builders.
+
+``start()`` reads as its steps: options -> tenancy -> admission (maybe queued) -> container options
+-> create and start -> record. Whatever a failed start reserved is released.
+"""
 
 from __future__ import annotations
 
-from dockerspawner import DockerSpawner
-from traitlets import Integer, Unicode, default
+import asyncio
+import time
+from decimal import Decimal
 
-from .jail import SESSION_GID, SESSION_UID, jail_host_config
+from dockerspawner import DockerSpawner
+from jinja2 import Environment, PackageLoader, select_autoescape
+from tornado import web
+from traitlets import Bool, Dict, Float, Integer, Unicode, default
+
+from .. import metrics
+from .. import policy as P
+from .. import sessions as S
+from ..db import Database
+from ..errors import TenancyError
+from ..images import ImageCatalog
+from .jail import JailSettings, jail_create_kwargs, jail_host_config
+from .options import SessionOptions, options_from_form, parse_options
+
+_templates = Environment(loader=PackageLoader("backendai_hub", "templates"), autoescape=select_autoescape())
+_catalogs: dict[tuple, ImageCatalog] = {}
 
 
 class BackendAISpawner(DockerSpawner):
-    """Launches each session as a jailed container on the project's own Docker network."""
+    """Launches each session as a jailed container, admitted within every resource policy."""
+
+    # -- settings ------------------------------------------------------------------------------------
 
     @default("image")
     def _default_image(self):
@@ -24,6 +46,35 @@ class BackendAISpawner(DockerSpawner):
     def _default_remove(self):
         return True
 
+    default_resources = Dict(
+        {"cpu": "1", "mem": "1g"},
+        help="Resource slots a session gets when it asks for none (raised to an image's minimums).",
+    ).tag(config=True)
+
+    resource_presets = Dict(
+        {"small": "cpu=1,mem=1g", "medium": "cpu=2,mem=4g", "large": "cpu=4,mem=16g"},
+        help="Named presets offered in the options form (only those within the user's policy are shown).",
+    ).tag(config=True)
+
+    image_aliases = Dict(
+        {"python:3.11": "backendai-hub/notebook:python3.11"},
+        help="Short names users may give for images, mapped to local tags.",
+    ).tag(config=True)
+
+    host_capacity = Dict(
+        help="Slots this host offers (e.g. {'cpu': 8, 'mem': '32g'}); default: the engine's CPUs and memory.",
+    ).tag(config=True)
+
+    queue_timeout = Float(
+        300, help="Seconds a session that fits the policy may wait in the queue for free host capacity; "
+                  "0 refuses it at once.",
+    ).tag(config=True)
+
+    queue_poll_interval = Float(2, help="Seconds between attempts to leave the queue.").tag(config=True)
+
+    pin_cpus = Bool(True, help="Pin sessions to whole CPUs (cpuset) so that nproc matches the cpu slot.").tag(
+        config=True)
+
     pids_limit = Integer(
         512, help="Maximum number of processes (and threads) in a session container; stops fork bombs.",
     ).tag(config=True)
@@ -32,11 +83,251 @@ class BackendAISpawner(DockerSpawner):
 
     tmp_size = Unicode("256m", help="Size of the tmpfs mounted at /tmp in sessions.").tag(config=True)
 
-    @default("extra_host_config")
-    def _default_extra_host_config(self):
-        return jail_host_config(pids_limit=self.pids_limit, nofile=self.nofile_limit,
-                                tmp_size=self.tmp_size)
+    scratch_size = Unicode(
+        "1g", help="Size of the writable scratch tmpfs at /home/work (it counts against the memory slot); "
+                   "vfolders are mounted beneath it.",
+    ).tag(config=True)
 
-    @default("extra_create_kwargs")
-    def _default_extra_create_kwargs(self):
-        return {"user": f"{SESSION_UID}:{SESSION_GID}", "working_dir": "/home/work"}
+    read_only_rootfs = Bool(
+        True, help="Mount the image read-only: only /home/work, /tmp and vfolders are writable.",
+    ).tag(config=True)
+
+    seccomp_profile = Unicode(
+        None, allow_none=True,
+        help="Path of a seccomp profile (JSON) to use instead of the stricter-than-Docker one shipped in the "
+             "package; 'unconfined' is refused.",
+    ).tag(config=True)
+
+    runtime = Unicode(
+        None, allow_none=True, help="OCI runtime for sessions, e.g. 'runsc' (gVisor) where installed.",
+    ).tag(config=True)
+
+    @property
+    def jail_settings(self) -> JailSettings:
+        return JailSettings(seccomp_profile=self.seccomp_profile, pids_limit=self.pids_limit,
+                            nofile=self.nofile_limit, tmp_size=self.tmp_size, scratch_size=self.scratch_size,
+                            read_only_rootfs=self.read_only_rootfs, runtime=self.runtime)
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    session_id: int | None = None
+    _options: SessionOptions | None = None
+
+    @property
+    def database(self) -> Database:
+        return Database.instance(parent=self)
+
+    @property
+    def catalog(self) -> ImageCatalog:
+        key = tuple(sorted(self.image_aliases.items()))
+        if key not in _catalogs:
+            _catalogs[key] = ImageCatalog(lambda: self.client, self.image_aliases)
+        return _catalogs[key]
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.session_id = state.get("session_id")
+
+    def get_state(self):
+        state = super().get_state()
+        if self.session_id is not None:
+            state["session_id"] = self.session_id
+        return state
+
+    def clear_state(self):
+        super().clear_state()
+        self.session_id = None
+
+    async def _db(self, fn):
+        """Run ``fn(session)`` in one transaction on an executor thread."""
+        def work():
+            with self.database.session() as s:
+                return fn(s)
+
+        return await asyncio.get_running_loop().run_in_executor(None, work)
+
+    # -- capacity ------------------------------------------------------------------------------------
+
+    _engine_info: dict | None = None
+
+    async def _host(self) -> tuple[dict[str, Decimal], int]:
+        """The host's capacity and CPU count (the engine's, unless configured)."""
+        if BackendAISpawner._engine_info is None:
+            info = await self.docker("info")
+            BackendAISpawner._engine_info = {"cpu": int(info["NCPU"]), "mem": int(info["MemTotal"])}
+        info = BackendAISpawner._engine_info
+        capacity = {"cpu": Decimal(info["cpu"]), "mem": Decimal(info["mem"])}
+        if self.host_capacity:
+            capacity = {**capacity, **P.parse_slots(self.host_capacity, field="host_capacity")}
+        return capacity, info["cpu"]
+
+    @property
+    def known_slots(self) -> set[str]:
+        return {"cpu", "mem"}
+
+    # -- options form --------------------------------------------------------------------------------
+
+    @default("options_form")
+    def _default_options_form(self):
+        return _render_options_form
+
+    def options_from_form(self, formdata):
+        data = options_from_form(formdata, tuple(sorted(self.known_slots)))
+        preset = (formdata.get("preset") or [""])[0]
+        if preset and "resources" not in data and preset in self.resource_presets:
+            data["resources"] = self.resource_presets[preset]
+        return data
+
+    # -- start, step by step --------------------------------------------------------------------------
+
+    _events: list[dict]
+
+    def _event(self, progress: int, message: str) -> None:
+        self.log.info("%s: %s", self._log_name, message)
+        if not hasattr(self, "_events"):
+            self._events = []
+        self._events.append({"progress": progress, "message": message})
+
+    async def progress(self):
+        """Yield stage events (queued / admitted / creating / starting / waiting) as they happen."""
+        sent = 0
+        while True:
+            events = getattr(self, "_events", [])
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            if self._spawn_future is None or self._spawn_future.done():
+                break
+            await asyncio.sleep(0.25)
+
+    async def start(self):
+        """Validate options, admit within every policy, then start the jailed container."""
+        self._events = []
+        started = time.monotonic()
+        try:
+            opts, charge = await self._resolve_request()
+            await self._admit(opts, charge)
+        except TenancyError as e:
+            metrics.DENIALS.labels(reason=_reason_label(e)).inc()
+            self.log.warning("Refused session for %s: %s", self._log_name, e.message)
+            raise web.HTTPError(e.status, e.message) from None
+        metrics.ADMISSIONS.inc()
+        metrics.STAGE.labels(stage="admission").observe(time.monotonic() - started)
+        try:
+            self._event(40, "creating the container")
+            t = time.monotonic()
+            ip_port = await super().start()
+            metrics.STAGE.labels(stage="container").observe(time.monotonic() - t)
+            await self._db(lambda s: S.mark_running(s, self.session_id, self.container_id))
+            self._event(80, "waiting for the server to answer")
+            return ip_port
+        except BaseException:
+            await self._release("failed to start")
+            raise
+
+    async def _resolve_request(self) -> tuple[SessionOptions, S.Charge]:
+        self._event(5, "checking the request against your policies")
+        await asyncio.get_running_loop().run_in_executor(None, self.catalog.images)
+        raw = dict(self.user_options or {})
+        group = raw.get("group") if isinstance(raw.get("group"), str) else None
+        charge = await self._db(lambda s: S.resolve(s, self.user.name, group))
+        opts = parse_options(raw, resolve_image=self.catalog.resolve, default_image=self.image,
+                             default_resources=P.parse_slots(self.default_resources, field="default_resources"),
+                             allowed_images=charge.allowed_images)
+        self._options = opts
+        return opts, charge
+
+    async def _admit(self, opts: SessionOptions, charge: S.Charge) -> None:
+        capacity, host_cpus = await self._host()
+        queue = self.queue_timeout > 0
+        deadline = time.monotonic() + self.queue_timeout
+
+        def attempt(s, queued_id=None):
+            row = S.admit(s, charge, server_name=self.name or "", image=opts.image.ref, app=opts.app,
+                          request=opts.resources, known_slots=self.known_slots, capacity=capacity, queue=queue,
+                          queued_id=queued_id, host_cpus=host_cpus if self.pin_cpus else None)
+            return row.id, row.status, S.queue_position(s, row.id), dict(row.allocation or {})
+
+        sid, status, position, allocation = await self._db(attempt)
+        self.session_id = sid
+        while status == S.SessionStatus.queued:
+            self._event(10, f"queued for free capacity: position {position}")
+            if time.monotonic() > deadline:
+                await self._release("left the queue: timed out")
+                raise S.AdmissionDenied(f"waited {self.queue_timeout:.0f} s in the queue without free capacity",
+                                        level="host")
+            await asyncio.sleep(self.queue_poll_interval)
+            sid, status, position, allocation = await self._db(lambda s: attempt(s, sid))
+        self._allocation = allocation
+        self._event(30, f"admitted to group {charge.group!r}: {P.format_slots(opts.resources)}")
+        self._apply(opts, charge, allocation)
+
+    def _apply(self, opts: SessionOptions, charge: S.Charge, allocation: dict) -> None:
+        """Container options from the admitted request (pure builders)."""
+        self.image = opts.image.ref
+        mem = opts.resources.get("mem")
+        self.extra_host_config = jail_host_config(
+            self.jail_settings, cpu=opts.resources.get("cpu"), mem_bytes=None if mem is None else int(mem),
+            cpuset=allocation.get("cpuset") or None)
+        self.extra_create_kwargs = {**jail_create_kwargs(self.jail_settings),
+                                    "labels": {"ai.backend.hub.session": str(self.session_id),
+                                               "ai.backend.hub.user": self.user.name}}
+        self.environment = {**self.environment,
+                            "BACKENDAI_SESSION_ID": str(self.session_id),
+                            "BACKENDAI_GROUP": charge.group,
+                            "BACKENDAI_DOMAIN": charge.domain,
+                            "BACKENDAI_RESOURCES": P.format_slots(opts.resources)}
+
+    async def check_allowed(self, image):
+        # DockerSpawner's own image check: ours already resolved aliases and policy in _resolve_request
+        return self._options.image.ref if self._options else self.image
+
+    # -- stop, poll, release --------------------------------------------------------------------------
+
+    async def _release(self, reason: str) -> None:
+        sid = self.session_id
+        if sid is not None:
+            if await self._db(lambda s: S.release(s, sid, reason)):
+                self.log.info("%s: released session %s (%s)", self._log_name, sid, reason)
+
+    async def stop(self, now=False):
+        try:
+            await super().stop(now=now)
+        finally:
+            await self._release("stopped")
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None:
+            await self._release(f"container exited ({status})")
+        return status
+
+
+def _reason_label(e: TenancyError) -> str:
+    level = getattr(e, "level", None)
+    return f"{level}:{getattr(e, 'slot', '') or ''}" if level else type(e).__name__
+
+
+async def _render_options_form(spawner: BackendAISpawner) -> str:
+    """The options form: only allowed images, the user's groups, presets within the policy."""
+    loop = asyncio.get_running_loop()
+    images = await loop.run_in_executor(None, spawner.catalog.images)
+
+    def tenancy(s):
+        charge = S.resolve(s, spawner.user.name)
+        return charge, P.effective_limits(charge.levels)
+
+    try:
+        charge, limits = await spawner._db(tenancy)
+    except TenancyError as e:
+        return _templates.get_template("options_form.html").render(error=e.message)
+    allowed = set(charge.allowed_images)
+    offered = [i for i in images if not allowed or allowed & {i.ref, *i.tags, *i.aliases}]
+    presets = []
+    for name, text in spawner.resource_presets.items():
+        slots = P.parse_slots(text)
+        if all(v <= limits[k] for k, v in slots.items() if k in limits):
+            presets.append({"name": name, "text": P.format_slots(slots)})
+    return _templates.get_template("options_form.html").render(
+        images=offered, groups=charge.groups, presets=presets, limits=P.format_slots(limits),
+        slots=sorted(spawner.known_slots), error=None)

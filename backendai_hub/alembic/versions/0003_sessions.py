@@ -25,6 +25,7 @@ def upgrade() -> None:
     sa.Column('image', sa.String(length=255), nullable=False),
     sa.Column('app', sa.String(length=64), nullable=False),
     sa.Column('slots', sa.JSON(), nullable=False),
+    sa.Column('allocation', sa.JSON(), nullable=False),
     sa.Column('status', sa.Enum('queued', 'starting', 'running', 'terminated', name='session_status', native_enum=False, create_constraint=True, length=32), nullable=False),
     sa.Column('status_info', sa.Text(), nullable=False),
     sa.Column('container_id', sa.String(length=80), nullable=True),
