@@ -13,7 +13,8 @@ import docker
 from backendai_hub.db import Database
 from backendai_hub.demo import banner, bootstrap
 from backendai_hub.service.access import CUSTOM_SCOPES
-from backendai_hub.service.app import hub_service
+from backendai_hub.service.app import hub_service, hub_service_role
+from backendai_hub.spawner.network import ensure_session_network
 
 c = get_config()  # noqa: F821 - provided by JupyterHub
 
@@ -46,23 +47,23 @@ c.JupyterHub.services = [
     hub_service(f"http://127.0.0.1:{port + 3}", environment={
         "BACKENDAI_HUB_DB_URL": c.Database.url,
         "BACKENDAI_HUB_CRYPT_KEY_FILE": c.Database.crypt_key_file,
+        "BACKENDAI_HUB_CULL_INTERVAL": os.environ.get("BACKENDAI_HUB_CULL_INTERVAL", "60"),
     }),
 ]
+c.JupyterHub.load_roles = [hub_service_role()]
 
 # -- sign-in and sessions ----------------------------------------------------------------------------
 c.JupyterHub.authenticator_class = "backendai"
 c.JupyterHub.spawner_class = "backendai"
+c.JupyterHub.allow_named_servers = True  # each named server is a session and counts against the policy
+c.JupyterHub.cleanup_servers = False  # sessions outlive a hub restart and are picked up again
 
-# Sessions live on a bridge network of our own; the hub's API listens only on its gateway address,
-# which the containers can reach and nothing outside this machine can.
-client = docker.from_env()
-try:
-    net = client.networks.get(network)
-except docker.errors.NotFound:
-    net = client.networks.create(network, driver="bridge", labels={"ai.backend.hub": "1"})
-gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
-c.JupyterHub.hub_bind_url = f"http://{gateway}:{port + 2}"
-c.JupyterHub.hub_connect_url = f"http://{gateway}:{port + 2}"
+# Sessions live on a bridge network of our own (no traffic between sessions). The hub listens on
+# loopback only; sessions reach its API through the proxy's public port, which the spawner's host
+# guard forwards from the network's gateway: nothing else on the host is reachable from a session.
+gateway = ensure_session_network(docker.from_env(), network).gateway
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port + 2}"
+c.Spawner.hub_connect_url = f"http://{gateway}:{port}"
 c.DockerSpawner.network_name = network
 c.DockerSpawner.use_internal_ip = True
 c.Spawner.start_timeout = 120

@@ -82,6 +82,9 @@ def _policy_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idle-timeout", dest="idle_timeout", metavar="SECONDS",
                    help="keypair: idle timeout ('none' for unlimited)")
     p.add_argument("--allowed-vfolder-hosts", metavar="HOST,...", help="keypair: storage hosts allowed")
+    p.add_argument("--egress", choices=("none", "allowlist", "open"), help="keypair: sessions' network egress")
+    p.add_argument("--egress-allowlist", metavar="HOST:PORT,...",
+                   help="keypair: TCP destinations allowed with --egress allowlist, e.g. 10.0.0.5:443")
     p.add_argument("--max-vfolder-count", dest="max_vfolder_count", metavar="N",
                    help="user/group: max vfolders ('none' for unlimited)")
     p.add_argument("--max-quota-size", dest="max_quota_size", metavar="SIZE",

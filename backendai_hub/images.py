@@ -42,8 +42,8 @@ def parse_service_ports(value: str | None) -> tuple[str, ...]:
 
 
 def image_from_inspect(attrs: Mapping[str, Any], aliases: Mapping[str, str]) -> Image | None:
-    """Build an Image from ``docker image inspect`` data; None when it is no session image."""
-    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    """Build an Image from ``docker image inspect`` or image-list data; None when it is no session image."""
+    labels = attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
     tags = tuple(sorted(attrs.get("RepoTags") or []))
     if labels.get(KERNELSPEC_LABEL) is None or not tags:
         return None
@@ -62,10 +62,13 @@ def image_from_inspect(attrs: Mapping[str, Any], aliases: Mapping[str, str]) -> 
 
 
 class ImageCatalog:
-    """Session images on the local engine, listed at most every ``ttl`` seconds (not per spawn)."""
+    """Session images on the local engine, listed at most every ``ttl`` seconds (not per spawn).
 
-    def __init__(self, client_factory, aliases: Mapping[str, str] | None = None, ttl: float = 30):
-        self._client_factory = client_factory
+    ``api_factory`` returns a low-level ``docker.APIClient`` (DockerSpawner's ``client``).
+    """
+
+    def __init__(self, api_factory, aliases: Mapping[str, str] | None = None, ttl: float = 30):
+        self._api_factory = api_factory
         self.aliases = dict(aliases or {})
         self.ttl = ttl
         self._images: list[Image] = []
@@ -73,10 +76,10 @@ class ImageCatalog:
 
     def refresh(self) -> list[Image]:
         """Blocking: ask the engine (call from an executor)."""
-        client = self._client_factory()
+        api = self._api_factory()
         found = []
-        for img in client.images.list(filters={"label": KERNELSPEC_LABEL}):
-            image = image_from_inspect(img.attrs, self.aliases)
+        for summary in api.images(filters={"label": KERNELSPEC_LABEL}):
+            image = image_from_inspect(summary, self.aliases)
             if image is not None:
                 found.append(image)
         self._images = sorted(found, key=lambda i: i.ref)

@@ -85,6 +85,9 @@ class KeyPairResourcePolicy(Base):
     max_session_lifetime: Mapped[int | None] = mapped_column(Integer)  # seconds
     idle_timeout: Mapped[int | None] = mapped_column(Integer)  # seconds
     allowed_vfolder_hosts: Mapped[list] = mapped_column(JSON, default=list)
+    # network egress of sessions: "none", "allowlist" (of host:port) or "open"
+    egress: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+    egress_allowlist: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

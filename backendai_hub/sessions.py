@@ -53,6 +53,8 @@ class Charge:
     levels: tuple[P.Level, ...]
     allowed_images: tuple[str, ...]  # empty: no restriction at domain or group level
     groups: tuple[str, ...] = field(default_factory=tuple)  # every group the user may pick
+    egress: str = "none"  # the keypair policy's network egress
+    egress_allowlist: tuple[str, ...] = ()
 
 
 def _now() -> datetime:
@@ -101,7 +103,8 @@ def resolve(s: Session, username: str, group: str | None = None, access_key: str
     if user.domain.allowed_images and chosen.allowed_images:
         images = tuple(sorted(set(user.domain.allowed_images) & set(chosen.allowed_images)))
     return Charge(user.id, user.username, kp.access_key, chosen.id, chosen.name, user.domain_id, user.domain.name,
-                  levels, images, tuple(g.name for g in groups))
+                  levels, images, tuple(g.name for g in groups), kp.resource_policy.egress or "none",
+                  tuple(kp.resource_policy.egress_allowlist or ()))
 
 
 def _usage(s: Session, where) -> P.Usage:

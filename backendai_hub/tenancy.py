@@ -91,6 +91,17 @@ def _str_list(value: Any, field: str, pattern: re.Pattern) -> list[str]:
     return out
 
 
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+
+def _key(value: Any, field: str) -> str:
+    """A lookup key from input: a string, or a clear 400 (never a type error deep in SQL)."""
+    if not isinstance(value, str) or not value or len(value) > 320:
+        raise InvalidInput(f"{field}: must be a name", field=field)
+    return value
+
+
 def _opt_int(value: Any, field: str, *, minimum: int = 0) -> int | None:
     """``None`` (unlimited) or an integer >= minimum; accepts size suffixes for byte fields."""
     if value is None:
@@ -99,7 +110,7 @@ def _opt_int(value: Any, field: str, *, minimum: int = 0) -> int | None:
         raise InvalidInput(f"{field}: must be an integer", field=field)
     if isinstance(value, str) and field.endswith("size"):
         try:
-            return int(P.parse_amount("mem", value, field=field))
+            value = int(P.parse_amount("mem", value, field=field))
         except P.SlotError as e:
             raise InvalidInput(str(e), field=field) from None
     try:
@@ -108,8 +119,9 @@ def _opt_int(value: Any, field: str, *, minimum: int = 0) -> int | None:
         raise InvalidInput(f"{field}: {value!r} is not an integer", field=field) from None
     if isinstance(value, float) and value != n:
         raise InvalidInput(f"{field}: {value!r} is not an integer", field=field)
-    if n < minimum:
-        raise InvalidInput(f"{field}: must be at least {minimum}", field=field)
+    maximum = INT64_MAX if field.endswith("size") else INT32_MAX
+    if n < minimum or n > maximum:
+        raise InvalidInput(f"{field}: must be between {minimum} and {maximum}", field=field)
     return n
 
 
@@ -160,6 +172,7 @@ def create_domain(s: Session, data: Mapping[str, Any]) -> Domain:
 
 
 def get_domain(s: Session, name: str) -> Domain:
+    name = _key(name, "domain")
     d = s.scalar(select(Domain).where(Domain.name == name))
     if d is None:
         raise NotFound(f"unknown domain {name!r}", field="domain")
@@ -210,14 +223,14 @@ def domain_to_dict(d: Domain) -> dict:
 
 POLICY_FIELDS = {
     "keypair": ("name", "total_resource_slots", "max_concurrent_sessions", "max_session_lifetime",
-                "idle_timeout", "allowed_vfolder_hosts"),
+                "idle_timeout", "allowed_vfolder_hosts", "egress", "egress_allowlist"),
     "user": ("name", "max_vfolder_count", "max_quota_size"),
     "group": ("name", "max_vfolder_count", "max_quota_size"),
 }
 
 
 def _policy_model(kind: str):
-    if kind not in POLICY_KINDS:
+    if not isinstance(kind, str) or kind not in POLICY_KINDS:
         raise InvalidInput(f"kind: {kind!r} is not one of keypair, user, group", field="kind")
     return POLICY_KINDS[kind]
 
@@ -237,6 +250,22 @@ def _apply_policy(kind: str, p, data: Mapping[str, Any]) -> None:
     for f in ("max_vfolder_count", "max_quota_size"):
         if f in data:
             setattr(p, f, _opt_int(data[f], f, minimum=0))
+    if "egress" in data or "egress_allowlist" in data:
+        from .spawner.network import POLICIES, EgressPolicy
+
+        mode = data.get("egress", p.egress or "none")
+        entries = data.get("egress_allowlist", p.egress_allowlist or [])
+        if isinstance(entries, str):
+            entries = [e.strip() for e in entries.split(",") if e.strip()]
+        if mode not in POLICIES:
+            raise InvalidInput(f"egress: {mode!r} is not one of {', '.join(POLICIES)}", field="egress")
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            raise InvalidInput("egress_allowlist: must be a list of host:port", field="egress_allowlist")
+        try:
+            EgressPolicy.parse(mode, entries)
+        except ValueError as e:
+            raise InvalidInput(f"egress_allowlist: {e}", field="egress_allowlist") from None
+        p.egress, p.egress_allowlist = mode, entries
 
 
 def create_policy(s: Session, kind: str, data: Mapping[str, Any]):
@@ -247,7 +276,7 @@ def create_policy(s: Session, kind: str, data: Mapping[str, Any]):
         raise Conflict(f"{kind} resource policy {name!r} already exists", field="name")
     p = model(name=name)
     if kind == "keypair":
-        p.total_resource_slots, p.allowed_vfolder_hosts = {}, []
+        p.total_resource_slots, p.allowed_vfolder_hosts, p.egress, p.egress_allowlist = {}, [], "none", []
     _apply_policy(kind, p, data)
     s.add(p)
     _flush(s, f"{kind} resource policy {name!r}")
@@ -256,6 +285,7 @@ def create_policy(s: Session, kind: str, data: Mapping[str, Any]):
 
 def get_policy(s: Session, kind: str, name: str):
     model = _policy_model(kind)
+    name = _key(name, "resource_policy")
     p = s.scalar(select(model).where(model.name == name))
     if p is None:
         raise NotFound(f"unknown {kind} resource policy {name!r}", field="policy")
@@ -310,6 +340,8 @@ def policy_to_dict(kind: str, p) -> dict:
             max_session_lifetime=p.max_session_lifetime,
             idle_timeout=p.idle_timeout,
             allowed_vfolder_hosts=list(p.allowed_vfolder_hosts or []),
+            egress=p.egress,
+            egress_allowlist=list(p.egress_allowlist or []),
         )
     else:
         out.update(max_vfolder_count=p.max_vfolder_count, max_quota_size=p.max_quota_size)
@@ -349,6 +381,7 @@ def create_group(s: Session, data: Mapping[str, Any]) -> Group:
 
 def get_group(s: Session, domain: str, name: str) -> Group:
     d = get_domain(s, domain)
+    name = _key(name, "group")
     g = s.scalar(select(Group).where(Group.domain_id == d.id, Group.name == name))
     if g is None:
         raise NotFound(f"unknown group {name!r} in domain {domain!r}", field="group")
@@ -470,8 +503,9 @@ def create_user(s: Session, data: Mapping[str, Any]) -> User:
 
 def get_user(s: Session, name: str) -> User:
     """By username, or by email when the argument contains '@'."""
-    col = User.email if isinstance(name, str) and "@" in name else User.username
-    u = s.scalar(select(User).where(col == (name.lower() if isinstance(name, str) else name)))
+    name = _key(name, "user")
+    col = User.email if "@" in name else User.username
+    u = s.scalar(select(User).where(col == name.lower()))
     if u is None:
         raise NotFound(f"unknown user {name!r}", field="user")
     return u

@@ -85,7 +85,19 @@ class HubProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        subprocess.run(["docker", "network", "rm", self.network], capture_output=True)
+        self.remove_network()
+
+    def remove_network(self) -> None:
+        """Take down the session network this hub made, with its host guard."""
+        import docker
+
+        from backendai_hub.spawner.network import Firewall, bridge_name, remove_session_network
+
+        client = docker.from_env()
+        for c in client.containers.list(all=True, filters={"network": self.network}):
+            c.remove(force=True)
+        Firewall().remove_host_guard(bridge_name(self.network))
+        remove_session_network(client, self.network)
 
     def login(self, username: str, password: str) -> tuple[requests.Session, requests.Response]:
         s = requests.Session()

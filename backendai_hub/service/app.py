@@ -54,7 +54,7 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
         replay_cache=signing.ReplayCache(window=max_clock_skew),
         max_clock_skew=max_clock_skew,
         openapi=build_spec(API_ROUTES, prefix),
-        image_catalog=ImageCatalog(docker.from_env, image_aliases or {}),
+        image_catalog=ImageCatalog(lambda: docker.from_env().api, image_aliases or {}),
         service_prefix=prefix,
         version=__version__,
         # signs the OAuth cookie of browser sessions; a restart only means signing in again

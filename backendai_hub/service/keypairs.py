@@ -20,9 +20,7 @@ class KeyPairsHandler(APIHandler):
         box = self.db.secrets
 
         def work(s):
-            owner = T.get_user(s, data["user"]) if isinstance(data["user"], str) else None
-            if owner is None:
-                T.get_user(s, data["user"])  # raises the clear error
+            owner = T.get_user(s, data["user"])
             check_keypair(self.principal, "create", owner=owner.username, owner_domain=owner.domain.name,
                           owner_role=owner.role.value, changes=data)
             kp, secret = T.issue_keypair(s, box, data)

@@ -38,7 +38,9 @@ INPUT = {
                "total_resource_slots": SLOTS, "max_concurrent_sessions": NULLABLE_INT,
                "max_session_lifetime": NULLABLE_INT, "idle_timeout": NULLABLE_INT,
                "allowed_vfolder_hosts": STR_LIST, "max_vfolder_count": NULLABLE_INT,
-               "max_quota_size": {"oneOf": [NULLABLE_INT, {"type": "string"}]}},
+               "max_quota_size": {"oneOf": [NULLABLE_INT, {"type": "string"}]},
+               "egress": {"type": "string", "enum": ["none", "allowlist", "open"]},
+               "egress_allowlist": STR_LIST},
 }
 
 OUTPUT = {
@@ -60,7 +62,8 @@ OUTPUT = {
                        "total_resource_slots": SLOTS_OUT, "max_concurrent_sessions": NULLABLE_INT,
                        "max_session_lifetime": NULLABLE_INT, "idle_timeout": NULLABLE_INT,
                        "allowed_vfolder_hosts": STR_LIST, "max_vfolder_count": NULLABLE_INT,
-                       "max_quota_size": NULLABLE_INT, "created_at": TIMESTAMP},
+                       "max_quota_size": NULLABLE_INT, "egress": {"type": "string"},
+                       "egress_allowlist": STR_LIST, "created_at": TIMESTAMP},
     "LoginLock": {"key": {"type": "string"}, "locked_until": {"type": "string"},
                   "seconds_left": {"type": "integer"}},
     "Session": {"id": {"type": "integer"}, "user": {"type": "string"}, "server_name": {"type": "string"},
@@ -160,7 +163,9 @@ def build_spec(routes: list[tuple[str, type]], prefix: str) -> dict:
                 props = dict(INPUT[body_kind])
                 if body_kind == "user":
                     props.update(INPUT["user_update_extra"])
-                props.pop("kind", None)
+                # what names the object is in the path and cannot change by PATCH
+                for fixed in {"policy": ("kind",), "group": ("domain",), "keypair": ("user",)}.get(body_kind, ()):
+                    props.pop(fixed, None)
                 op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _obj(props)}}}
                 op["responses"]["200"] = {"description": "updated", "content": {"application/json": {"schema": ref}}}
                 op["responses"]["409"] = _error("duplicate or conflicting")

@@ -141,12 +141,10 @@ def route_localnet_sysctl(bridge: str) -> str:
 
 
 def host_guard_rules(bridge: str, gateway: str, public_port: int, tag: str | None = None) -> list[Rule]:
-    """Rules that let sessions on `bridge` reach only the proxy's public port on the host.
-
-    The proxy listens on 127.0.0.1; sessions address it as <gateway>:<public_port> and a DNAT carries
-    them there. Everything else a session sends to the host (hub API, proxy API, databases, the Docker
-    API, ...) is dropped, as is new forwarded traffic from IPs without a session policy (fail closed).
-    """
+    """Rules that let sessions on `bridge` reach only the proxy's public port on the host."""
+    # The proxy listens on 127.0.0.1 only; sessions address it as <gateway>:<public_port> and the DNAT
+    # carries them there. All else they send to the host (hub API, proxy API, databases, the Docker
+    # API) is dropped, and so is new forwarded traffic from IPs without a session policy (fail closed).
     bridge, gateway = _check_bridge(bridge), _ipv4(gateway, "gateway")
     public_port = _port(public_port, "public port")
     comment = ("-m", "comment", "--comment", tag_comment(tag or bridge))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlparse
 from decimal import Decimal
 
+import docker
 from dockerspawner import DockerSpawner
 from jinja2 import Environment, PackageLoader, select_autoescape
 from tornado import web
@@ -22,10 +24,12 @@ from ..db import Database
 from ..errors import TenancyError
 from ..images import ImageCatalog
 from .jail import JailSettings, jail_create_kwargs, jail_host_config
+from .network import Firewall, FirewallError, SessionNetwork, ensure_session_network
 from .options import SessionOptions, options_from_form, parse_options
 
 _templates = Environment(loader=PackageLoader("backendai_hub", "templates"), autoescape=select_autoescape())
 _catalogs: dict[tuple, ImageCatalog] = {}
+_networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
 
 
 class BackendAISpawner(DockerSpawner):
@@ -101,6 +105,15 @@ class BackendAISpawner(DockerSpawner):
     runtime = Unicode(
         None, allow_none=True, help="OCI runtime for sessions, e.g. 'runsc' (gVisor) where installed.",
     ).tag(config=True)
+
+    firewall = Bool(
+        True, help="Guard the host from sessions and apply each keypair policy's egress with iptables "
+                   "(needs root). Off only where another layer isolates sessions.",
+    ).tag(config=True)
+
+    @default("network_name")
+    def _default_network_name(self):
+        return "backendai-hub"
 
     @property
     def jail_settings(self) -> JailSettings:
@@ -204,6 +217,7 @@ class BackendAISpawner(DockerSpawner):
         """Validate options, admit within every policy, then start the jailed container."""
         self._events = []
         started = time.monotonic()
+        charge = None
         try:
             opts, charge = await self._resolve_request()
             await self._admit(opts, charge)
@@ -214,10 +228,12 @@ class BackendAISpawner(DockerSpawner):
         metrics.ADMISSIONS.inc()
         metrics.STAGE.labels(stage="admission").observe(time.monotonic() - started)
         try:
+            await self._ensure_network()
             self._event(40, "creating the container")
             t = time.monotonic()
             ip_port = await super().start()
             metrics.STAGE.labels(stage="container").observe(time.monotonic() - t)
+            await self._allow_egress(ip_port[0], charge)
             await self._db(lambda s: S.mark_running(s, self.session_id, self.container_id))
             self._event(80, "waiting for the server to answer")
             return ip_port
@@ -278,6 +294,51 @@ class BackendAISpawner(DockerSpawner):
                             "BACKENDAI_DOMAIN": charge.domain,
                             "BACKENDAI_RESOURCES": P.format_slots(opts.resources)}
 
+    def _session_hub_port(self) -> int:
+        """The proxy's public port, through which sessions reach the hub's API."""
+        if self.hub_connect_url:
+            return urlparse(self.hub_connect_url).port or 80
+        from jupyterhub.app import JupyterHub
+
+        return urlparse(JupyterHub.instance().bind_url).port or 80
+
+    async def _ensure_network(self) -> None:
+        """Create the session network and guard the host from it, once per hub process.
+
+        Sessions reach the hub only as users do, through the proxy's public port: the guard forwards
+        <gateway>:<port> to the proxy on 127.0.0.1 and drops everything else aimed at the host.
+        """
+        port = self._session_hub_port()
+        key = (self.network_name, port, self.firewall)
+        if key in _networks:
+            if self.hub_connect_url is None:
+                self.hub_connect_url = f"http://{_networks[key].gateway}:{port}"
+            return
+
+        def setup():
+            # the host guard is iptables on this machine: the engine must be the local one
+            net = ensure_session_network(docker.from_env(), self.network_name)
+            if self.firewall:
+                Firewall().install_host_guard(net.bridge, net.gateway, port)
+            return net
+
+        try:
+            _networks[key] = await asyncio.get_running_loop().run_in_executor(None, setup)
+        except FirewallError as e:
+            raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
+        if self.hub_connect_url is None:
+            self.hub_connect_url = f"http://{_networks[key].gateway}:{port}"
+
+    def _egress_tag(self) -> str:
+        return f"session-{self.session_id}"
+
+    async def _allow_egress(self, ip: str, charge: S.Charge) -> None:
+        if not self.firewall:
+            return
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: Firewall().allow_session(ip, charge.egress, list(charge.egress_allowlist),
+                                                   self._egress_tag()))
+
     async def check_allowed(self, image):
         # DockerSpawner's own image check: ours already resolved aliases and policy in _resolve_request
         return self._options.image.ref if self._options else self.image
@@ -286,6 +347,12 @@ class BackendAISpawner(DockerSpawner):
 
     async def _release(self, reason: str) -> None:
         sid = self.session_id
+        if sid is not None and self.firewall:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, Firewall().remove_session,
+                                                                 self._egress_tag())
+            except FirewallError as e:
+                self.log.warning("%s: could not remove egress rules: %s", self._log_name, e)
         if sid is not None:
             if await self._db(lambda s: S.release(s, sid, reason)):
                 self.log.info("%s: released session %s (%s)", self._log_name, sid, reason)

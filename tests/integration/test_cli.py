@@ -106,7 +106,7 @@ ERRORS = [
     (["keypair", "issue", "ghost"], "unknown user 'ghost'"),
     (["keypair", "issue", "dave", "--policy", "nope"], "unknown keypair resource policy 'nope'"),
     (["keypair", "show", "AKIA123"], "is not an access key"),
-    (["policy", "create", "p", "--max-sessions", "-1"], "max_concurrent_sessions: must be at least 0"),
+    (["policy", "create", "p", "--max-sessions", "-1"], "max_concurrent_sessions: must be between 0 and 2147483647"),
     (["policy", "create", "p", "--max-sessions", "two"], "max_concurrent_sessions: 'two' is not an integer"),
     (["policy", "create", "p", "--kind", "user", "--max-quota-size", "10X"], "max_quota_size: '10X' is not an amount"),
     (["policy", "create", "p", "--max-vfolder-count", "3"], "unknown field 'max_vfolder_count'"),
@@ -195,3 +195,12 @@ def test_console_script_is_installed(tmp_path):
     r = subprocess.run([*exe, "--db-url", url, "domain", "create", "x", "-o", "json"], capture_output=True,
                        text=True, env=env)
     assert json.loads(r.stdout)["name"] == "x"
+
+
+def test_egress_policy_is_validated(cli):
+    r = ok(cli("policy", "create", "net", "--egress", "allowlist", "--egress-allowlist", "10.0.0.5:443", "-o", "json"))
+    assert (r.json()["egress"], r.json()["egress_allowlist"]) == ("allowlist", ["10.0.0.5:443"])
+    r = cli("policy", "create", "bad", "--egress", "open", "--egress-allowlist", "10.0.0.5:443")
+    assert r.code == 2 and "egress_allowlist" in r.err and "takes no allowlist" in r.err
+    r = cli("policy", "create", "bad", "--egress", "allowlist", "--egress-allowlist", "example.com:443")
+    assert r.code == 2 and "egress_allowlist" in r.err
