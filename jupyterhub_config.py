@@ -66,6 +66,9 @@ c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port + 2}"
 c.Spawner.hub_connect_url = f"http://{gateway}:{port}"
 c.DockerSpawner.network_name = network
 c.DockerSpawner.use_internal_ip = True
+if os.environ.get("BACKENDAI_HUB_HOST_CAPACITY"):  # e.g. "cpu=2,mem=4g": less than the machine has
+    c.BackendAISpawner.host_capacity = dict(
+        kv.split("=", 1) for kv in os.environ["BACKENDAI_HUB_HOST_CAPACITY"].split(","))
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 

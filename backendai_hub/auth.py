@@ -126,8 +126,12 @@ class BackendAIAuthenticator(Authenticator):
                                       timedelta(seconds=self.lock_seconds))
 
     async def load_managed_roles(self):
-        """Roles that exist from the start; per-domain admin roles are created at sign-in."""
-        return base_roles(self.service_name)
+        """None up front: every role is created (and kept current) at sign-in by sync_roles.
+
+        Returning roles here that users already hold makes JupyterHub 6.1 fail at its next start
+        (KeyError in init_role_assignment unless reset_managed_roles_on_startup is set).
+        """
+        return []
 
     # -- sign-in -----------------------------------------------------------------------------------
 

@@ -92,10 +92,11 @@ class ImageCatalog:
         return self._images
 
     def resolve(self, name: str) -> Image | None:
-        """An image by alias, tag, or repository name (``:latest`` implied)."""
+        """An image by alias, tag, or repository name (``:latest`` implied); a miss re-lists once."""
         target = self.aliases.get(name, name)
         candidates = {target, f"{target}:latest"} if ":" not in target.rsplit("/", 1)[-1] else {target}
-        for image in self.images():
-            if candidates & set(image.tags):
-                return image
+        for attempt in range(2):
+            for image in self.images() if attempt == 0 else self.refresh():
+                if candidates & set(image.tags):
+                    return image
         return None

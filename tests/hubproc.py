@@ -77,7 +77,8 @@ class HubProcess:
     def credentials(self) -> dict:
         return json.loads((self.state / "credentials.json").read_text())
 
-    def stop(self) -> None:
+    def stop(self, keep_sessions: bool = False) -> None:
+        """Stop the hub; unless ``keep_sessions``, also its session containers and network."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -85,7 +86,8 @@ class HubProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        self.remove_network()
+        if not keep_sessions:
+            self.remove_network()
 
     def remove_network(self) -> None:
         """Take down the session network this hub made, with its host guard."""

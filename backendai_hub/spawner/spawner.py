@@ -329,15 +329,12 @@ class BackendAISpawner(DockerSpawner):
         if self.hub_connect_url is None:
             self.hub_connect_url = f"http://{_networks[key].gateway}:{port}"
 
-    def _egress_tag(self) -> str:
-        return f"session-{self.session_id}"
-
     async def _allow_egress(self, ip: str, charge: S.Charge) -> None:
         if not self.firewall:
             return
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: Firewall().allow_session(ip, charge.egress, list(charge.egress_allowlist),
-                                                   self._egress_tag()))
+                                                   f"session-{self.session_id}"))
 
     async def check_allowed(self, image):
         # DockerSpawner's own image check: ours already resolved aliases and policy in _resolve_request
@@ -345,12 +342,12 @@ class BackendAISpawner(DockerSpawner):
 
     # -- stop, poll, release --------------------------------------------------------------------------
 
-    async def _release(self, reason: str) -> None:
-        sid = self.session_id
+    async def _release(self, reason: str, sid: int | None = None) -> None:
+        sid = self.session_id if sid is None else sid
         if sid is not None and self.firewall:
             try:
                 await asyncio.get_running_loop().run_in_executor(None, Firewall().remove_session,
-                                                                 self._egress_tag())
+                                                                 f"session-{sid}")
             except FirewallError as e:
                 self.log.warning("%s: could not remove egress rules: %s", self._log_name, e)
         if sid is not None:
@@ -358,15 +355,17 @@ class BackendAISpawner(DockerSpawner):
                 self.log.info("%s: released session %s (%s)", self._log_name, sid, reason)
 
     async def stop(self, now=False):
+        sid = self.session_id  # DockerSpawner.stop clears the state
         try:
             await super().stop(now=now)
         finally:
-            await self._release("stopped")
+            await self._release("stopped", sid)
 
     async def poll(self):
+        sid = self.session_id
         status = await super().poll()
         if status is not None:
-            await self._release(f"container exited ({status})")
+            await self._release(f"container exited ({status})", sid)
         return status
 
 
