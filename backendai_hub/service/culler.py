@@ -30,7 +30,7 @@ def overdue(started_at: datetime | None, last_activity: datetime | None, *, life
     """Why a session must stop now ("max session lifetime …" / "idle …"), or None. Pure."""
     if lifetime and started_at and (now - started_at).total_seconds() > lifetime:
         return f"max session lifetime of {lifetime} s reached"
-    reference = last_activity or started_at
+    reference = max(filter(None, (last_activity, started_at)), default=None)
     if idle_timeout and reference and (now - reference).total_seconds() > idle_timeout:
         return f"idle for more than {idle_timeout} s"
     return None
@@ -76,8 +76,8 @@ class Culler:
         for sid, user, server, started_at, lifetime, idle in await loop.run_in_executor(None, self._candidates):
             model = await self._hub("GET", f"/users/{quote(user, safe='')}")
             spec = ((model or {}).get("servers") or {}).get(server)
-            if not spec:
-                continue
+            if not spec or spec.get("pending") or not spec.get("ready"):
+                continue  # a server still starting or stopping is the hub's to finish
             reason = overdue(started_at, _parse_time(spec.get("last_activity")), lifetime=lifetime,
                              idle_timeout=idle, now=now)
             if reason is None:
