@@ -77,3 +77,32 @@ def test_domain_admin_manages_only_their_domain_in_the_admin_page(browser, demo_
     assert "stranger" not in table  # another domain
     assert not re.search(r"\badmin\b", table)  # a superadmin
     page.screenshot(path=str(demo_hub.state / "domain-admin.png"))
+
+
+def test_options_form_offers_what_the_policy_allows_and_starts_jupyterlab(browser, demo_hub, docker_available):
+    page = sign_in(browser, demo_hub, "demo", demo_hub.credentials["demo"]["password"])
+    page.goto(f"{demo_hub.url}/hub/spawn")
+    page.wait_for_selector("#bai-image")
+    images = page.locator("#bai-image option").all_inner_texts()
+    assert any("backendai-hub/notebook:latest" in i and "python:3.11" in i for i in images)
+    assert page.locator("#bai-group option").all_inner_texts() == ["default", "ml"]
+    presets = page.locator("input[name=preset]").evaluate_all("els => els.map(e => e.value)")
+    assert presets == ["small", "medium"]  # 'large' (mem=16g) exceeds demo's keypair limit of mem=8g
+    assert "cpu=4" in page.inner_text("legend")
+    page.check("#bai-preset-small")
+    page.select_option("#bai-group", "ml")
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url("**/user/demo/lab**", timeout=120_000)
+    page.wait_for_selector(".jp-LabShell, #jp-main-dock-panel, .lm-DockPanel", timeout=120_000)
+    page.screenshot(path=str(demo_hub.state / "jupyterlab.png"))
+    import requests
+
+    from tests.hubproc import hub_token
+
+    token = hub_token(demo_hub, "admin", demo_hub.credentials["admin"]["password"])
+    servers = requests.get(f"{demo_hub.url}/hub/api/users/demo", headers={"Authorization": f"token {token}"},
+                           timeout=10).json()["servers"]
+    assert servers[""]["user_options"]["group"] == "ml"
+    assert servers[""]["user_options"]["resources"] == "cpu=1,mem=1g"  # the 'small' preset
+    requests.delete(f"{demo_hub.url}/hub/api/users/demo/server", headers={"Authorization": f"token {token}"},
+                    timeout=60)
