@@ -1,7 +1,6 @@
 """Sessions spawned through the real hub on the real engine: policy, jail, network, lifecycle."""
 
 import json
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 

@@ -17,22 +17,10 @@ from backendai_hub import tenancy as T
 from backendai_hub.db import Database
 from backendai_hub.errors import InvalidInput
 from backendai_hub.service.app import API_ROUTES
-from tests.integration.service_harness import API, KEYS, Service, make_template
+from tests.integration.service_harness import API, KEYS
 
 AK = {u: ak for u, (ak, _) in KEYS.items()}
 METHODS = ("get", "post", "patch", "delete")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return make_template(tmp_path_factory.mktemp("tenancy"))
-
-
-@pytest.fixture
-async def svc(template, tmp_path):
-    s = Service(template, tmp_path)
-    yield s
-    s.stop()
 
 
 @pytest.fixture

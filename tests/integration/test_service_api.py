@@ -4,19 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.integration.service_harness import API, KEYS, Service, make_template
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return make_template(tmp_path_factory.mktemp("tenancy"))
-
-
-@pytest.fixture
-async def svc(template, tmp_path):
-    s = Service(template, tmp_path)
-    yield s
-    s.stop()
+from tests.integration.service_harness import API, KEYS
 
 
 @pytest.mark.parametrize("method, path, body, status, field, fragment", [

@@ -6,21 +6,9 @@ odadmin (domain admin of 'other'). Each row runs against a fresh copy of the sam
 
 import pytest
 
-from tests.integration.service_harness import KEYS, Service, make_template
+from tests.integration.service_harness import KEYS
 
 AK = {u: ak for u, (ak, _) in KEYS.items()}
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return make_template(tmp_path_factory.mktemp("tenancy"))
-
-
-@pytest.fixture
-async def svc(template, tmp_path):
-    s = Service(template, tmp_path)
-    yield s
-    s.stop()
 
 
 NEW_USER = {"username": "newbie", "email": "newbie@example.com", "domain": "default"}
