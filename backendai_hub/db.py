@@ -50,8 +50,11 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10000, echo: bool = False) -
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - trivial
-            # take the write lock up front: read-then-write transactions never deadlock-upgrade
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if conn.get_execution_options().get("readonly"):
+                conn.exec_driver_sql("BEGIN")  # readers never wait for the write lock (WAL)
+            else:
+                # take the write lock up front: read-then-write transactions never deadlock-upgrade
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True)
@@ -130,6 +133,7 @@ class Database(SingletonConfigurable):
 
     _engine: Engine | None = None
     _sessionmaker: sessionmaker | None = None
+    _readonly_sessionmaker: sessionmaker | None = None
     _box: SecretBox | None = None
 
     @property
@@ -160,11 +164,16 @@ class Database(SingletonConfigurable):
                                f"{head_revision()}: run `backendai-hub db upgrade`")
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """One transaction: committed when the block succeeds, rolled back on any error."""
+    def session(self, readonly: bool = False) -> Iterator[Session]:
+        """One transaction: committed when the block succeeds, rolled back on any error.
+
+        ``readonly`` transactions must not write; on SQLite they skip the write lock.
+        """
         if self._sessionmaker is None:
             self._sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
-        s = self._sessionmaker()
+            self._readonly_sessionmaker = sessionmaker(self.engine.execution_options(readonly=True),
+                                                       expire_on_commit=False)
+        s = (self._readonly_sessionmaker if readonly else self._sessionmaker)()
         try:
             with s.begin():
                 yield s
@@ -178,4 +187,4 @@ class Database(SingletonConfigurable):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
-            self._sessionmaker = None
+            self._sessionmaker = self._readonly_sessionmaker = None

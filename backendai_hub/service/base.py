@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any, Callable, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from tornado import web
 
 from .. import signing
@@ -43,10 +43,16 @@ class APIHandler(web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
 
-    async def run(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn(session)`` in one transaction on an executor thread (the DB is blocking I/O)."""
+    async def run(self, fn: Callable[[Session], T], readonly: bool | None = None) -> T:
+        """Run ``fn(session)`` in one transaction on an executor thread (the DB is blocking I/O).
+
+        GET and HEAD requests read only (no write lock on SQLite) unless told otherwise.
+        """
+        if readonly is None:
+            readonly = self.request.method in ("GET", "HEAD")
+
         def work():
-            with self.db.session() as s:
+            with self.db.session(readonly=readonly) as s:
                 return fn(s)
 
         return await asyncio.get_running_loop().run_in_executor(None, work)
@@ -62,7 +68,7 @@ class APIHandler(web.RequestHandler):
             return await self._from_signature()
         model = await self.settings["hub_auth"].get_user(self, sync=False)
         if model and model.get("kind", "user") == "user":
-            return await self.run(lambda s: self._from_hub_model(s, model))
+            return await self.run(lambda s: self._from_hub_model(s, model), readonly=True)
         raise Unauthorized("authenticate with a hub token (Authorization: token …) or a Backend.AI "
                            "keypair signature")
 
@@ -93,7 +99,9 @@ class APIHandler(web.RequestHandler):
                                         max_skew=skew, replay_cache=cache)
             except signing.SignatureError as e:
                 raise Unauthorized(str(e)) from None
-            kp = s.get(KeyPair, signed.access_key)
+            kp = s.get(KeyPair, signed.access_key, options=[
+                selectinload(KeyPair.user).selectinload(User.domain),
+                selectinload(KeyPair.user).selectinload(User.groups)])
             if not kp.is_active:
                 raise Unauthorized(f"keypair {kp.access_key!r} is inactive")
             self._check_active(kp.user)
@@ -102,7 +110,7 @@ class APIHandler(web.RequestHandler):
             return self._principal(user, user.role.value, admin_domains, via="keypair",
                                    access_key=kp.access_key)
 
-        return await self.run(work)
+        return await self.run(work, readonly=True)
 
     @staticmethod
     def _check_active(user: User) -> None:

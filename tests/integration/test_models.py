@@ -162,3 +162,21 @@ def test_timestamps_are_timezone_aware(database):
     with database.session() as s:
         assert T.get_domain(s, "d").created_at.tzinfo is not None
         assert s.scalar(select(User).limit(1)) is None
+
+
+def test_sqlite_readers_do_not_wait_for_a_writer(tmp_path):
+    from sqlalchemy.exc import OperationalError
+
+    database = Database(url=f"sqlite:///{tmp_path / 'db.sqlite'}", crypt_key_file=str(tmp_path / "key"),
+                        busy_timeout_ms=200)
+    database.upgrade()
+    with database.session() as writer:
+        T.create_domain(writer, {"name": "held"})
+        writer.flush()  # the write lock is held until this block ends
+        with database.session(readonly=True) as reader:
+            assert T.list_domains(reader) == []  # reads the last committed state
+        with pytest.raises(OperationalError, match="locked"):
+            with database.session() as second_writer:
+                T.list_domains(second_writer)
+    with database.session(readonly=True) as reader:
+        assert [d.name for d in T.list_domains(reader)] == ["held"]
