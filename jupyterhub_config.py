@@ -5,11 +5,13 @@ BackendAIAuthenticator and BackendAISpawner, the example tenancy, and generated 
 Everything it writes lives under $BACKENDAI_HUB_STATE (default: .demo/ beside this file).
 """
 
+import json
 import os
 from pathlib import Path
 
 import docker
 
+from backendai_hub.accelerators.mock import mock_devices
 from backendai_hub.db import Database
 from backendai_hub.demo import banner, bootstrap
 from backendai_hub.service.access import CUSTOM_SCOPES
@@ -41,6 +43,12 @@ if chp.exists():
 c.Database.url = os.environ.get("BACKENDAI_HUB_DB_URL", f"sqlite:///{state / 'backendai_hub.sqlite'}")
 c.Database.crypt_key_file = str(state / "backendai_hub.key")
 
+# -- storage for vfolders, and mock GPUs (no GPU here; on an NVIDIA host the cuda plugin finds real ones)
+c.StorageHosts.hosts = {"local": str(state / "vfolders")}
+c.StorageHosts.quota_backend = "loopback" if os.geteuid() == 0 else "none"
+mock_gpus = int(os.environ.get("BACKENDAI_HUB_MOCK_GPUS", "2"))  # 0 turns the mock GPUs off
+c.MockPlugin.devices = mock_devices(mock_gpus)
+
 # -- the REST service at /services/backendai/ (admin API, Backend.AI-compatible routes) -------------
 c.JupyterHub.custom_scopes = CUSTOM_SCOPES
 c.JupyterHub.services = [
@@ -48,6 +56,9 @@ c.JupyterHub.services = [
         "BACKENDAI_HUB_DB_URL": c.Database.url,
         "BACKENDAI_HUB_CRYPT_KEY_FILE": c.Database.crypt_key_file,
         "BACKENDAI_HUB_CULL_INTERVAL": os.environ.get("BACKENDAI_HUB_CULL_INTERVAL", "60"),
+        "BACKENDAI_HUB_VFOLDER_HOSTS": json.dumps(c.StorageHosts.hosts),
+        "BACKENDAI_HUB_VFOLDER_QUOTA": c.StorageHosts.quota_backend,
+        "BACKENDAI_HUB_MOCK_GPUS": str(mock_gpus),
     }),
 ]
 c.JupyterHub.load_roles = [hub_service_role()]

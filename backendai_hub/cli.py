@@ -260,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     _sub(v, "reset", "delete the file's objects and populate them afresh", cmd_fixture_reset,
          read=True).add_argument("file")
 
+    # agent (this host's hardware inventory)
+    v = res.add_parser("agent", help="this host's hardware and accelerators").add_subparsers(dest="verb",
+                                                                                           required=True)
+    _sub(v, "show", "CPU, memory, NUMA, disks, accelerators and which session holds each", cmd_agent_show,
+         read=True)
+
     # completion
     p = res.add_parser("completion", help="print a shell completion script")
     p.add_argument("shell", choices=("bash", "zsh"))
@@ -371,13 +377,26 @@ def cmd_fixture_reset(db, args):
         emit(F.reset(s, box, data), ("kind", "name", "action"), _out(args))
 
 
+def cmd_agent_show(db, args):
+    from .accelerators import Accelerators
+    from .accelerators.inventory import Inventory, live_holders, render_table
+
+    with db.session(readonly=True) as s:
+        info = Inventory(Accelerators.instance()).agent(live_holders(s))
+    if _out(args) == "json":
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        print(render_table(info), end="")
+
+
 def cmd_completion(db, args):
     import shtab
 
     print(shtab.complete(build_parser(), shell=args.shell))
 
 
-LOCAL_ONLY = (cmd_db_upgrade, cmd_db_current, cmd_fixture_populate, cmd_fixture_list, cmd_fixture_reset)
+LOCAL_ONLY = (cmd_db_upgrade, cmd_db_current, cmd_fixture_populate, cmd_fixture_list, cmd_fixture_reset,
+              cmd_agent_show)
 
 
 # -- entry point -------------------------------------------------------------------------------

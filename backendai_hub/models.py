@@ -249,3 +249,120 @@ class KernelSession(Base):
     user: Mapped[User] = relationship()
     group: Mapped[Group] = relationship()
     keypair: Mapped[KeyPair] = relationship()
+
+
+# -- virtual folders (appended; see backendai_hub/vfolders/) ------------------------------------
+
+class VFolderUsageMode(str, enum.Enum):
+    general = "general"
+    data = "data"
+    model = "model"
+
+
+class VFolderPermission(str, enum.Enum):
+    """ro: read; rw: read and write (create, overwrite, rename); wd: rw and delete files."""
+
+    ro = "ro"
+    rw = "rw"
+    wd = "wd"
+
+
+class VFolderStatus(str, enum.Enum):
+    ready = "ready"
+    cloning = "cloning"
+    trashed = "delete-pending"  # in the trash: recoverable until purged
+
+
+class InvitationState(str, enum.Enum):
+    pending = "pending"
+    accepted = "accepted"
+    rejected = "rejected"
+    canceled = "canceled"
+
+
+class VFolder(Base):
+    """A virtual folder owned by a user or a group, stored on one storage host.
+
+    ``owner_key`` ("u:<user id>" / "g:<group id>") and ``live_name`` (the name while not in the
+    trash, NULL in it) make names unique per owner among live folders with a plain constraint.
+    """
+
+    __tablename__ = "vfolders"
+    __table_args__ = (UniqueConstraint("owner_key", "live_name", name="uq_vfolders_owner_live_name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    name: Mapped[str] = mapped_column(String(64))
+    live_name: Mapped[str | None] = mapped_column(String(64))
+    owner_key: Mapped[str] = mapped_column(String(24), index=True)
+    host: Mapped[str] = mapped_column(String(64))
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), index=True)
+    creator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    usage_mode: Mapped[VFolderUsageMode] = mapped_column(_enum(VFolderUsageMode, "vfolder_usage_mode"),
+                                                         default=VFolderUsageMode.general)
+    # what group members get (group folders); the owner of a user folder always has full rights
+    permission: Mapped[VFolderPermission] = mapped_column(_enum(VFolderPermission, "vfolder_permission"),
+                                                          default=VFolderPermission.rw)
+    cloneable: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=False)  # read-only for the whole domain
+    quota: Mapped[int | None] = mapped_column(BigInteger)  # bytes; None: unlimited
+    status: Mapped[VFolderStatus] = mapped_column(_enum(VFolderStatus, "vfolder_status"),
+                                                  default=VFolderStatus.ready)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    trashed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    domain: Mapped[Domain] = relationship()
+    user: Mapped[User | None] = relationship(foreign_keys=[user_id])
+    group: Mapped[Group | None] = relationship()
+    grants: Mapped[list[VFolderGrant]] = relationship(back_populates="vfolder", cascade="all, delete-orphan",
+                                                      passive_deletes=True)
+
+
+class VFolderGrant(Base):
+    """A user's permission on a folder: an accepted invitation, or a group folder's per-user override."""
+
+    __tablename__ = "vfolder_grants"
+
+    vfolder_id: Mapped[str] = mapped_column(ForeignKey("vfolders.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True,
+                                         index=True)
+    permission: Mapped[VFolderPermission] = mapped_column(_enum(VFolderPermission, "vfolder_permission"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    vfolder: Mapped[VFolder] = relationship(back_populates="grants")
+    user: Mapped[User] = relationship()
+
+
+class VFolderInvitation(Base):
+    """An invitation to a user folder, by email, with the permission the invitee would get."""
+
+    __tablename__ = "vfolder_invitations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    vfolder_id: Mapped[str] = mapped_column(ForeignKey("vfolders.id", ondelete="CASCADE"), index=True)
+    inviter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    invitee_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    permission: Mapped[VFolderPermission] = mapped_column(_enum(VFolderPermission, "vfolder_permission"))
+    state: Mapped[InvitationState] = mapped_column(_enum(InvitationState, "vfolder_invitation_state"),
+                                                   default=InvitationState.pending)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    vfolder: Mapped[VFolder] = relationship()
+    inviter: Mapped[User] = relationship(foreign_keys=[inviter_id])
+    invitee: Mapped[User] = relationship(foreign_keys=[invitee_id])
+
+
+class VFolderMount(Base):
+    """A folder mounted into a session; a folder mounted in a live session cannot be deleted."""
+
+    __tablename__ = "vfolder_mounts"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    vfolder_id: Mapped[str] = mapped_column(ForeignKey("vfolders.id", ondelete="CASCADE"), primary_key=True,
+                                            index=True)
+    target: Mapped[str] = mapped_column(String(255))
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    session: Mapped[KernelSession] = relationship()

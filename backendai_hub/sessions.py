@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -20,7 +20,6 @@ from .errors import Forbidden, InvalidInput, NotFound
 from .tenancy import levels_for
 from .models import (
     LIVE_STATUSES,
-    Group,
     KernelSession,
     KeyPair,
     SessionStatus,
@@ -141,12 +140,19 @@ def _lock(s: Session) -> None:
 def admit(s: Session, charge: Charge, *, server_name: str, image: str, app: str,
           request: Mapping[str, Decimal], known_slots: Iterable[str] | None = None,
           capacity: Mapping[str, Decimal] | None = None, queue: bool = False,
-          queued_id: int | None = None, host_cpus: int | None = None) -> KernelSession:
+          queued_id: int | None = None, host_cpus: int | None = None,
+          allocator: Callable[[Session, Mapping[str, Decimal], int | None], dict | None] | None = None,
+          ) -> KernelSession:
     """Record a session if every policy level and the host can fit it; raise AdmissionDenied if not.
 
     With ``queue`` true, a session that fits the policies but not the host's free capacity is
     recorded as ``queued`` (holding nothing) instead of refused; call again with ``queued_id``
     to try to promote it (first come, first served).
+
+    ``allocator(s, request, host_cpus)`` (accelerators.DeviceAllocator) runs under the same lock once
+    the policies and host capacity allow the session: it returns what to merge into the row's
+    ``allocation`` (``{"devices": ...}``, maybe a NUMA-local ``cpuset``), or None when no device is
+    free, which then counts as a full host (queued or refused).
     """
     _lock(s)
     # a server being started again has no live session any more: drop what a crash left behind
@@ -166,8 +172,14 @@ def admit(s: Session, charge: Charge, *, server_name: str, image: str, app: str,
     if queued_id is not None:
         ahead = s.scalar(select(func.count()).select_from(KernelSession).where(
             KernelSession.status == SessionStatus.queued, KernelSession.id < queued_id))
-    if capacity is not None and (ahead or not fits(request, host_usage(s), capacity)):
+    full = capacity is not None and (ahead or not fits(request, host_usage(s), capacity))
+    # [accelerators] pick devices under the admission lock: never two sessions on one device
+    devices = None if full or allocator is None else allocator(s, request, host_cpus)
+    if full or (allocator is not None and devices is None):
         if not queue:
+            if not full:
+                raise AdmissionDenied(f"the host has no free device for {P.format_slots(dict(request))} "
+                                      "right now", level="host")
             raise AdmissionDenied("the host has no free capacity for "
                                   f"{P.format_slots(dict(request))} right now "
                                   f"({P.format_slots(host_usage(s))} of {P.format_slots(dict(capacity))} in use)",
@@ -182,7 +194,9 @@ def admit(s: Session, charge: Charge, *, server_name: str, image: str, app: str,
         s.add(row)
     else:
         row.status, row.slots = SessionStatus.starting, P.slots_to_json(request)
-    if host_cpus and "cpu" in request:
+    if devices:  # [accelerators]
+        row.allocation = {**(row.allocation or {}), **devices}
+    if host_cpus and "cpu" in request and "cpuset" not in (row.allocation or {}):
         # pin to whole CPUs so that nproc inside tells the truth; quota enforces fractions
         row.allocation = {**(row.allocation or {}),
                           "cpuset": pick_cpuset(s, int(-(-request["cpu"] // 1)), host_cpus)}

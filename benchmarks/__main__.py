@@ -12,8 +12,11 @@ from .common import DEFAULT_OUT, write_result
 
 # name -> module; each module has DESCRIPTION and run(*, quick: bool) -> dict (JSON-able)
 BENCHMARKS = {
+    "allocation": "benchmarks.allocation",
     "policy_admission": "benchmarks.policy_admission",
     "service_latency": "benchmarks.service_latency",
+    "spawn": "benchmarks.spawn",
+    "vfolder_transfer": "benchmarks.vfolder_transfer",
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 
 from backendai_hub.policy import Level, Usage, admit, parse_slots
 

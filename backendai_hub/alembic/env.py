@@ -1,7 +1,6 @@
 """Alembic environment for backendai-hub's own tables (never the hub's)."""
 
 from alembic import context
-from sqlalchemy import create_engine
 
 from backendai_hub.db import VERSION_TABLE
 from backendai_hub.models import Base

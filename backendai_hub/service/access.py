@@ -169,3 +169,10 @@ def check_login_locks(p: Principal, verb: str) -> None:
     # lock keys name users and addresses of every domain: superadmins only
     if not p.is_superadmin:
         raise Forbidden("only superadmins see and clear sign-in locks")
+
+
+# [accelerators] hardware inventory (service/agents.py)
+def check_agents(p: Principal) -> None:
+    # the inventory shows every session's devices, of every domain: superadmins only
+    if not p.is_superadmin:
+        raise Forbidden("only superadmins see hardware inventory")

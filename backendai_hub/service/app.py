@@ -18,13 +18,15 @@ from tornado.log import enable_pretty_logging
 from .. import __version__, signing
 from ..db import Database
 from ..images import ImageCatalog
-from . import compat, domains, groups, keypairs, locks, me, policies, sessions, users
+from ..vfolders.storage import StorageHosts
+from . import agents, compat, domains, groups, keypairs, locks, me, policies, sessions, users, vfolders
 from .base import NotFoundHandler
 from .culler import Culler
 from .openapi import build_spec
 
 API_ROUTES = (domains.ROUTES + groups.ROUTES + users.ROUTES + keypairs.ROUTES + policies.ROUTES
-              + me.ROUTES + locks.ROUTES + sessions.ROUTES)
+              + me.ROUTES + locks.ROUTES + sessions.ROUTES
+              + agents.ROUTES)  # [accelerators]
 
 
 class OpenAPIHandler(web.RequestHandler):
@@ -40,11 +42,12 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
     if not prefix.endswith("/"):
         prefix += "/"
     api = f"{prefix}api/v1/"
-    handlers = [(f"{api}{route}/?", handler) for route, handler in API_ROUTES]
+    handlers = [(f"{api}{route}/?", handler) for route, handler in API_ROUTES + vfolders.ROUTES]
     handlers += [
         (f"{api}openapi.json", OpenAPIHandler),
         (f"{prefix}oauth_callback", HubOAuthCallbackHandler),
         *compat.routes(prefix),
+        *[(f"{prefix}{route}", handler) for route, handler in vfolders.COMPAT_ROUTES],
         (f"{api}.*", NotFoundHandler),
     ]
     return web.Application(
@@ -53,7 +56,8 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
         hub_auth=hub_auth or HubOAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""), cache_max_age=60),
         replay_cache=signing.ReplayCache(window=max_clock_skew),
         max_clock_skew=max_clock_skew,
-        openapi=build_spec(API_ROUTES, prefix),
+        openapi=vfolders.extend_spec(build_spec(API_ROUTES, prefix), prefix),
+        vfolder_storage=StorageHosts.instance(),
         image_catalog=ImageCatalog(lambda: docker.from_env().api, image_aliases or {}),
         service_prefix=prefix,
         version=__version__,

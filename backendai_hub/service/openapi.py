@@ -76,6 +76,22 @@ OUTPUT = {
               "min_resources": SLOTS_OUT, "apps": STR_LIST,
               "labels": {"type": "object", "additionalProperties": {"type": "string"}}},
     "Error": {"error": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
+    # [accelerators] GET agents, agents/{agent_id} (inventory) and agents/{agent_id}/live-stats
+    # (id, collected_at, cpu, memory, accelerators: the same keys with live figures)
+    "Agent": {"id": {"type": "string"}, "hostname": {"type": "string"}, "status": {"type": "string"},
+              "architecture": {"type": "string", "nullable": True}, "os": {"type": "string"},
+              "cpu": {"type": "object", "description": "vendor, model, sockets, cores, threads, frequency_mhz, "
+                                                       "max_frequency_mhz, flags; live: utilisation_percent, "
+                                                       "load_average"},
+              "memory": {"type": "object", "description": "total, available (bytes); live: used"},
+              "numa_nodes": {"type": "array", "items": {"type": "object"}},
+              "disks": {"type": "array", "items": {"type": "object"}},
+              "accelerators": {"type": "array", "items": {"type": "object"},
+                               "description": "per plugin: summary (driver/runtime versions, totals) and "
+                                              "devices (model, memory, NUMA node, live utilisation, held_by)"},
+              "capacity": SLOTS_OUT, "occupied": SLOTS_OUT,
+              "failed_plugins": {"type": "object", "additionalProperties": {"type": "string"}},
+              "collected_at": TIMESTAMP},
 }
 
 # path template -> (tag, schema of one item, body schema for POST/PATCH)
@@ -88,12 +104,13 @@ RESOURCES = {
     "login-locks": ("LoginLock", None),
     "sessions": ("Session", None),
     "images": ("Image", None),
+    "agents": ("Agent", None),  # [accelerators]
 }
 LIST_FILTERS = {"groups": ["domain"], "users": ["domain", "group"], "keypairs": ["user"],
                 "resource-policies": ["kind"], "sessions": ["status", "user"]}
 PATH_PARAMS = {"domains": ["name"], "groups": ["domain", "name"], "users": ["username"],
                "keypairs": ["access_key"], "resource-policies": ["kind", "name"], "login-locks": ["key"],
-               "sessions": ["session_id"]}
+               "sessions": ["session_id"], "agents": ["agent_id"]}  # agents: [accelerators]
 
 
 def _obj(props: dict, required: list[str] | None = None) -> dict:

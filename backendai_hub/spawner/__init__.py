@@ -1,5 +1,15 @@
-"""BackendAISpawner: a DockerSpawner that launches hardened session containers."""
+"""BackendAISpawner: a DockerSpawner that launches hardened session containers.
 
-from .spawner import BackendAISpawner
+The spawner class is imported lazily, so that the pure builders here (jail, network, options)
+can be used by other modules without pulling in JupyterHub and DockerSpawner.
+"""
 
 __all__ = ["BackendAISpawner"]
+
+
+def __getattr__(name):
+    if name == "BackendAISpawner":
+        from .spawner import BackendAISpawner
+
+        return BackendAISpawner
+    raise AttributeError(name)

@@ -18,11 +18,13 @@ from tornado import web
 from traitlets import Bool, Dict, Float, Integer, Unicode, default
 
 from .. import metrics
+from ..accelerators import Accelerators  # [accelerators]
 from .. import policy as P
 from .. import sessions as S
 from ..db import Database
 from ..errors import TenancyError
 from ..images import ImageCatalog
+from ..vfolders import StorageHosts, session_mounts
 from .jail import JailSettings, jail_create_kwargs, jail_host_config
 from .network import Firewall, FirewallError, SessionNetwork, ensure_session_network
 from .options import SessionOptions, options_from_form, parse_options
@@ -131,6 +133,14 @@ class BackendAISpawner(DockerSpawner):
         return Database.instance(parent=self)
 
     @property
+    def storage_hosts(self) -> StorageHosts:
+        return StorageHosts.instance(config=self.config)
+
+    @property
+    def accelerators(self) -> Accelerators:  # [accelerators] plugins, configured like the spawner
+        return Accelerators.instance(parent=self)
+
+    @property
     def catalog(self) -> ImageCatalog:
         key = tuple(sorted(self.image_aliases.items()))
         if key not in _catalogs:
@@ -169,16 +179,22 @@ class BackendAISpawner(DockerSpawner):
             info = await self.docker("info")
             BackendAISpawner._engine_info = {"cpu": int(info["NCPU"]), "mem": int(info["MemTotal"])}
         info = BackendAISpawner._engine_info
-        capacity = {"cpu": Decimal(info["cpu"]), "mem": Decimal(info["mem"])}
+        await self.accelerators.ready()  # [accelerators] discovery (NVML) once, on an executor
+        capacity = {"cpu": Decimal(info["cpu"]), "mem": Decimal(info["mem"]), **self.accelerators.capacity()}
         if self.host_capacity:
             capacity = {**capacity, **P.parse_slots(self.host_capacity, field="host_capacity")}
         return capacity, info["cpu"]
 
     @property
     def known_slots(self) -> set[str]:
-        return {"cpu", "mem"}
+        return {"cpu", "mem"} | self.accelerators.slot_names()  # [accelerators]
 
     # -- options form --------------------------------------------------------------------------------
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        # options are validated and applied by start(), where the tenancy and images are at hand
+        return lambda spawner, user_options: None
 
     @default("options_form")
     def _default_options_form(self):
@@ -251,6 +267,8 @@ class BackendAISpawner(DockerSpawner):
                              default_resources=P.parse_slots(self.default_resources, field="default_resources"),
                              allowed_images=charge.allowed_images)
         self._options = opts
+        # refuse unknown or unreachable vfolders before anything is admitted
+        await self._db(lambda s: session_mounts(s, self.storage_hosts, self.user.name, opts.vfolders))
         return opts, charge
 
     async def _admit(self, opts: SessionOptions, charge: S.Charge) -> None:
@@ -261,7 +279,8 @@ class BackendAISpawner(DockerSpawner):
         def attempt(s, queued_id=None):
             row = S.admit(s, charge, server_name=self.name or "", image=opts.image.ref, app=opts.app,
                           request=opts.resources, known_slots=self.known_slots, capacity=capacity, queue=queue,
-                          queued_id=queued_id, host_cpus=host_cpus if self.pin_cpus else None)
+                          queued_id=queued_id, host_cpus=host_cpus if self.pin_cpus else None,
+                          allocator=self.accelerators.allocator())  # [accelerators]
             return row.id, row.status, S.queue_position(s, row.id), dict(row.allocation or {})
 
         sid, status, position, allocation = await self._db(attempt)
@@ -275,6 +294,12 @@ class BackendAISpawner(DockerSpawner):
             await asyncio.sleep(self.queue_poll_interval)
             sid, status, position, allocation = await self._db(lambda s: attempt(s, sid))
         self._allocation = allocation
+        try:
+            self._vfolder_mounts = await self._db(lambda s: session_mounts(
+                s, self.storage_hosts, self.user.name, opts.vfolders, session_id=sid))
+        except TenancyError:
+            await self._release("vfolder mounts refused")
+            raise
         self._event(30, f"admitted to group {charge.group!r}: {P.format_slots(opts.resources)}")
         self._apply(opts, charge, allocation)
 
@@ -282,9 +307,13 @@ class BackendAISpawner(DockerSpawner):
         """Container options from the admitted request (pure builders)."""
         self.image = opts.image.ref
         mem = opts.resources.get("mem")
-        self.extra_host_config = jail_host_config(
+        devices = self.accelerators.container_options(allocation)  # [accelerators]
+        self.extra_host_config = devices.apply_to_host_config(jail_host_config(
             self.jail_settings, cpu=opts.resources.get("cpu"), mem_bytes=None if mem is None else int(mem),
-            cpuset=allocation.get("cpuset") or None)
+            cpuset=allocation.get("cpuset") or None), base_mounts=self.mount_binds)
+        # vfolders at /home/work/<name>, read-only where the effective permission is ro
+        self.extra_host_config["mounts"] = [*self.extra_host_config.get("mounts", self.mount_binds),
+                                            *(m.docker() for m in getattr(self, "_vfolder_mounts", ()))]
         self.extra_create_kwargs = {**jail_create_kwargs(self.jail_settings),
                                     "labels": {"ai.backend.hub.session": str(self.session_id),
                                                "ai.backend.hub.user": self.user.name}}
@@ -292,7 +321,8 @@ class BackendAISpawner(DockerSpawner):
                             "BACKENDAI_SESSION_ID": str(self.session_id),
                             "BACKENDAI_GROUP": charge.group,
                             "BACKENDAI_DOMAIN": charge.domain,
-                            "BACKENDAI_RESOURCES": P.format_slots(opts.resources)}
+                            "BACKENDAI_RESOURCES": P.format_slots(opts.resources),
+                            **devices.environment}  # [accelerators] last: neither users nor images set these
 
     def _session_hub_port(self) -> int:
         """The proxy's public port, through which sessions reach the hub's API."""

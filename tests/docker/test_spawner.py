@@ -97,7 +97,7 @@ def session_rows(hub):
 
 @pytest.mark.parametrize("options, status, message", [
     ({"resources": {"cpu": 100}}, 403, "allows cpu=4, 0 in use, 100 requested"),
-    ({"resources": {"cuda.device": 1}}, 403, "unknown resource slot 'cuda.device'"),
+    ({"resources": {"rocm.device": 1}}, 403, "unknown resource slot 'rocm.device'"),
     ({"colour": "red"}, 400, "unknown option 'colour'"),
     ({"image": "nope:1"}, 400, "image: 'nope:1' is not a known session image"),
     ({"resources": {"mem": "128m"}}, 400, "below the image's minimum 256m"),

@@ -180,3 +180,26 @@ def test_sqlite_readers_do_not_wait_for_a_writer(tmp_path):
                 T.list_domains(second_writer)
     with database.session(readonly=True) as reader:
         assert [d.name for d in T.list_domains(reader)] == ["held"]
+
+
+def test_upgrade_keeps_existing_data(db_url, tmp_path):
+    """A database in use at an older revision upgrades to head with its rows intact."""
+    from backendai_hub import fixtures as F
+    from backendai_hub.db import upgrade
+
+    database = Database(url=db_url, crypt_key_file=str(tmp_path / "key"))
+    upgrade(database.engine, "0003")
+    with database.engine.begin() as conn:
+        conn.execute(text("INSERT INTO domains (name, description, is_active, total_resource_slots, allowed_images, "
+                          "allowed_vfolder_hosts, created_at) VALUES ('old', '', true, '{}', '[]', '[]', "
+                          "CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO keypair_resource_policies (name, total_resource_slots, allowed_vfolder_hosts, "
+                          "created_at) VALUES ('legacy', :slots, '[]', CURRENT_TIMESTAMP)"), {"slots": '{"cpu": "2"}'})
+    database.upgrade()
+    with database.session() as s:
+        p = T.get_policy(s, "keypair", "legacy")
+        assert (p.egress, p.egress_allowlist, p.total_resource_slots) == ("none", [], {"cpu": "2"})
+        assert T.get_domain(s, "old").name == "old"
+        F.populate(s, database.secrets, {"users": [{"username": "u", "email": "u@example.com", "domain": "old"}],
+                                         "keypairs": [{"user": "u", "resource_policy": "legacy"}]})
+    database.dispose()

@@ -13,12 +13,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('keypair_resource_policies', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('egress', sa.String(length=16), server_default='none', nullable=False))
-        batch_op.add_column(sa.Column('egress_allowlist', sa.JSON(), nullable=True))
-    op.execute("UPDATE keypair_resource_policies SET egress_allowlist = '[]'")
-    with op.batch_alter_table('keypair_resource_policies', schema=None) as batch_op:
-        batch_op.alter_column('egress_allowlist', existing_type=sa.JSON(), nullable=False)
+    # plain ADD COLUMN (no batch table rebuild): SQLite would refuse to drop a table that keypairs
+    # reference while foreign keys are enforced, and nothing here needs a rebuild
+    op.add_column('keypair_resource_policies',
+                  sa.Column('egress', sa.String(length=16), server_default='none', nullable=False))
+    op.add_column('keypair_resource_policies',
+                  sa.Column('egress_allowlist', sa.JSON(), server_default=sa.text("'[]'"), nullable=False))
 
 
 def downgrade() -> None:

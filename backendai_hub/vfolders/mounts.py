@@ -1,0 +1,119 @@
+"""Which folders a session mounts, where, and read-only or not: a pure builder and its DB edge."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import Conflict, Forbidden, InvalidInput
+from ..models import User, VFolderMount, VFolderStatus
+from ..spawner.jail import SESSION_HOME
+from . import access as A
+from .ops import HEX32_RE, list_for
+from .storage import StorageHosts
+
+# folders that come along without being asked for: dot-folders the user owns or reaches through
+# a group (".local" keeps `pip install --user` packages across sessions)
+AUTO_VIA = frozenset({A.OWNER, A.GROUP, A.OVERRIDE})
+_RANK = {A.OWNER: 0, A.ADMIN: 1, A.GROUP: 1, A.OVERRIDE: 1, A.INVITED: 2, A.PUBLIC: 3}
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # on the host
+    target: str  # in the container
+    read_only: bool
+    vfolder_id: str = ""
+    name: str = ""
+
+    def spawner(self) -> dict:
+        """The mount as an entry of DockerSpawner's ``mounts`` (keyword arguments of ``docker.types.Mount``)."""
+        return {"source": self.source, "target": self.target, "type": "bind", "read_only": self.read_only}
+
+    def docker(self) -> dict:
+        """The mount as docker-py's ``docker.types.Mount`` (a dict) for ``host_config["mounts"]``."""
+        return {"Target": self.target, "Source": self.source, "Type": "bind", "ReadOnly": self.read_only}
+
+
+@dataclass(frozen=True)
+class Mountable:
+    """A folder the user can reach (access.perm not None), as :func:`mounts_for` sees it."""
+
+    id: str
+    name: str
+    path: str
+    perm: str
+    via: str
+    host: str = ""
+
+
+def mounts_for(requested: Sequence[str], folders: Sequence[Mountable], *, home: str = SESSION_HOME) -> list[Mount]:
+    """Mounts of a session asking for ``requested`` (names or ids) among ``folders`` the user reaches.
+
+    Dot-folders the user owns or reaches through a group are added unasked. A name the user
+    reaches several ways resolves like everywhere else (own, then group, then invited, then
+    public); two folders of the same rank are a conflict. ``ro`` folders mount read-only.
+    """
+    chosen: dict[str, Mountable] = {}
+    for ref in requested:
+        if HEX32_RE.match(ref):
+            hits = [f for f in folders if f.id == ref]
+        else:
+            hits = sorted((f for f in folders if f.name == ref), key=lambda f: _RANK.get(f.via, 9))
+        if not hits:
+            raise InvalidInput(f"vfolders: no vfolder {ref!r} that you may mount", field="vfolders")
+        if len(hits) > 1 and _RANK.get(hits[0].via, 9) == _RANK.get(hits[1].via, 9):
+            raise Conflict(f"vfolders: several vfolders named {ref!r} are visible to you; name it by id "
+                           f"({', '.join(f.id for f in hits[:5])})", field="vfolders")
+        f = hits[0]
+        if f.name in chosen and chosen[f.name].id != f.id:
+            raise Conflict(f"vfolders: two vfolders would mount at {posixpath.join(home, f.name)}", field="vfolders")
+        chosen[f.name] = f
+    for f in folders:
+        if f.name.startswith(".") and f.via in AUTO_VIA and f.name not in chosen:
+            chosen[f.name] = f
+    mounts = []
+    for name in sorted(chosen):
+        f = chosen[name]
+        if f.perm is None:  # pragma: no cover - callers pass reachable folders only
+            raise Forbidden(f"vfolder {name!r} is not yours to mount")
+        mounts.append(Mount(source=f.path, target=posixpath.join(home, name), read_only=f.perm == A.RO,
+                            vfolder_id=f.id, name=name))
+    return mounts
+
+
+def subject_of(user: User) -> A.Subject:
+    return A.Subject(username=user.username, domain=user.domain.name,
+                     groups=frozenset(g.name for g in user.groups), role=user.role.value)
+
+
+def session_mounts(s: Session, storage: StorageHosts, username: str, requested: Sequence[str] = (), *,
+                   session_id: int | None = None, home: str = SESSION_HOME) -> list[Mount]:
+    """The mounts of a session of ``username`` (the spawner calls this); records them for ``session_id``.
+
+    Quota images are mounted on the host first where a reboot unmounted them, so a session never
+    writes into an unquoted directory. Recorded mounts keep the folders from being deleted while
+    the session is live.
+    """
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise Forbidden(f"hub user {username!r} has no backendai-hub account")
+    folders = [Mountable(id=vf.id, name=vf.name, path=storage.path(vf.host, vf.id), perm=acc.perm, via=acc.via,
+                         host=vf.host)
+               for vf, acc in list_for(s, subject_of(user))
+               if acc.perm is not None and vf.status == VFolderStatus.ready]
+    mounts = mounts_for(list(requested), folders, home=home)
+    hosts = {f.id: f.host for f in folders}
+    for m in mounts:
+        storage.ready_path(hosts[m.vfolder_id], m.vfolder_id)
+    if session_id is not None:
+        for m in mounts:
+            s.merge(VFolderMount(session_id=session_id, vfolder_id=m.vfolder_id, target=m.target,
+                                 read_only=m.read_only))
+        s.flush()
+    return mounts
+

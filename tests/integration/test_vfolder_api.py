@@ -1,0 +1,275 @@
+"""Vfolders through the real REST service: who may do what (a matrix), and the checks a user expects."""
+
+import os
+
+import pytest
+from sqlalchemy import select
+
+from backendai_hub.models import Group, KernelSession, KeyPair, SessionStatus, User
+from backendai_hub.vfolders.mounts import session_mounts
+from tests.integration.vfolder_harness import Service, make_template
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return make_template(tmp_path_factory.mktemp("vftenancy"))
+
+
+@pytest.fixture
+async def svc(template, tmp_path):
+    s = Service(template, tmp_path)
+    yield s
+    s.stop()
+
+
+async def ok(svc, actor, method, path, body=None, status=(200, 201, 204)):
+    code, payload = await svc.call(actor, method, path, body)
+    assert code in ((status,) if isinstance(status, int) else status), (actor, method, path, code, payload)
+    return payload
+
+
+async def world(svc):
+    """alice's 'mine' (bob ro, carol rw by invitation), the group folder 'shared' of ml (members rw,
+    carol overridden to ro, cloneable), alice's public 'pub'; a file in each."""
+    await ok(svc, "alice", "POST", "vfolders", {"name": "mine"})
+    await ok(svc, "alice", "POST", "vfolders", {"name": "pub", "public": True})
+    for who, perm in (("bob", "ro"), ("carol", "rw")):
+        await ok(svc, "alice", "POST", "vfolders/mine/invitations", {"emails": [f"{who}@example.com"], "permission": perm})
+        inv = (await ok(svc, who, "GET", "vfolder-invitations"))["incoming"][0]["id"]
+        await ok(svc, who, "POST", f"vfolder-invitations/{inv}/accept")
+    await ok(svc, "dadmin", "POST", "vfolders", {"name": "shared", "group": "ml", "cloneable": True})
+    await ok(svc, "dadmin", "POST", "vfolders/shared/share", {"users": ["carol"], "permission": "ro"})
+    for folder, actor in (("mine", "alice"), ("pub", "alice"), ("shared", "dadmin")):
+        await ok(svc, actor, "POST", f"vfolders/{folder}/mkdir", {"path": "d"})
+
+
+# (actor, method, path, body, expected status, fragment of the message or None)
+MATRIX = [
+    # -- reading --
+    ("alice", "GET", "vfolders/mine", None, 200, None),
+    ("bob", "GET", "vfolders/mine", None, 200, None),
+    ("carol", "GET", "vfolders/mine/files", None, 200, None),
+    ("mia", "GET", "vfolders/mine", None, 404, "unknown vfolder 'mine'"),
+    ("dadmin", "GET", "vfolders/mine", None, 404, "unknown vfolder 'mine'"),  # private to alice
+    ("olivia", "GET", "vfolders/mine", None, 404, "unknown vfolder"),
+    ("mia", "GET", "vfolders/shared", None, 200, None),
+    ("bob", "GET", "vfolders/shared", None, 404, "unknown vfolder 'shared'"),  # not in ml
+    ("olivia", "GET", "vfolders/shared", None, 404, "unknown vfolder"),  # in ml, but of domain other
+    ("odadmin", "GET", "vfolders/shared", None, 404, "unknown vfolder"),
+    ("root", "GET", "vfolders/shared", None, 200, None),
+    ("bob", "GET", "vfolders/pub/files", None, 200, None),
+    ("olivia", "GET", "vfolders/pub", None, 404, "unknown vfolder"),
+    # -- writing files --
+    ("alice", "POST", "vfolders/mine/mkdir", {"path": "a1"}, 201, None),
+    ("carol", "POST", "vfolders/mine/mkdir", {"path": "c1"}, 201, None),
+    ("bob", "POST", "vfolders/mine/mkdir", {"path": "b1"}, 403, "is ro for you (you were invited with ro): write needs rw"),
+    ("mia", "POST", "vfolders/mine/mkdir", {"path": "m1"}, 404, "unknown vfolder"),
+    ("mia", "POST", "vfolders/shared/mkdir", {"path": "m2"}, 201, None),
+    ("carol", "POST", "vfolders/shared/mkdir", {"path": "c2"}, 403, "shared with you as ro in group 'ml'"),
+    ("bob", "POST", "vfolders/pub/mkdir", {"path": "b2"}, 403, "public in your domain (read-only)"),
+    ("carol", "DELETE", "vfolders/mine/files?path=d", None, 403, "delete-files needs wd"),
+    ("bob", "DELETE", "vfolders/mine/files?path=d", None, 403, "delete-files needs wd"),
+    ("mia", "DELETE", "vfolders/shared/files?path=d", None, 403, "delete-files needs wd"),
+    ("dadmin", "DELETE", "vfolders/shared/files?path=d", None, 204, None),
+    ("alice", "DELETE", "vfolders/mine/files?path=d", None, 204, None),
+    # -- managing the folder --
+    ("bob", "PATCH", "vfolders/mine", {"name": "x"}, 403, "only the owner of vfolder 'mine' may rename it"),
+    ("carol", "DELETE", "vfolders/mine", None, 403, "only the owner of vfolder 'mine' may delete it"),
+    ("carol", "POST", "vfolders/mine/invitations", {"emails": ["mia@example.com"]}, 403, "may invite it"),
+    ("mia", "DELETE", "vfolders/shared", None, 403, "admins of domain 'default' may delete group vfolder 'shared'"),
+    ("mia", "POST", "vfolders/shared/share", {"users": ["carol"], "permission": "wd"}, 403, "may share group vfolder"),
+    ("odadmin", "DELETE", "vfolders/shared", None, 404, "unknown vfolder"),
+    ("alice", "PATCH", "vfolders/mine", {"cloneable": True}, 200, None),
+    ("dadmin", "PATCH", "vfolders/shared", {"permission": "ro"}, 200, None),
+    ("alice", "GET", "vfolders/mine/collaborators", None, 200, None),
+    ("bob", "GET", "vfolders/mine/collaborators", None, 403, "only the owner"),
+    # -- invitations --
+    ("alice", "POST", "vfolders/mine/invitations", {"emails": ["olivia@example.com"]}, 404, "unknown user 'olivia@example.com'"),
+    ("alice", "POST", "vfolders/mine/invitations", {"emails": ["bob@example.com"]}, 409, "already has access"),
+    ("alice", "POST", "vfolders/mine/invitations", {"emails": ["alice@example.com"]}, 400, "owns the vfolder"),
+    ("alice", "POST", "vfolders/mine/invitations", {"emails": ["mia@example.com"], "permission": "rx"}, 400, "permission: 'rx'"),
+    ("dadmin", "POST", "vfolders/shared/invitations", {"emails": ["bob@example.com"]}, 400, "share it with its members"),
+    ("dadmin", "POST", "vfolders/shared/share", {"users": ["bob"]}, 400, "'bob' is not a member of group 'ml'"),
+    # -- leaving, kicking, cloning --
+    ("alice", "POST", "vfolders/mine/leave", None, 403, "you own it; delete it instead"),
+    ("mia", "POST", "vfolders/shared/leave", None, 403, "through a group, not an invitation"),
+    ("bob", "POST", "vfolders/pub/clone", {"name": "pubcopy"}, 403, "not cloneable"),
+    ("mia", "POST", "vfolders/shared/clone", {"name": "sharedcopy"}, 201, None),
+    ("olivia", "POST", "vfolders/shared/clone", {"name": "x"}, 404, "unknown vfolder"),
+]
+
+
+async def test_permission_matrix(svc):
+    await world(svc)
+    failures = []
+    for actor, method, path, body, status, fragment in MATRIX:
+        code, payload = await svc.call(actor, method, path, body)
+        message = payload.get("message", "") if isinstance(payload, dict) else ""
+        if code != status or (fragment and fragment not in message):
+            failures.append(f"{actor} {method} {path}: {code} {payload}")
+    assert not failures, "\n".join(failures)
+
+
+async def test_errors_name_the_field(svc):
+    cases = [
+        ({"name": "a/b"}, 400, "name"), ({"name": ".."}, 400, "name"), ({"name": "x" * 65}, 400, "name"),
+        ({"name": ".ssh"}, 400, "name"), ({"name": ""}, 400, "name"), ({"name": 5}, 400, "name"),
+        ({"name": "ok", "usage_mode": "films"}, 400, "usage_mode"), ({"name": "ok", "permission": "all"}, 400, "permission"),
+        ({"name": "ok", "host": "nowhere"}, 400, "host"), ({"name": "ok", "quota": -1}, 400, "quota"),
+        ({"name": "ok", "quota": "lots"}, 400, "quota"), ({"name": "ok", "cloneable": "yes"}, 400, "cloneable"),
+        ({"name": "ok", "colour": "red"}, 400, "colour"),
+    ]
+    for body, status, field in cases:
+        code, payload = await svc.call("alice", "POST", "vfolders", body)
+        assert (code, payload.get("field")) == (status, field), (body, payload)
+    code, payload = await svc.call("alice", "POST", "vfolders", b"[1]".decode())  # not an object
+    assert code == 400
+
+
+async def test_create_rules(svc):
+    await ok(svc, "alice", "POST", "vfolders", {"name": ".local"})  # dot-folders: auto-mounted
+    code, p = await svc.call("alice", "POST", "vfolders", {"name": ".local"})
+    assert code == 409 and p["field"] == "name"
+    code, p = await svc.call("alice", "POST", "vfolders", {"name": "big", "quota": "1g"})
+    assert code == 403 and "user resource policy 'upol' allows max_quota_size=64m" in p["message"]
+    code, p = await svc.call("alice", "POST", "vfolders", {"name": "elsewhere", "host": "nfs"})
+    assert code == 403 and "storage host 'nfs' is not allowed" in p["message"] and "allows: local" in p["message"]
+    await ok(svc, "alice", "POST", "vfolders", {"name": "two"})
+    await ok(svc, "alice", "POST", "vfolders", {"name": "three"})
+    code, p = await svc.call("alice", "POST", "vfolders", {"name": "four"})
+    assert code == 403 and p["message"] == ("user resource policy 'upol' allows max_vfolder_count=3 for user "
+                                            "'alice', 3 in use")
+    # the trash frees a slot; restoring checks the limit again
+    await ok(svc, "alice", "DELETE", "vfolders/three")
+    await ok(svc, "alice", "POST", "vfolders", {"name": "four"})
+    code, p = await svc.call("alice", "POST", "vfolders/three/restore")
+    assert code == 403 and "max_vfolder_count=3" in p["message"]
+    # group folders: admins only, the group's policy counts
+    code, p = await svc.call("alice", "POST", "vfolders", {"name": "g", "group": "ml"})
+    assert code == 403 and "only superadmins and domain admins create group vfolders" in p["message"]
+    code, p = await svc.call("dadmin", "POST", "vfolders", {"name": "g", "group": "ml", "domain": "other"})
+    assert code == 404
+    await ok(svc, "dadmin", "POST", "vfolders", {"name": "g1", "group": "ml"})
+    await ok(svc, "dadmin", "POST", "vfolders", {"name": "g2", "group": "ml"})
+    code, p = await svc.call("dadmin", "POST", "vfolders", {"name": "g3", "group": "ml"})
+    assert code == 403 and "group resource policy 'gpol' allows max_vfolder_count=2" in p["message"]
+    # bob (no user policy) has no limit and gets his keypair-policy hosts too once allowed
+    await ok(svc, "bob", "POST", "vfolders", {"name": "g1"})  # same name, other owner
+
+
+async def test_lists_show_own_invited_group_public_never_other_domains(svc):
+    await world(svc)
+    await ok(svc, "olivia", "POST", "vfolders", {"name": "mine"})
+    await ok(svc, "olivia", "POST", "vfolders", {"name": "opub", "public": True})
+
+    async def names(actor):
+        return sorted((f["name"], f["via"], f["permission"]) for f in (await ok(svc, actor, "GET", "vfolders"))["items"])
+
+    assert await names("alice") == [("mine", "owner", "wd"), ("pub", "owner", "wd"), ("shared", "group", "rw")]
+    assert await names("bob") == [("mine", "invited", "ro"), ("pub", "public", "ro")]
+    assert await names("carol") == [("mine", "invited", "rw"), ("pub", "public", "ro"), ("shared", "override", "ro")]
+    assert await names("olivia") == [("mine", "owner", "wd"), ("opub", "owner", "wd")]
+    assert await names("dadmin") == [("pub", "public", "ro"), ("shared", "admin", "wd")]
+
+
+async def test_rename_share_leave_kick_and_invitations(svc):
+    await world(svc)
+    code, p = await svc.call("alice", "PATCH", "vfolders/mine", {"name": "pub"})
+    assert code == 409 and p["field"] == "name"
+    await ok(svc, "alice", "PATCH", "vfolders/mine", {"name": "renamed"})
+    assert (await ok(svc, "bob", "GET", "vfolders/renamed"))["via"] == "invited"
+    # carol's override on the group folder, then unshare back to the group's permission
+    assert (await ok(svc, "carol", "GET", "vfolders/shared"))["permission"] == "ro"
+    await ok(svc, "dadmin", "POST", "vfolders/shared/unshare", {"users": ["carol"]})
+    assert (await ok(svc, "carol", "GET", "vfolders/shared"))["permission"] == "rw"
+    # leave and kick
+    await ok(svc, "bob", "POST", "vfolders/renamed/leave")
+    assert (await svc.call("bob", "GET", "vfolders/renamed"))[0] == 404
+    await ok(svc, "alice", "DELETE", "vfolders/renamed/collaborators/carol")
+    assert (await svc.call("carol", "GET", "vfolders/renamed"))[0] == 404
+    code, p = await svc.call("alice", "DELETE", "vfolders/renamed/collaborators/carol")
+    assert code == 404 and "not a collaborator" in p["message"]
+    # reject, cancel, answer twice, someone else's invitation
+    invs = (await ok(svc, "alice", "POST", "vfolders/renamed/invitations",
+                     {"emails": ["bob@example.com", "mia@example.com"], "permission": "wd"}))["items"]
+    by = {i["invitee"]: i["id"] for i in invs}
+    assert [i["id"] for i in (await ok(svc, "alice", "GET", "vfolder-invitations"))["outgoing"]] == [by["bob"], by["mia"]]
+    code, p = await svc.call("mia", "POST", f"vfolder-invitations/{by['bob']}/accept")
+    assert code == 404
+    code, p = await svc.call("alice", "POST", f"vfolder-invitations/{by['bob']}/accept")
+    assert code == 403 and "only the invitee" in p["message"]
+    await ok(svc, "bob", "POST", f"vfolder-invitations/{by['bob']}/reject")
+    code, p = await svc.call("bob", "POST", f"vfolder-invitations/{by['bob']}/accept")
+    assert code == 409 and "already rejected" in p["message"]
+    await ok(svc, "alice", "DELETE", f"vfolder-invitations/{by['mia']}")
+    assert (await ok(svc, "mia", "GET", "vfolder-invitations"))["incoming"] == []
+    assert (await svc.call("mia", "GET", "vfolders/renamed"))[0] == 404
+
+
+async def test_files_and_unsafe_paths(svc):
+    await ok(svc, "alice", "POST", "vfolders", {"name": "mine"})
+    await ok(svc, "alice", "POST", "vfolders/mine/mkdir", {"path": "a/b/c", "parents": True})
+    code, p = await svc.call("alice", "POST", "vfolders/mine/mkdir", {"path": "a/b"})
+    assert code == 409
+    await ok(svc, "alice", "POST", "vfolders/mine/move", {"src": "a/b", "dst": "moved"})
+    assert [e["name"] for e in (await ok(svc, "alice", "GET", "vfolders/mine/files?path=moved"))["items"]] == ["c"]
+    code, p = await svc.call("alice", "POST", "vfolders/mine/move", {"src": "a", "dst": "a/inside"})
+    assert code == 400 and p["field"] == "dst"
+    code, p = await svc.call("alice", "DELETE", "vfolders/mine/files?path=moved")
+    assert code == 409 and "recursive=true" in p["message"]
+    await ok(svc, "alice", "DELETE", "vfolders/mine/files?path=moved&recursive=true")
+    # a link a session made that points outside the folder
+    vfid = (await ok(svc, "alice", "GET", "vfolders/mine"))["id"]
+    root = svc.storage.path("local", vfid)
+    os.symlink("/etc", os.path.join(root, "etc-link"))
+    for method, path, body, field in [
+        ("GET", "vfolders/mine/files?path=../../..", None, "path"),
+        ("GET", "vfolders/mine/files?path=/etc", None, "path"),
+        ("GET", "vfolders/mine/files?path=etc-link", None, "path"),
+        ("GET", "vfolders/mine/files?path=a%252f..%252f..", None, "path"),
+        ("GET", "vfolders/mine/download?path=etc-link/passwd", None, "path"),
+        ("POST", "vfolders/mine/mkdir", {"path": "etc-link/x"}, "path"),
+        ("POST", "vfolders/mine/mkdir", {"path": ".upload/x", "parents": True}, "path"),
+        ("GET", "vfolders/mine/files?path=.upload", None, "path"),
+        ("GET", "vfolders/mine/download?path=.upload/x.json", None, "path"),
+        ("POST", "vfolders/mine/move", {"src": "a", "dst": "etc-link/a"}, "dst"),
+        ("POST", "vfolders/mine/move", {"src": "../x", "dst": "y"}, "src"),
+        ("DELETE", "vfolders/mine/files?path=etc-link/passwd", None, "path"),
+    ]:
+        code, p = await svc.call("alice", method, path, body)
+        assert code == 400 and p["field"] == field, (method, path, code, p)
+    await ok(svc, "alice", "DELETE", "vfolders/mine/files?path=etc-link")  # the link itself goes
+    assert os.path.exists("/etc/passwd")
+
+
+async def test_delete_is_refused_while_mounted_then_trash_restore_purge(svc):
+    await ok(svc, "alice", "POST", "vfolders", {"name": "data"})
+    await ok(svc, "alice", "POST", "vfolders", {"name": ".local"})
+    with svc.db.session() as s:
+        alice = s.scalar(select(User).where(User.username == "alice"))
+        kp = s.scalar(select(KeyPair).where(KeyPair.user_id == alice.id))
+        ml = s.scalar(select(Group).where(Group.name == "ml", Group.domain_id == alice.domain_id))
+        k = KernelSession(user=alice, server_name="", keypair=kp, group=ml, domain_id=alice.domain_id,
+                          image="img", slots={}, allocation={}, status=SessionStatus.running)
+        s.add(k)
+        s.flush()
+        mounts = session_mounts(s, svc.storage, "alice", ["data"], session_id=k.id)
+        sid = k.id
+    assert [(m.target, m.read_only) for m in mounts] == [("/home/work/.local", False), ("/home/work/data", False)]
+    info = await ok(svc, "alice", "GET", "vfolders/data")
+    assert info["mounted"] and info["mounted_in"][0]["session_id"] == sid
+    code, p = await svc.call("alice", "DELETE", "vfolders/data")
+    assert code == 409 and "mounted in 1 running session(s)" in p["message"]
+    with svc.db.session() as s:
+        s.get(KernelSession, sid).status = SessionStatus.terminated
+    await ok(svc, "alice", "DELETE", "vfolders/data")
+    assert (await svc.call("alice", "GET", "vfolders/data/files"))[0] == 409  # in the trash
+    await ok(svc, "alice", "POST", "vfolders", {"name": "data"})  # the name is free again
+    code, p = await svc.call("alice", "POST", f"vfolders/{(await ok(svc, 'alice', 'GET', 'vfolders?trash=1'))['items'][0]['id']}/restore")
+    assert code == 409 and "already exists again" in p["message"]
+    trashed = (await ok(svc, "alice", "GET", "vfolders?trash=1"))["items"][0]
+    path = svc.storage.path("local", trashed["id"])
+    assert os.path.isdir(path)
+    await ok(svc, "alice", "POST", f"vfolders/{trashed['id']}/purge")
+    assert not os.path.exists(path)
+    assert (await ok(svc, "alice", "GET", "vfolders?trash=1"))["items"] == []

@@ -1,0 +1,172 @@
+"""Uploads (tus 1.0, resumable after a cut connection) and downloads (Range, tar, zip), checked by SHA-256."""
+
+import asyncio
+import base64
+import hashlib
+import io
+import os
+import tarfile
+import zipfile
+
+import pytest
+
+from tests.integration.vfolder_harness import API, Service, make_template
+
+MiB = 1 << 20
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = "application/offset+octet-stream"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return make_template(tmp_path_factory.mktemp("vftransfer"))
+
+
+@pytest.fixture
+async def svc(template, tmp_path):
+    s = Service(template, tmp_path)
+    code, _ = await s.call("alice", "POST", "vfolders", {"name": "data", "quota": "32m"})
+    assert code == 201
+    yield s
+    s.stop()
+
+
+def meta(**kw):
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in kw.items())
+
+
+async def create(svc, path, length, actor="alice", folder="data", **extra):
+    resp = await svc.raw(actor, "POST", f"vfolders/{folder}/uploads", b"",
+                         headers={**TUS, "Upload-Length": str(length), "Upload-Metadata": meta(path=path), **extra})
+    return resp
+
+
+async def patch(svc, location, offset, data, actor="alice"):
+    return await svc.raw(actor, "PATCH", location, data, content_type=OCTETS,
+                         headers={**TUS, "Upload-Offset": str(offset)})
+
+
+async def head_offset(svc, location, actor="alice"):
+    resp = await svc.raw(actor, "HEAD", location, None, headers=TUS)
+    assert resp.code == 200, resp.code
+    assert resp.headers["Cache-Control"] == "no-store"
+    return int(resp.headers["Upload-Offset"]), int(resp.headers["Upload-Length"])
+
+
+async def cut_patch(svc, location, offset, data, send):
+    """A PATCH whose connection drops after ``send`` bytes of the body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", svc.port)
+    hdrs = {**svc.headers("alice", "PATCH", location, OCTETS), **TUS, "Content-Type": OCTETS,
+            "Upload-Offset": str(offset), "Content-Length": str(len(data)), "Host": f"127.0.0.1:{svc.port}"}
+    writer.write(f"PATCH {location} HTTP/1.1\r\n".encode()
+                 + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()).encode() + b"\r\n")
+    for i in range(0, send, 64 * 1024):
+        writer.write(data[i:min(send, i + 64 * 1024)])
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_interrupted_upload_resumes_and_download_matches(svc):
+    blob = os.urandom(10 * MiB)
+    digest = hashlib.sha256(blob).hexdigest()
+    resp = await create(svc, "big.bin", len(blob))
+    assert resp.code == 201, resp.body
+    location = resp.headers["Location"]
+    assert location.startswith(API + "vfolders/data/uploads/") and resp.headers["Tus-Resumable"] == "1.0.0"
+    assert await head_offset(svc, location) == (0, len(blob))
+    # first 3 MiB in one PATCH
+    resp = await patch(svc, location, 0, blob[:3 * MiB])
+    assert resp.code == 204 and resp.headers["Upload-Offset"] == str(3 * MiB)
+    # a wrong offset is a conflict, and nothing is written
+    resp = await patch(svc, location, 0, blob[:10])
+    assert resp.code == 409
+    # the connection drops 4 MiB into a 7 MiB PATCH
+    await cut_patch(svc, location, 3 * MiB, blob[3 * MiB:], send=4 * MiB)
+    for _ in range(50):
+        offset, _ = await head_offset(svc, location)
+        await asyncio.sleep(0.05)
+        if offset == (await head_offset(svc, location))[0]:
+            break
+    assert 3 * MiB < offset <= 7 * MiB
+    # resume where the server says, in 1 MiB pieces
+    while offset < len(blob):
+        resp = await patch(svc, location, offset, blob[offset:offset + MiB])
+        assert resp.code == 204, resp.body
+        offset = int(resp.headers["Upload-Offset"])
+    assert (await svc.raw("alice", "HEAD", location, None, headers=TUS)).code == 404  # finished: gone
+    resp = await svc.raw("alice", "GET", "vfolders/data/download?path=big.bin")
+    assert resp.code == 200 and hashlib.sha256(resp.body).hexdigest() == digest
+    assert resp.headers["Accept-Ranges"] == "bytes"
+    code, info = await svc.call("alice", "GET", "vfolders/data")
+    assert (info["size"], info["file_count"]) == (len(blob), 1)
+    # ranges
+    for rng, (first, last) in {"bytes=0-99": (0, 99), "bytes=-100": (len(blob) - 100, len(blob) - 1),
+                               f"bytes={len(blob) - 5}-": (len(blob) - 5, len(blob) - 1),
+                               "bytes=5-999999999": (5, len(blob) - 1)}.items():
+        resp = await svc.raw("alice", "GET", "vfolders/data/download?path=big.bin", headers={"Range": rng})
+        assert resp.code == 206 and resp.body == blob[first:last + 1], rng
+        assert resp.headers["Content-Range"] == f"bytes {first}-{last}/{len(blob)}"
+    resp = await svc.raw("alice", "GET", "vfolders/data/download?path=big.bin", headers={"Range": f"bytes={len(blob)}-"})
+    assert resp.code == 416 and resp.headers["Content-Range"] == f"bytes */{len(blob)}"
+
+
+async def test_folders_download_as_tar_and_zip(svc):
+    files = {"top.txt": os.urandom(1000), "sub/inner.bin": os.urandom(300_000), "sub/deeper/empty": b""}
+    code, _ = await svc.call("alice", "POST", "vfolders/data/mkdir", {"path": "sub/deeper", "parents": True})
+    assert code == 201
+    for path, data in files.items():
+        resp = await create(svc, path, len(data))
+        assert resp.code == 201, resp.body
+        if data:
+            assert (await patch(svc, resp.headers["Location"], 0, data)).code == 204
+    vfid = (await svc.call("alice", "GET", "vfolders/data"))[1]["id"]
+    os.symlink("/etc/passwd", os.path.join(svc.storage.path("local", vfid), "sub", "outside-link"))
+    resp = await svc.raw("alice", "GET", "vfolders/data/download")
+    assert resp.code == 200 and resp.headers["Content-Type"] == "application/x-tar"
+    with tarfile.open(fileobj=io.BytesIO(resp.body)) as tf:
+        got = {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
+        link = tf.getmember("vfolder/sub/outside-link")
+        assert link.issym() and link.linkname == "/etc/passwd"  # the link, never the file behind it
+    assert got == {f"vfolder/{k}": v for k, v in files.items()}
+    resp = await svc.raw("alice", "GET", "vfolders/data/download?path=sub&archive=zip")
+    assert resp.code == 200 and resp.headers["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(resp.body)) as zf:
+        got = {n: zf.read(n) for n in zf.namelist() if not n.endswith("/")}
+    assert got == {"sub/inner.bin": files["sub/inner.bin"], "sub/deeper/empty": b""}
+    code, p = await svc.call("alice", "GET", "vfolders/data/download?archive=rar")
+    assert code == 400 and p["field"] == "archive"
+
+
+async def test_quota_and_rules_of_uploads(svc):
+    resp = await create(svc, "huge.bin", 33 * MiB)
+    assert resp.code == 413
+    assert b"does not fit in the vfolder's quota" in resp.body
+    first = await create(svc, "a.bin", 20 * MiB)
+    assert first.code == 201
+    resp = await create(svc, "b.bin", 20 * MiB)  # the first one's declared bytes are reserved
+    assert resp.code == 413
+    resp = await svc.raw("alice", "PATCH", first.headers["Location"], b"x", content_type="application/json",
+                         headers={**TUS, "Upload-Offset": "0"})
+    assert resp.code == 415
+    assert (await patch(svc, first.headers["Location"], 0, b"x", actor="bob")).code == 404  # not his folder
+    assert (await svc.raw("alice", "DELETE", first.headers["Location"], None, headers=TUS)).code == 204
+    assert (await create(svc, "b.bin", 20 * MiB)).code == 201  # the reservation went with it
+    assert (await create(svc, "../escape", 1)).code == 400
+    assert (await create(svc, ".upload/x", 1)).code == 400
+    resp = await create(svc, "b.bin", 1, **{"Tus-Resumable": "0.2.2"})
+    assert resp.code == 412
+    resp = await svc.raw("alice", "POST", "vfolders/data/uploads", b"", headers={**TUS, "Upload-Length": "-1",
+                                                                                  "Upload-Metadata": meta(path="x")})
+    assert resp.code == 400 and b"Upload-Length" in resp.body
+    # an empty file completes at once; the same name again needs overwrite
+    assert (await create(svc, "empty", 0)).code == 201
+    assert (await create(svc, "empty", 0)).code == 409
+    assert (await create(svc, "empty", 0, **{"Upload-Metadata": meta(path="empty", overwrite="true")})).code == 201
+    # readers cannot upload
+    code, _ = await svc.call("alice", "POST", "vfolders/data/invitations", {"emails": ["bob@example.com"], "permission": "ro"})
+    inv = (await svc.call("bob", "GET", "vfolder-invitations"))[1]["incoming"][0]["id"]
+    await svc.call("bob", "POST", f"vfolder-invitations/{inv}/accept")
+    vfid = (await svc.call("alice", "GET", "vfolders/data"))[1]["id"]
+    resp = await create(svc, "bob.txt", 1, actor="bob", folder=vfid)
+    assert resp.code == 403 and b"write needs rw" in resp.body
