@@ -163,6 +163,14 @@ def test_named_servers_count_and_twenty_simultaneous_spawns_admit_exactly_one(hu
     assert all("allows 2 concurrent sessions, 2 running" in r.json()["message"] for r in refused)
     r = spawn(hub, admin, name="c")
     assert r.status_code == 403 and "allows 2 concurrent sessions, 2 running" in r.json()["message"]
+    # the denials are counted for Prometheus, with the level and slot that denied them
+    metrics = api(hub, admin, "GET", "../metrics").text
+    denied = [line for line in metrics.splitlines()
+              if line.startswith('backendai_hub_denials_total{reason="keypair:sessions"}')]
+    assert denied and float(denied[0].split()[-1]) >= 20
+    assert any(line.startswith("backendai_hub_admissions_total") and float(line.split()[-1]) >= 2
+               for line in metrics.splitlines())
+    assert "backendai_hub_spawn_stage_seconds_bucket" in metrics
 
 
 def test_user_b_cannot_reach_user_a_server(hub, admin, clean):
