@@ -44,7 +44,8 @@ def parse_service_ports(value: str | None) -> tuple[str, ...]:
 def image_from_inspect(attrs: Mapping[str, Any], aliases: Mapping[str, str]) -> Image | None:
     """Build an Image from ``docker image inspect`` or image-list data; None when it is no session image."""
     labels = attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {}
-    tags = tuple(sorted(attrs.get("RepoTags") or []))
+    # dangling images (build stages, replaced tags) list as "<none>:<none>": not usable by name
+    tags = tuple(sorted(t for t in attrs.get("RepoTags") or [] if t and not t.startswith("<none>")))
     if labels.get(KERNELSPEC_LABEL) is None or not tags:
         return None
     mins: dict[str, Decimal] = {}

@@ -424,6 +424,8 @@ async def _render_options_form(spawner: BackendAISpawner) -> str:
         slots = P.parse_slots(text)
         if all(v <= limits[k] for k, v in slots.items() if k in limits):
             presets.append({"name": name, "text": P.format_slots(slots)})
+    default = spawner.catalog.resolve(spawner.image)
     return _templates.get_template("options_form.html").render(
-        images=offered, groups=charge.groups, presets=presets, limits=P.format_slots(limits),
+        images=offered, default_image=default.ref if default else None, groups=charge.groups, presets=presets,
+        limits=P.format_slots(limits),
         slots=sorted(spawner.known_slots), error=None)
