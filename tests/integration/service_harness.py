@@ -55,12 +55,12 @@ TENANCY = {
 }
 
 
-def make_template(path: Path) -> Path:
-    """A SQLite database holding TENANCY, made once and copied for each test."""
+def make_template(path: Path, tenancy: dict | None = None) -> Path:
+    """A SQLite database holding ``tenancy`` (default TENANCY), made once and copied for each test."""
     db = Database(url=f"sqlite:///{path / 'template.sqlite'}", crypt_key_file=str(path / "key"))
     db.upgrade()
     with db.session() as s:
-        F.populate(s, db.secrets, TENANCY)
+        F.populate(s, db.secrets, tenancy or TENANCY)
     db.dispose()
     return path
 
@@ -68,7 +68,10 @@ def make_template(path: Path) -> Path:
 class Service:
     """A running service on 127.0.0.1 with its own copy of the template database."""
 
-    def __init__(self, template: Path, workdir: Path):
+    keys = KEYS
+
+    def __init__(self, template: Path, workdir: Path, *, settings: dict | None = None,
+                 max_buffer_size: int | None = None):
         shutil.copy(template / "template.sqlite", workdir / "db.sqlite")
         shutil.copy(template / "key", workdir / "key")
         (workdir / "key").chmod(0o600)
@@ -76,9 +79,10 @@ class Service:
         # a HubOAuth that would only be asked about hub tokens; these tests sign with keypairs
         hub_auth = HubOAuth(api_token="unused", api_url="http://127.0.0.1:9/hub/api", cache_max_age=0)
         self.app = make_app(self.db, prefix=PREFIX, hub_auth=hub_auth)
+        self.app.settings.update(settings or {})
         sockets = bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
-        self.server = HTTPServer(self.app)
+        self.server = HTTPServer(self.app, max_buffer_size=max_buffer_size)
         self.server.add_sockets(sockets)
         self.base = f"http://127.0.0.1:{self.port}"
         self.client = AsyncHTTPClient()
@@ -90,7 +94,7 @@ class Service:
         data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
         hdrs = {"Content-Type": "application/json"}
         if actor is not None:
-            ak, sk = KEYS[actor]
+            ak, sk = self.keys[actor]
             hdrs.update(signing.sign(method, url_path, host=f"127.0.0.1:{self.port}",
                                      date=date or datetime.now(timezone.utc),
                                      content_type="application/json", version=signing.API_VERSION,

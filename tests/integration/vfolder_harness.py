@@ -1,27 +1,16 @@
-"""The REST service with the vfolder routes, in process, on a real port, called with signed requests.
-
-Builds the app with ``make_app`` exactly like ``service_harness`` and adds ``service.vfolders``
-routes in front of the API's catch-all 404 (what app.py does once they are wired in there).
-"""
+"""The service harness with storage hosts for vfolders and raw (byte) requests for transfers."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from jupyterhub.services.auth import HubOAuth
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
+from tornado.httpclient import HTTPRequest
 
-from backendai_hub import fixtures as F
 from backendai_hub import signing
-from backendai_hub.db import Database
-from backendai_hub.service import vfolders as V
-from backendai_hub.service.app import make_app
 from backendai_hub.vfolders.storage import StorageHosts
+from tests.integration import service_harness as base
 
 PREFIX = "/services/backendai/"
 API = f"{PREFIX}api/v1/"
@@ -63,47 +52,21 @@ TENANCY = {
 
 
 def make_template(path: Path) -> Path:
-    db = Database(url=f"sqlite:///{path / 'template.sqlite'}", crypt_key_file=str(path / "key"))
-    db.upgrade()
-    with db.session() as s:
-        F.populate(s, db.secrets, TENANCY)
-    db.dispose()
-    return path
+    return base.make_template(path, TENANCY)
 
 
-def add_vfolder_routes(app, prefix: str = PREFIX) -> None:
-    """Put the vfolder routes in front of the API's catch-all, as app.py will."""
-    router = app.wildcard_router
-    n = len(router.rules)
-    api = f"{prefix}api/v1/"
-    router.add_rules([(f"{api}{route}/?", handler) for route, handler in V.ROUTES]
-                     + [(f"{prefix}{route}", handler) for route, handler in V.COMPAT_ROUTES])
-    new = router.rules[n:]
-    del router.rules[n:]
-    router.rules[0:0] = new
+class Service(base.Service):
+    """The service with two storage hosts (and optionally loopback quotas) under ``workdir``."""
 
+    keys = KEYS
 
-class Service:
     def __init__(self, template: Path, workdir: Path, *, quota_backend: str = "none"):
-        shutil.copy(template / "template.sqlite", workdir / "db.sqlite")
-        shutil.copy(template / "key", workdir / "key")
-        (workdir / "key").chmod(0o600)
-        self.db = Database(url=f"sqlite:///{workdir / 'db.sqlite'}", crypt_key_file=str(workdir / "key"))
         self.storage = StorageHosts(hosts={"local": str(workdir / "vf-local"), "nfs": str(workdir / "vf-nfs")},
                                     quota_backend=quota_backend)
-        hub_auth = HubOAuth(api_token="unused", api_url="http://127.0.0.1:9/hub/api", cache_max_age=0)
-        self.app = make_app(self.db, prefix=PREFIX, hub_auth=hub_auth)
-        self.app.settings["vfolder_storage"] = self.storage
-        add_vfolder_routes(self.app)
-        sockets = bind_sockets(0, "127.0.0.1")
-        self.port = sockets[0].getsockname()[1]
-        self.server = HTTPServer(self.app, max_buffer_size=64 << 20)
-        self.server.add_sockets(sockets)
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.client = AsyncHTTPClient()
+        super().__init__(template, workdir, settings={"vfolder_storage": self.storage}, max_buffer_size=64 << 20)
 
     def headers(self, actor: str, method: str, url_path: str, content_type: str = "application/json") -> dict:
-        ak, sk = KEYS[actor]
+        ak, sk = self.keys[actor]
         return signing.sign(method, url_path, host=f"127.0.0.1:{self.port}", date=datetime.now(timezone.utc),
                             content_type=content_type, version=signing.API_VERSION, access_key=ak, secret_key=sk)
 
@@ -128,7 +91,3 @@ class Service:
         except ValueError:
             payload = text
         return resp.code, payload
-
-    def stop(self):
-        self.server.stop()
-        self.db.dispose()
