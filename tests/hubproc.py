@@ -126,3 +126,36 @@ def run_cli(hub: HubProcess, *args: str, stdin: str | None = None) -> subprocess
     env.pop("BACKENDAI_HUB_CRYPT_KEY", None)
     return subprocess.run([sys.executable, "-m", "backendai_hub.cli", *args], input=stdin, text=True,
                           capture_output=True, env=env, cwd=REPO)
+
+
+def hub_api(hub: HubProcess, token: str, method: str, path: str, **kw) -> requests.Response:
+    """A call to the hub's REST API (``path`` relative to /hub/api/) with a token."""
+    return requests.request(method, f"{hub.url}/hub/api/{path}", headers={"Authorization": f"token {token}"},
+                            timeout=kw.pop("timeout", 120), **kw)
+
+
+def server_path(user: str, name: str = "") -> str:
+    return f"users/{user}/servers/{name}" if name else f"users/{user}/server"
+
+
+def wait_ready(hub: HubProcess, token: str, user: str = "demo", name: str = "", timeout: float = 90,
+               describe=lambda: "") -> dict:
+    """Wait until a server answers through the proxy; fail at once if it stopped starting."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        spec = hub_api(hub, token, "GET", f"users/{user}").json()["servers"].get(name)
+        if spec and spec["ready"]:
+            return spec
+        if not spec or not spec["pending"]:
+            raise AssertionError(f"server {user}/{name} is not starting: {spec} {describe()}")
+        time.sleep(0.3)
+    raise AssertionError(f"server {user}/{name} not ready in {timeout}s {describe()}")
+
+
+def stop_server(hub: HubProcess, token: str, user: str = "demo", name: str = "") -> None:
+    """Stop a server and wait until the hub forgets it."""
+    r = hub_api(hub, token, "DELETE", server_path(user, name))
+    assert r.status_code in (202, 204, 404), r.text
+    deadline = time.monotonic() + 60
+    while name in hub_api(hub, token, "GET", f"users/{user}").json()["servers"] and time.monotonic() < deadline:
+        time.sleep(0.3)

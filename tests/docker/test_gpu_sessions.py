@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import pytest
-import requests
 
-from tests.hubproc import HubProcess, hub_token
+from tests.hubproc import HubProcess, hub_api, hub_token, server_path, stop_server
+from tests.hubproc import wait_ready as hub_wait_ready
 
 pytestmark = pytest.mark.docker
 
@@ -37,13 +37,11 @@ def admin(hub):
     return hub_token(hub, "admin", hub.credentials["admin"]["password"])
 
 
-def api(hub, token, method, path, **kw):
-    return requests.request(method, f"{hub.url}/hub/api/{path}", headers={"Authorization": f"token {token}"},
-                            timeout=kw.pop("timeout", 120), **kw)
+api = hub_api
 
 
 def spawn(hub, token, user, options=GPU):
-    r = api(hub, token, "POST", f"users/{user}/server", json=options)
+    r = api(hub, token, "POST", server_path(user), json=options)
     assert r.status_code in (201, 202), r.text
     return r
 
@@ -53,22 +51,11 @@ def server(hub, token, user, name=""):
 
 
 def wait_ready(hub, token, user, name="", timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        spec = server(hub, token, user, name)
-        if spec and spec["ready"]:
-            return
-        if not spec or not spec["pending"]:
-            raise AssertionError(f"{user}'s server is not starting: {spec}\n{rows(hub)}")
-        time.sleep(0.3)
-    raise AssertionError(f"{user}'s server not ready in {timeout}s: {rows(hub)}")
+    return hub_wait_ready(hub, token, user, name, timeout, describe=lambda: rows(hub))
 
 
 def stop(hub, token, user):
-    assert api(hub, token, "DELETE", f"users/{user}/server").status_code in (202, 204, 404)
-    deadline = time.monotonic() + 60
-    while server(hub, token, user) and time.monotonic() < deadline:
-        time.sleep(0.3)
+    stop_server(hub, token, user)
 
 
 def rows(hub) -> dict[str, tuple[str, dict]]:

@@ -8,7 +8,7 @@ import docker
 import pytest
 import requests
 
-from tests.hubproc import HubProcess, hub_token, run_cli
+from tests.hubproc import HubProcess, hub_api, hub_token, run_cli, server_path, stop_server, wait_ready
 
 pytestmark = pytest.mark.docker
 
@@ -31,39 +31,12 @@ def admin(hub):
     return hub_token(hub, "admin", hub.credentials["admin"]["password"])
 
 
-def api(hub, token, method, path, **kw):
-    return requests.request(method, f"{hub.url}/hub/api/{path}", headers={"Authorization": f"token {token}"},
-                            timeout=kw.pop("timeout", 120), **kw)
-
-
-def server_path(user, name):
-    return f"users/{user}/servers/{name}" if name else f"users/{user}/server"
+api = hub_api
+stop = stop_server
 
 
 def spawn(hub, token, user="demo", name="", options=SMALL):
     return api(hub, token, "POST", server_path(user, name), json=options)
-
-
-def wait_ready(hub, token, user="demo", name="", timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        spec = api(hub, token, "GET", f"users/{user}").json()["servers"].get(name)
-        if spec and spec["ready"]:
-            return spec
-        if not spec or (not spec["pending"] and not spec["ready"]):
-            raise AssertionError(f"server {user}/{name} is not starting: {spec}")
-        time.sleep(0.5)
-    raise AssertionError(f"server {user}/{name} not ready in {timeout}s")
-
-
-def stop(hub, token, user="demo", name=""):
-    r = api(hub, token, "DELETE", server_path(user, name))
-    assert r.status_code in (202, 204, 404), r.text
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if name not in api(hub, token, "GET", f"users/{user}").json()["servers"]:
-            return
-        time.sleep(0.5)
 
 
 @pytest.fixture
