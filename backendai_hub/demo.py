@@ -63,7 +63,7 @@ def _exists(s, username: str) -> bool:
 def banner(creds: dict, url: str) -> str:
     lines = ["", "=" * 72, f"  backendai-hub demo is starting at {url}", ""]
     for name, c in creds.items():
-        lines.append(f"  {c['role']:<11} username: {name:<8} password: {c['password']}")
+        lines.append(f"  {c['role']:<12} username: {name:<8} password: {c['password']}")
     lines.append("")
     for name, c in creds.items():
         lines.append(f"  {name} keypair: access key {c['access_key']} (secret in credentials.json)")
