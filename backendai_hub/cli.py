@@ -357,24 +357,23 @@ def cmd_delete(backend, args):
     print(f"deleted {args.resource} {'/'.join(map(str, _key(args)))}")
 
 
-def cmd_fixture_populate(db, args):
+def _fixture(db, args, run, columns):
     data = F.load(args.file)
     box = db.secrets
     with db.session() as s:
-        emit(F.populate(s, box, data), ("kind", "name", "action"), _out(args))
+        emit(run(s, box, data), columns, _out(args))
+
+
+def cmd_fixture_populate(db, args):
+    _fixture(db, args, F.populate, ("kind", "name", "action"))
 
 
 def cmd_fixture_list(db, args):
-    data = F.load(args.file)
-    with db.session() as s:
-        emit(F.status(s, data), ("kind", "name", "present"), _out(args))
+    _fixture(db, args, lambda s, _box, data: F.status(s, data), ("kind", "name", "present"))
 
 
 def cmd_fixture_reset(db, args):
-    data = F.load(args.file)
-    box = db.secrets
-    with db.session() as s:
-        emit(F.reset(s, box, data), ("kind", "name", "action"), _out(args))
+    _fixture(db, args, F.reset, ("kind", "name", "action"))
 
 
 def cmd_agent_show(db, args):

@@ -398,17 +398,9 @@ class PlainHub:
                 [str(Path(sys.executable).with_name("jupyterhub")), "-f",
                  str(REPO / "benchmarks" / "plain_dockerspawner_config.py")],
                 cwd=self.state, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"plain hub exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/hub/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"plain hub did not come up in {timeout}s:\n{self.log.read_text()[-3000:]}")
+        from tests.hubproc import wait_for_hub
+
+        wait_for_hub(self.url, self.proc, self.log, timeout, what="plain hub")
 
     def stop(self) -> None:
         import docker

@@ -137,3 +137,13 @@ def demo_hub(tmp_path_factory, docker_available):
     hub.start()
     yield hub
     hub.stop()
+
+
+@pytest.fixture(scope="session")
+def backend_ai_cli():
+    """The real `backend.ai` command of backend.ai-client 23.9 (its own venv, see scripts/ensure-bai-client.sh)."""
+    python = Path(os.environ.get("BACKENDAI_CLIENT_PYTHON", REPO / ".venv-bai" / "bin" / "python"))
+    exe = python.with_name("backend.ai")
+    if not exe.exists():
+        unavailable("backend.ai-client", "run `make test` or scripts/ensure-bai-client.sh")
+    return exe

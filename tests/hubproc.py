@@ -40,6 +40,21 @@ def free_port_block(n: int = 3) -> int:
     raise RuntimeError("no free port block")
 
 
+def wait_for_hub(url: str, proc: subprocess.Popen, log: Path, timeout: float, what: str = "hub") -> None:
+    """Wait until a hub process answers /hub/health; fail with its log if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(f"{url}/hub/health", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not come up in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
 class HubProcess:
     """A JupyterHub started from the repository's jupyterhub_config.py, in its own state dir."""
 
@@ -61,17 +76,7 @@ class HubProcess:
             self.proc = subprocess.Popen([str(jupyterhub), "-f", str(REPO / "jupyterhub_config.py")],
                                          cwd=self.state, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/hub/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"hub did not come up in {timeout}s:\n{self.log.read_text()[-3000:]}")
+        wait_for_hub(self.url, self.proc, self.log, timeout)
 
     @property
     def credentials(self) -> dict:

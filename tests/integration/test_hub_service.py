@@ -113,21 +113,6 @@ def test_keypair_signature_through_the_proxy_and_its_refusals(hub):
     assert r.status_code == 401 and "signature was already used" in r.json()["message"]
 
 
-@pytest.fixture(scope="module")
-def backend_ai_cli():
-    """The real `backend.ai` command of backend.ai-client 23.9 (its own venv, see scripts/ensure-bai-client.sh)."""
-    import os
-    from pathlib import Path
-
-    from tests.conftest import REPO, unavailable
-
-    python = Path(os.environ.get("BACKENDAI_CLIENT_PYTHON", REPO / ".venv-bai" / "bin" / "python"))
-    exe = python.with_name("backend.ai")
-    if not exe.exists():
-        unavailable("backend.ai-client", "run `make test` or scripts/ensure-bai-client.sh")
-    return exe
-
-
 def run_backend_ai(exe, hub, tmp_path, access_key, secret_key, *args):
     import subprocess
 

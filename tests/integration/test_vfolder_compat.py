@@ -3,21 +3,15 @@
 import asyncio
 import hashlib
 import os
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, unavailable
 from tests.integration.vfolder_harness import KEYS, Service, make_template
 
 
 @pytest.fixture(scope="module")
-def cli():
-    python = Path(os.environ.get("BACKENDAI_CLIENT_PYTHON", REPO / ".venv-bai" / "bin" / "python"))
-    exe = python.with_name("backend.ai")
-    if not exe.exists():
-        unavailable("backend.ai-client", "run `make test` or scripts/ensure-bai-client.sh")
-    return exe
+def cli(backend_ai_cli):
+    return backend_ai_cli
 
 
 @pytest.fixture(scope="module")
