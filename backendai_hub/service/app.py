@@ -47,7 +47,6 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
         (f"{api}openapi.json", OpenAPIHandler),
         (f"{prefix}oauth_callback", HubOAuthCallbackHandler),
         *compat.routes(prefix),
-        *[(f"{prefix}{route}", handler) for route, handler in vfolders.COMPAT_ROUTES],
         (f"{api}.*", NotFoundHandler),
     ]
     return web.Application(

@@ -1,13 +1,25 @@
-"""Backend.AI-compatible routes the official client calls: version handshake, vfolder hosts."""
+"""Backend.AI-compatible routes the official client (backend.ai-client 23.9) calls.
+
+The version handshake, ``folders/_/hosts`` and everything else the client's ``VFolder`` functions
+call under ``folders/``: the same operations as our own vfolder API (vfolders/ops.py, files.py,
+transfer.py), in the manager's request and answer shapes (vfolders/compat.py).
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tornado import web
 
 from .. import tenancy as T
+from ..errors import Forbidden, InvalidInput, NotFound
+from ..vfolders import compat as C
+from ..vfolders import files as F
+from ..vfolders import ops as O
+from ..vfolders import transfer as X
 from .base import APIHandler
+from .vfolders import DownloadHandler, UploadHandler, VFolderBase
 
 # the API revision of backend.ai-client 23.9.x (ai.backend.client.config.API_VERSION)
 API_VERSION = "v7.20230615"
@@ -45,8 +57,269 @@ class VFolderHostsHandler(APIHandler):
         self.write_json(await self.run(work))
 
 
+# -- vfolders (what the client's VFolder functions call under folders/) ------------------------------
+
+def _token_secret(handler: web.RequestHandler) -> bytes:
+    secret = handler.settings.get("cookie_secret") or b"backendai-hub"
+    return secret if isinstance(secret, bytes) else str(secret).encode()
+
+
+def _compat_quota(value: Any) -> Any:
+    # the client sends "0" (or 0) for "as much as the policy allows"
+    return None if value in (None, 0, "0", "", "0b", "0B") else value
+
+
+class CompatFoldersHandler(VFolderBase):
+    async def get(self):
+        self.write_json(await self.run(lambda s: [C.folder_dict(O.to_dict(vf, acc))
+                                                  for vf, acc in O.list_for(s, self.principal)]))
+
+    async def post(self):
+        data = self.body()
+        if data.get("unmanaged_path"):
+            raise Forbidden("unmanaged vfolders (host paths) are not supported")
+        req = {k: v for k, v in data.items() if k in O.CREATE_FIELDS and v is not None}
+        if "quota" in req:
+            req["quota"] = _compat_quota(req["quota"])
+            if req["quota"] is None:
+                del req["quota"]
+        self.write_json(await self.run(lambda s: C.folder_dict(O.to_dict(
+            *O.create(s, self.storage, self.principal, req)))), 201)
+
+    async def delete(self):
+        data = self.body()
+        await self.run(lambda s: O.delete(s, self.principal, data.get("id")))
+        self.no_content()
+
+
+class CompatFolderHandler(VFolderBase):
+    async def get(self, name):
+        self.write_json(await self.run(lambda s: C.folder_dict(O.info(s, self.storage, self.principal, name))))
+
+    async def delete(self, name):
+        await self.run(lambda s: O.delete(s, self.principal, name))
+        self.no_content()
+
+
+class CompatRenameHandler(VFolderBase):
+    async def post(self, name):
+        data = self.body()
+        await self.run(lambda s: O.update(s, self.storage, self.principal, name, {"name": data.get("new_name")}))
+        self.no_content()
+
+
+class CompatMkdirHandler(VFolderBase):
+    async def post(self, name):
+        data = self.body()
+        paths = data.get("path")
+        paths = paths if isinstance(paths, list) else [paths]
+        parents, exist_ok = bool(data.get("parents")), bool(data.get("exist_ok"))
+
+        def work(s):
+            _, _, root = self.root_for(s, name, "write")
+            for p in paths:
+                F.mkdir(self.storage, root, p, parents=parents, exist_ok=exist_ok)
+
+        await self.run(work)
+        self.write_json({"results": {"success": [str(p) for p in paths], "failed": []}}, 201)
+
+
+class CompatFilesHandler(VFolderBase):
+    async def get(self, name):
+        data = self.body()
+        path = data.get("path", self.get_query_argument("path", ""))
+        path = "" if path in (".", "./") else path
+
+        def work(s):
+            _, _, root = self.root_for(s, name, "read")
+            return F.list_dir(root, path)
+
+        entries = await self.run(work)
+        self.write_json({"files": json.dumps(C.file_entries(entries)), "items": C.file_entries(entries),
+                         "folder_path": path})
+
+
+class CompatRenameFileHandler(VFolderBase):
+    async def post(self, name):
+        data = self.body()
+        target, new_name = data.get("target_path"), data.get("new_name")
+        if not isinstance(new_name, str) or not new_name or "/" in new_name:
+            raise InvalidInput("new_name: must be a name without '/'", field="new_name")
+        if not isinstance(target, str):
+            raise InvalidInput("target_path: must be a path", field="target_path")
+        parent = X.paths.clean(target, field="target_path", allow_root=False).rpartition("/")[0]
+
+        def work(s):
+            _, _, root = self.root_for(s, name, "write")
+            F.move(root, target, f"{parent}/{new_name}" if parent else new_name)
+
+        await self.run(work)
+        self.write_json({})
+
+
+class CompatMoveFileHandler(VFolderBase):
+    async def post(self, name):
+        data = self.body()
+
+        def work(s):
+            _, _, root = self.root_for(s, name, "write")
+            dst = X.paths.clean(data.get("dst"), field="dst", allow_root=True)
+            try:
+                if F.stat(root, dst)["type"] == "dir":  # into an existing directory, as mv does
+                    src = X.paths.clean(data.get("src"), field="src", allow_root=False)
+                    dst = f"{dst}/{src.rpartition('/')[2]}" if dst else src.rpartition("/")[2]
+            except NotFound:
+                pass
+            F.move(root, data.get("src"), dst, overwrite=True)
+
+        await self.run(work)
+        self.write_json({})
+
+
+class CompatDeleteFilesHandler(VFolderBase):
+    async def delete(self, name):
+        data = self.body()
+        files = data.get("files")
+        if not isinstance(files, list) or not files:
+            raise InvalidInput("files: must be a list of paths", field="files")
+        recursive = bool(data.get("recursive"))
+
+        def work(s):
+            _, _, root = self.root_for(s, name, "delete-files")
+            for f in files:
+                F.delete(root, f, recursive=recursive)
+
+        await self.run(work)
+        self.write_json({})
+
+
+class CompatRequestUploadHandler(VFolderBase):
+    async def post(self, name):
+        data = self.body()
+        length = data.get("size")
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise InvalidInput("size: must be a byte count", field="size")
+        user = self.principal.username
+
+        def work(s):
+            vf, _, root = self.root_for(s, name, "write")
+            up = X.create_upload(self.storage, root, host=vf.host, vfid=vf.id, quota=vf.quota,
+                                 path=data.get("path"), length=length, user=user, overwrite=True)
+            return vf.id, up
+
+        vfid, up = await self.run(work)
+        token = C.make_token(_token_secret(self), {"kind": "upload", "user": user, "vfolder": vfid, "upload": up.id})
+        self.write_json({"token": token, "url": self._transfer_url("upload")})
+
+    def _transfer_url(self, what: str) -> str:
+        prefix = self.settings.get("service_prefix", "/services/backendai/")
+        return f"{self.request.protocol}://{self.request.host}{prefix}folders/_/tus/{what}"
+
+
+class CompatRequestDownloadHandler(CompatRequestUploadHandler):
+    async def post(self, name):
+        data = self.body()
+        user = self.principal.username
+
+        def work(s):
+            vf, _, root = self.root_for(s, name, "read")
+            X.paths.resolve(root, data.get("path"))  # refuse a bad path now, not at download time
+            return vf.id
+
+        vfid = await self.run(work)
+        token = C.make_token(_token_secret(self), {"kind": "download", "user": user, "vfolder": vfid,
+                                                   "path": X.paths.clean(data.get("path")),
+                                                   "archive": bool(data.get("archive"))})
+        self.write_json({"token": token, "url": self._transfer_url("download")})
+
+
+class CompatInviteHandler(VFolderBase):
+    async def post(self, name):
+        data = self.body()
+        invs = await self.run(lambda s: [i.id for i in O.invite(
+            s, self.principal, name, {"emails": data.get("emails"), "permission": data.get("perm", "rw")})])
+        self.write_json({"invited_ids": invs}, 201)
+
+
+class CompatInvitationsHandler(VFolderBase):
+    async def get(self):
+        got = await self.run(lambda s: O.list_invitations(s, self.principal))
+        self.write_json({"invitations": [{**i, "inviter": i["inviter_email"], "invitee": i["invitee_email"],
+                                          "perm": i["permission"], "vfolder_id": i["vfolder"]}
+                                         for i in got["incoming"]]})
+
+
+class CompatInvitationAnswerHandler(VFolderBase):
+    async def post(self, answer):  # accept
+        data = self.body()
+        await self.run(lambda s: O.answer_invitation(s, self.principal, data.get("inv_id"), answer == "accept"))
+        self.write_json({})
+
+    async def delete(self, answer):  # the invitee rejects it
+        await self.post("reject")
+
+
+class _TokenAuth:
+    """Authenticate by the ``?token=`` a request-upload/-download answer handed out (no signature)."""
+
+    token_kind = ""
+    claims: dict
+
+    async def authenticate(self):
+        self.claims = C.read_token(_token_secret(self), self.get_query_argument("token", None), self.token_kind)
+        username = self.claims["user"]
+
+        def work(s):
+            from ..models import User, UserRole
+
+            user = s.query(User).filter(User.username == username).one_or_none()
+            if user is None:
+                raise C.BadToken("token: its user is gone", field="token")
+            self._check_active(user)
+            admin = frozenset({user.domain.name}) if user.role == UserRole.domain_admin else frozenset()
+            return self._principal(user, user.role.value, admin, via="token")
+
+        principal = await self.run(work)
+        self.path_args = [self.claims["vfolder"]] + ([self.claims["upload"]] if "upload" in self.claims else [])
+        return principal
+
+
+class CompatTusUploadHandler(_TokenAuth, UploadHandler):
+    token_kind = "upload"
+
+
+class CompatTusDownloadHandler(_TokenAuth, DownloadHandler):
+    token_kind = "download"
+    default_archive = "zip"
+
+    def download_path(self) -> str:
+        return self.claims["path"]
+
+
+
+# vfolder routes, relative to the service prefix
+VFOLDER_ROUTES: list[tuple[str, Any]] = [
+    (r"folders/?", CompatFoldersHandler),
+    (r"folders/_/tus/upload", CompatTusUploadHandler),
+    (r"folders/_/tus/download", CompatTusDownloadHandler),
+    (r"folders/invitations/list", CompatInvitationsHandler),
+    (r"folders/invitations/(accept|delete)", CompatInvitationAnswerHandler),
+    (r"folders/([^/]+)", CompatFolderHandler),
+    (r"folders/([^/]+)/rename", CompatRenameHandler),
+    (r"folders/([^/]+)/mkdir", CompatMkdirHandler),
+    (r"folders/([^/]+)/files", CompatFilesHandler),
+    (r"folders/([^/]+)/rename-file", CompatRenameFileHandler),
+    (r"folders/([^/]+)/move-file", CompatMoveFileHandler),
+    (r"folders/([^/]+)/delete-files", CompatDeleteFilesHandler),
+    (r"folders/([^/]+)/request-upload", CompatRequestUploadHandler),
+    (r"folders/([^/]+)/request-download", CompatRequestDownloadHandler),
+    (r"folders/([^/]+)/invite", CompatInviteHandler),
+]
+
+
 def routes(prefix: str) -> list:
     return [
         (prefix.rstrip("/") + "/?", VersionHandler),
         (f"{prefix}folders/_/hosts", VFolderHostsHandler),
+        *[(f"{prefix}{route}", handler) for route, handler in VFOLDER_ROUTES],
     ]
