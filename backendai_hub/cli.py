@@ -18,6 +18,7 @@ from .db import Database, current_revision, head_revision
 from .errors import TenancyError
 from .keys import CryptKeyError, generate_password
 from .policy import format_slots, slots_from_json
+from .vfolders.access import HOST_PERMISSIONS
 
 PROG = "backendai-hub"
 
@@ -35,6 +36,9 @@ def _cell(key: str, value: Any) -> str:
         return "yes" if value else "no"
     if key == "total_resource_slots":
         return format_slots(slots_from_json(value))
+    if key == "allowed_vfolder_hosts" and isinstance(value, dict):
+        return ",".join(h if len(p) == len(HOST_PERMISSIONS) else f"{h}({','.join(p)})"
+                        for h, p in value.items()) or "-"
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value)) or "-"
     if isinstance(value, dict):
@@ -66,7 +70,10 @@ def _common_tenant_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slots", dest="total_resource_slots", metavar="SLOTS",
                    help="total resource slots, e.g. cpu=8,mem=32g,cuda.device=2 ('' for unlimited)")
     p.add_argument("--allowed-images", metavar="IMG,...", help="images allowed (empty: any)")
-    p.add_argument("--allowed-vfolder-hosts", metavar="HOST,...", help="storage hosts allowed")
+    p.add_argument("--allowed-vfolder-hosts", metavar="HOST[:PERM+...],...",
+                   help="storage hosts allowed; a host alone grants every permission, host:perm+perm only those "
+                        "(create-vfolder, modify-vfolder, delete-vfolder, mount-in-session, upload-file, "
+                        "download-file, invite-others, set-user-specific-permission)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--active", dest="is_active", action="store_const", const=True)
     g.add_argument("--inactive", dest="is_active", action="store_const", const=False)
@@ -81,7 +88,8 @@ def _policy_opts(p: argparse.ArgumentParser) -> None:
                    help="keypair: max session lifetime ('none' for unlimited)")
     p.add_argument("--idle-timeout", dest="idle_timeout", metavar="SECONDS",
                    help="keypair: idle timeout ('none' for unlimited)")
-    p.add_argument("--allowed-vfolder-hosts", metavar="HOST,...", help="keypair: storage hosts allowed")
+    p.add_argument("--allowed-vfolder-hosts", metavar="HOST[:PERM+...],...",
+                   help="keypair: storage hosts allowed (see domain create --help for permissions)")
     p.add_argument("--egress", choices=("none", "allowlist", "open"), help="keypair: sessions' network egress")
     p.add_argument("--egress-allowlist", metavar="HOST:PORT,...",
                    help="keypair: TCP destinations allowed with --egress allowlist, e.g. 10.0.0.5:443")

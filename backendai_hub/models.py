@@ -84,7 +84,7 @@ class KeyPairResourcePolicy(Base):
     max_concurrent_sessions: Mapped[int | None] = mapped_column(Integer)
     max_session_lifetime: Mapped[int | None] = mapped_column(Integer)  # seconds
     idle_timeout: Mapped[int | None] = mapped_column(Integer)  # seconds
-    allowed_vfolder_hosts: Mapped[list] = mapped_column(JSON, default=list)
+    allowed_vfolder_hosts: Mapped[dict] = mapped_column(JSON, default=dict)  # host -> permissions
     # network egress of sessions: "none", "allowlist" (of host:port) or "open"
     egress: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
     egress_allowlist: Mapped[list] = mapped_column(JSON, default=list)
@@ -124,7 +124,7 @@ class Domain(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     total_resource_slots: Mapped[dict] = mapped_column(JSON, default=dict)
     allowed_images: Mapped[list] = mapped_column(JSON, default=list)  # empty: any image
-    allowed_vfolder_hosts: Mapped[list] = mapped_column(JSON, default=list)
+    allowed_vfolder_hosts: Mapped[dict] = mapped_column(JSON, default=dict)  # host -> permissions
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     groups: Mapped[list[Group]] = relationship(back_populates="domain")
@@ -151,7 +151,7 @@ class Group(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     total_resource_slots: Mapped[dict] = mapped_column(JSON, default=dict)
     allowed_images: Mapped[list] = mapped_column(JSON, default=list)
-    allowed_vfolder_hosts: Mapped[list] = mapped_column(JSON, default=list)
+    allowed_vfolder_hosts: Mapped[dict] = mapped_column(JSON, default=dict)  # host -> permissions
     resource_policy_id: Mapped[int | None] = mapped_column(
         ForeignKey("group_resource_policies.id", ondelete="RESTRICT"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

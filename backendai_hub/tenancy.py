@@ -6,6 +6,7 @@ its input fully before writing, and raises :mod:`backendai_hub.errors` types wit
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Iterable, Mapping
 
@@ -91,6 +92,60 @@ def _str_list(value: Any, field: str, pattern: re.Pattern) -> list[str]:
     return out
 
 
+def _host_grants(value: Any, field: str = "allowed_vfolder_hosts") -> dict[str, list[str]]:
+    """Storage hosts and what they grant, stored as host -> permissions.
+
+    Accepted: a mapping host -> permissions (a list, ``"a+b"``/``"a,b"``, or ``"*"`` for all); a list
+    of hosts or a comma-separated string, where each item is ``host`` (every permission) or
+    ``host:perm+perm``; a JSON object in a string. Unknown hosts names or permissions are refused.
+    """
+    from .vfolders.access import HOST_PERMISSIONS  # not at the top: vfolders imports this module
+
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidInput(f"{field}: not valid JSON", field=field) from None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        pairs = []
+        for item in value:
+            if not isinstance(item, str):
+                raise InvalidInput(f"{field}: {item!r} is not a host name", field=field)
+            host, sep, perms = item.partition(":")
+            pairs.append((host.strip(), perms if sep else "*"))
+    elif isinstance(value, Mapping):
+        pairs = list(value.items())
+    else:
+        raise InvalidInput(f"{field}: must be a list of hosts or a mapping host -> permissions", field=field)
+    out: dict[str, list[str]] = {}
+    for host, perms in pairs:
+        if not isinstance(host, str) or not HOST_RE.match(host):
+            raise InvalidInput(f"{field}: {host!r} is not a valid host name", field=field)
+        if perms in ("*", "all", None):
+            perms = list(HOST_PERMISSIONS)
+        elif isinstance(perms, str):
+            perms = [p.strip() for p in perms.replace("+", ",").split(",") if p.strip()]
+        if not isinstance(perms, (list, tuple)):
+            raise InvalidInput(f"{field}: the permissions of {host!r} must be a list", field=field)
+        for perm in perms:
+            if perm not in HOST_PERMISSIONS:
+                raise InvalidInput(f"{field}: {perm!r} is not a storage-host permission (one of "
+                                   f"{', '.join(HOST_PERMISSIONS)})", field=field)
+        granted = set(out.get(host, ())) | set(perms)
+        out[host] = [p for p in HOST_PERMISSIONS if p in granted]
+    return out
+
+
+def _grants_out(value: Any) -> dict[str, list[str]]:
+    from .vfolders.access import HOST_PERMISSIONS, host_grants
+
+    return {h: [p for p in HOST_PERMISSIONS if p in perms] for h, perms in host_grants(value).items()}
+
+
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
@@ -154,8 +209,7 @@ def _apply_domain_like(obj: Domain | Group, data: Mapping[str, Any]) -> None:
     if "allowed_images" in data:
         obj.allowed_images = _str_list(data["allowed_images"], "allowed_images", IMAGE_RE)
     if "allowed_vfolder_hosts" in data:
-        obj.allowed_vfolder_hosts = _str_list(data["allowed_vfolder_hosts"], "allowed_vfolder_hosts",
-                                              HOST_RE)
+        obj.allowed_vfolder_hosts = _host_grants(data["allowed_vfolder_hosts"])
 
 
 def create_domain(s: Session, data: Mapping[str, Any]) -> Domain:
@@ -164,7 +218,7 @@ def create_domain(s: Session, data: Mapping[str, Any]) -> Domain:
     if s.scalar(select(Domain).where(Domain.name == name)):
         raise Conflict(f"domain {name!r} already exists", field="name")
     d = Domain(name=name, description="", is_active=True, total_resource_slots={}, allowed_images=[],
-               allowed_vfolder_hosts=[])
+               allowed_vfolder_hosts={})
     _apply_domain_like(d, data)
     s.add(d)
     _flush(s, f"domain {name!r}")
@@ -214,7 +268,7 @@ def domain_to_dict(d: Domain) -> dict:
         "is_active": d.is_active,
         "total_resource_slots": dict(d.total_resource_slots or {}),
         "allowed_images": list(d.allowed_images or []),
-        "allowed_vfolder_hosts": list(d.allowed_vfolder_hosts or []),
+        "allowed_vfolder_hosts": _grants_out(d.allowed_vfolder_hosts),
         "created_at": d.created_at.isoformat() if d.created_at else None,
     }
 
@@ -245,8 +299,7 @@ def _apply_policy(kind: str, p, data: Mapping[str, Any]) -> None:
         if f in data:
             setattr(p, f, _opt_int(data[f], f, minimum=1))
     if "allowed_vfolder_hosts" in data:
-        p.allowed_vfolder_hosts = _str_list(data["allowed_vfolder_hosts"], "allowed_vfolder_hosts",
-                                            HOST_RE)
+        p.allowed_vfolder_hosts = _host_grants(data["allowed_vfolder_hosts"])
     for f in ("max_vfolder_count", "max_quota_size"):
         if f in data:
             setattr(p, f, _opt_int(data[f], f, minimum=0))
@@ -276,7 +329,7 @@ def create_policy(s: Session, kind: str, data: Mapping[str, Any]):
         raise Conflict(f"{kind} resource policy {name!r} already exists", field="name")
     p = model(name=name)
     if kind == "keypair":
-        p.total_resource_slots, p.allowed_vfolder_hosts, p.egress, p.egress_allowlist = {}, [], "none", []
+        p.total_resource_slots, p.allowed_vfolder_hosts, p.egress, p.egress_allowlist = {}, {}, "none", []
     _apply_policy(kind, p, data)
     s.add(p)
     _flush(s, f"{kind} resource policy {name!r}")
@@ -339,7 +392,7 @@ def policy_to_dict(kind: str, p) -> dict:
             max_concurrent_sessions=p.max_concurrent_sessions,
             max_session_lifetime=p.max_session_lifetime,
             idle_timeout=p.idle_timeout,
-            allowed_vfolder_hosts=list(p.allowed_vfolder_hosts or []),
+            allowed_vfolder_hosts=_grants_out(p.allowed_vfolder_hosts),
             egress=p.egress,
             egress_allowlist=list(p.egress_allowlist or []),
         )
@@ -371,7 +424,7 @@ def create_group(s: Session, data: Mapping[str, Any]) -> Group:
         raise Conflict(f"group {name!r} already exists in domain {domain.name!r}", field="name")
     rp = data.get("resource_policy")
     g = Group(name=name, domain=domain, description="", is_active=True, total_resource_slots={},
-              allowed_images=[], allowed_vfolder_hosts=[],
+              allowed_images=[], allowed_vfolder_hosts={},
               resource_policy=get_policy(s, "group", rp) if rp is not None else None)
     s.add(g)
     _apply_domain_like(g, data)
@@ -426,7 +479,7 @@ def group_to_dict(g: Group) -> dict:
         "is_active": g.is_active,
         "total_resource_slots": dict(g.total_resource_slots or {}),
         "allowed_images": list(g.allowed_images or []),
-        "allowed_vfolder_hosts": list(g.allowed_vfolder_hosts or []),
+        "allowed_vfolder_hosts": _grants_out(g.allowed_vfolder_hosts),
         "resource_policy": g.resource_policy.name if g.resource_policy else None,
         "members": [u.username for u in g.members],
         "created_at": g.created_at.isoformat() if g.created_at else None,

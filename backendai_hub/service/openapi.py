@@ -17,15 +17,23 @@ SLOTS = {"oneOf": [
 SLOTS_OUT = {"type": "object", "additionalProperties": {"type": "string"}}
 STR_LIST = {"type": "array", "items": {"type": "string"}}
 NULLABLE_INT = {"type": "integer", "nullable": True, "minimum": 0}
+_HOST_PERMS = {"type": "array", "items": {"type": "string", "enum": [
+    "create-vfolder", "modify-vfolder", "delete-vfolder", "mount-in-session", "upload-file", "download-file",
+    "invite-others", "set-user-specific-permission"]}}
+HOSTS_OUT = {"type": "object", "additionalProperties": _HOST_PERMS,
+             "description": "storage host -> the permissions it grants"}
+HOSTS = {"oneOf": [HOSTS_OUT, STR_LIST, {"type": "string"}],
+         "description": "storage host -> permissions; or hosts ('host' grants every permission, "
+                        "'host:perm+perm' those), as a list or comma-separated"}
 TIMESTAMP = {"type": "string", "format": "date-time", "nullable": True}
 
 # request bodies: every field the tenancy layer accepts (tests keep these equal to tenancy.*_FIELDS)
 INPUT = {
     "domain": {"name": LOWER_NAME, "description": {"type": "string"}, "is_active": {"type": "boolean"},
-               "total_resource_slots": SLOTS, "allowed_images": STR_LIST, "allowed_vfolder_hosts": STR_LIST},
+               "total_resource_slots": SLOTS, "allowed_images": STR_LIST, "allowed_vfolder_hosts": HOSTS},
     "group": {"name": NAME, "domain": LOWER_NAME, "description": {"type": "string"},
               "is_active": {"type": "boolean"}, "total_resource_slots": SLOTS, "allowed_images": STR_LIST,
-              "allowed_vfolder_hosts": STR_LIST, "resource_policy": {"type": "string", "nullable": True}},
+              "allowed_vfolder_hosts": HOSTS, "resource_policy": {"type": "string", "nullable": True}},
     "user": {"username": LOWER_NAME, "email": {"type": "string", "format": "email"},
              "full_name": {"type": "string"}, "password": {"type": "string", "minLength": 8, "nullable": True},
              "role": {"type": "string", "enum": ["superadmin", "domain-admin", "user"]},
@@ -37,7 +45,7 @@ INPUT = {
     "policy": {"kind": {"type": "string", "enum": ["keypair", "user", "group"]}, "name": NAME,
                "total_resource_slots": SLOTS, "max_concurrent_sessions": NULLABLE_INT,
                "max_session_lifetime": NULLABLE_INT, "idle_timeout": NULLABLE_INT,
-               "allowed_vfolder_hosts": STR_LIST, "max_vfolder_count": NULLABLE_INT,
+               "allowed_vfolder_hosts": HOSTS, "max_vfolder_count": NULLABLE_INT,
                "max_quota_size": {"oneOf": [NULLABLE_INT, {"type": "string"}]},
                "egress": {"type": "string", "enum": ["none", "allowlist", "open"]},
                "egress_allowlist": STR_LIST},
@@ -45,11 +53,11 @@ INPUT = {
 
 OUTPUT = {
     "Domain": {"name": {"type": "string"}, "description": {"type": "string"}, "is_active": {"type": "boolean"},
-               "total_resource_slots": SLOTS_OUT, "allowed_images": STR_LIST, "allowed_vfolder_hosts": STR_LIST,
+               "total_resource_slots": SLOTS_OUT, "allowed_images": STR_LIST, "allowed_vfolder_hosts": HOSTS_OUT,
                "created_at": TIMESTAMP},
     "Group": {"name": {"type": "string"}, "domain": {"type": "string"}, "description": {"type": "string"},
               "is_active": {"type": "boolean"}, "total_resource_slots": SLOTS_OUT, "allowed_images": STR_LIST,
-              "allowed_vfolder_hosts": STR_LIST, "resource_policy": {"type": "string", "nullable": True},
+              "allowed_vfolder_hosts": HOSTS_OUT, "resource_policy": {"type": "string", "nullable": True},
               "members": STR_LIST, "created_at": TIMESTAMP},
     "User": {"username": {"type": "string"}, "email": {"type": "string"}, "full_name": {"type": "string"},
              "role": {"type": "string"}, "status": {"type": "string"}, "domain": {"type": "string"},
@@ -61,7 +69,7 @@ OUTPUT = {
     "ResourcePolicy": {"kind": {"type": "string"}, "name": {"type": "string"},
                        "total_resource_slots": SLOTS_OUT, "max_concurrent_sessions": NULLABLE_INT,
                        "max_session_lifetime": NULLABLE_INT, "idle_timeout": NULLABLE_INT,
-                       "allowed_vfolder_hosts": STR_LIST, "max_vfolder_count": NULLABLE_INT,
+                       "allowed_vfolder_hosts": HOSTS_OUT, "max_vfolder_count": NULLABLE_INT,
                        "max_quota_size": NULLABLE_INT, "egress": {"type": "string"},
                        "egress_allowlist": STR_LIST, "created_at": TIMESTAMP},
     "LoginLock": {"key": {"type": "string"}, "locked_until": {"type": "string"},

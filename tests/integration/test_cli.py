@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from backendai_hub.vfolders.access import HOST_PERMISSIONS
 from tests.conftest import REPO
 
 EXAMPLE = str(REPO / "backendai_hub" / "fixtures" / "example.yaml")
@@ -111,6 +112,10 @@ ERRORS = [
     (["policy", "create", "p", "--kind", "user", "--max-quota-size", "10X"], "max_quota_size: '10X' is not an amount"),
     (["policy", "create", "p", "--max-vfolder-count", "3"], "unknown field 'max_vfolder_count'"),
     (["fixture", "populate", "/nonexistent.yaml"], "cannot read fixture '/nonexistent.yaml'"),
+    (["domain", "update", "default", "--allowed-vfolder-hosts", "local:mount-in-session+fly"],
+     "allowed_vfolder_hosts: 'fly' is not a storage-host permission (one of create-vfolder, "),
+    (["policy", "create", "p", "--allowed-vfolder-hosts", "../etc"], "allowed_vfolder_hosts: '../etc' is not a valid"),
+    (["group", "update", "base", "--allowed-vfolder-hosts", "{not json"], "allowed_vfolder_hosts: not valid JSON"),
 ]
 
 
@@ -204,3 +209,15 @@ def test_egress_policy_is_validated(cli):
     assert r.code == 2 and "egress_allowlist" in r.err and "takes no allowlist" in r.err
     r = cli("policy", "create", "bad", "--egress", "allowlist", "--egress-allowlist", "example.com:443")
     assert r.code == 2 and "egress_allowlist" in r.err
+
+
+def test_storage_host_permissions(cli):
+    """A host alone grants every permission; ``host:perm+perm`` or a JSON object grants those only."""
+    d = ok(cli("domain", "create", "acme", "--allowed-vfolder-hosts", "local,nfs:mount-in-session+download-file",
+               "-o", "json")).json()
+    assert d["allowed_vfolder_hosts"]["nfs"] == ["mount-in-session", "download-file"]
+    assert d["allowed_vfolder_hosts"]["local"] == list(HOST_PERMISSIONS)
+    p = ok(cli("policy", "create", "ro-nfs", "-o", "json", "--allowed-vfolder-hosts",
+               json.dumps({"nfs": ["download-file", "mount-in-session"]}))).json()
+    assert p["allowed_vfolder_hosts"] == {"nfs": ["mount-in-session", "download-file"]}
+    assert "nfs(mount-in-session,download-file)" in ok(cli("domain", "show", "acme")).out

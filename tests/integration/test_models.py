@@ -12,6 +12,7 @@ from backendai_hub.db import VERSION_TABLE, Database, current_revision, head_rev
 from backendai_hub.errors import Conflict, InvalidInput, NotFound
 from backendai_hub.models import Base, KeyPair, User
 from backendai_hub.policy import Usage, admit, parse_slots
+from backendai_hub.vfolders.access import HOST_PERMISSIONS
 
 
 def test_migrations_create_exactly_the_models(database):
@@ -191,8 +192,8 @@ def test_upgrade_keeps_existing_data(db_url, tmp_path):
     upgrade(database.engine, "0003")
     with database.engine.begin() as conn:
         conn.execute(text("INSERT INTO domains (name, description, is_active, total_resource_slots, allowed_images, "
-                          "allowed_vfolder_hosts, created_at) VALUES ('old', '', true, '{}', '[]', '[]', "
-                          "CURRENT_TIMESTAMP)"))
+                          "allowed_vfolder_hosts, created_at) VALUES ('old', '', true, '{}', '[]', :hosts, "
+                          "CURRENT_TIMESTAMP)"), {"hosts": '["local", "nfs"]'})
         conn.execute(text("INSERT INTO keypair_resource_policies (name, total_resource_slots, allowed_vfolder_hosts, "
                           "created_at) VALUES ('legacy', :slots, '[]', CURRENT_TIMESTAMP)"), {"slots": '{"cpu": "2"}'})
     database.upgrade()
@@ -200,6 +201,10 @@ def test_upgrade_keeps_existing_data(db_url, tmp_path):
         p = T.get_policy(s, "keypair", "legacy")
         assert (p.egress, p.egress_allowlist, p.total_resource_slots) == ("none", [], {"cpu": "2"})
         assert T.get_domain(s, "old").name == "old"
+        # hosts listed before storage-host permissions existed keep every permission
+        hosts = T.domain_to_dict(T.get_domain(s, "old"))["allowed_vfolder_hosts"]
+        assert list(hosts) == ["local", "nfs"] and hosts["nfs"] == list(HOST_PERMISSIONS)
+        assert T.policy_to_dict("keypair", p)["allowed_vfolder_hosts"] == {}
         F.populate(s, database.secrets, {"users": [{"username": "u", "email": "u@example.com", "domain": "old"}],
                                          "keypairs": [{"user": "u", "resource_policy": "legacy"}]})
     database.dispose()
