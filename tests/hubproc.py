@@ -93,6 +93,15 @@ class HubProcess:
                 self.proc.wait()
         if not keep_sessions:
             self.remove_network()
+            self.unmount_folders()
+
+    def unmount_folders(self) -> None:
+        """Unmount the loopback quota images of this hub's vfolders (they outlive the hub by design)."""
+        mine = str(self.state.resolve()) + "/"
+        with open("/proc/self/mounts") as f:
+            points = [line.split()[1] for line in f if line.split()[1].startswith(mine)]
+        for point in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", point], check=False, capture_output=True)
 
     def remove_network(self) -> None:
         """Take down the session network this hub made, with its host guard."""
