@@ -13,7 +13,7 @@ from ..errors import Conflict, Forbidden, InvalidInput
 from ..models import User, VFolderMount, VFolderStatus
 from ..spawner.jail import SESSION_HOME
 from . import access as A
-from .ops import HEX32_RE, list_for
+from .ops import HEX32_RE, host_grants_for, list_for
 from .storage import StorageHosts
 
 # folders that come along without being asked for: dot-folders the user owns or reaches through
@@ -106,6 +106,13 @@ def session_mounts(s: Session, storage: StorageHosts, username: str, requested: 
                          host=vf.host)
                for vf, acc in list_for(s, subject_of(user))
                if acc.perm is not None and vf.status == VFolderStatus.ready]
+    # the storage host must grant mount-in-session: a requested folder is refused with the reason,
+    # a dot-folder (mounted without being asked for) is left out
+    grants = host_grants_for(s, user)
+    for f in folders:
+        if f.name in requested:
+            A.check_host(grants, f.host, A.MOUNT_IN_SESSION, username)
+    folders = [f for f in folders if A.MOUNT_IN_SESSION in grants.get(f.host, ())]
     mounts = mounts_for(list(requested), folders, home=home)
     hosts = {f.id: f.host for f in folders}
     for m in mounts:

@@ -147,12 +147,23 @@ def to_dict(vf: VFolder, acc: A.Access | None = None) -> dict:
 _VIA_RANK = {A.OWNER: 0, A.ADMIN: 1, A.OVERRIDE: 2, A.GROUP: 2, A.INVITED: 3, A.PUBLIC: 4}
 
 
-def find(s: Session, who: A.SubjectLike, ref: Any, op: str = "info") -> tuple[VFolder, A.Access]:
-    """The folder ``ref`` (an id, or a name among the folders the subject sees) checked for ``op``.
+def find(s: Session, who: A.SubjectLike, ref: Any, op: str = "info",
+         host_perm: str | None = None) -> tuple[VFolder, A.Access]:
+    """The folder ``ref`` (an id, or a name among the folders the subject sees) checked for ``op``,
+    and for the storage-host permission the operation needs (``host_perm``, by default the one
+    :data:`access.HOST_PERMISSION_OF` names for ``op``).
 
     By name, the subject's own folders win over group folders, those over invitations and public
     folders, and live folders over trashed ones; a tie is a 409 asking for the id.
     """
+    vf, acc = _find(s, who, ref, op)
+    host_perm = host_perm or A.HOST_PERMISSION_OF.get(op)
+    if host_perm is not None:
+        check_host(s, who, vf.host, host_perm, vf.group)
+    return vf, acc
+
+
+def _find(s: Session, who: A.SubjectLike, ref: Any, op: str) -> tuple[VFolder, A.Access]:
     ref = _ref(ref)
     if HEX32_RE.match(ref):
         vf = s.get(VFolder, ref)
@@ -192,17 +203,23 @@ def list_for(s: Session, who: A.SubjectLike, *, trash: bool = False) -> list[tup
     return out
 
 
-def allowed_hosts(s: Session, user: User, access_key: str | None = None) -> set[str]:
-    """Hosts allowed by the domain, any of the user's groups, and the keypair policy (all keypairs'
-    when the caller signed in with a token): the union, like ``folders/_/hosts``."""
-    allowed = set(user.domain.allowed_vfolder_hosts or [])
-    for g in user.groups:
-        allowed |= set(g.allowed_vfolder_hosts or [])
+def host_grants_for(s: Session, user: User, access_key: str | None = None,
+                    group: Group | None = None) -> dict[str, frozenset[str]]:
+    """What the storage hosts grant the user: the union over their domain, their groups (and
+    ``group``, the owner of a group folder, whether or not they are a member) and the keypair policy
+    (all their keypairs' when they signed in with a hub token)."""
+    levels = [user.domain.allowed_vfolder_hosts, *(g.allowed_vfolder_hosts for g in user.groups)]
+    if group is not None:
+        levels += [group.allowed_vfolder_hosts, group.domain.allowed_vfolder_hosts]
     kps = [s.get(KeyPair, access_key)] if access_key else list(user.keypairs)
-    for kp in kps:
-        if kp is not None:
-            allowed |= set(kp.resource_policy.allowed_vfolder_hosts or [])
-    return allowed
+    levels += [kp.resource_policy.allowed_vfolder_hosts for kp in kps if kp is not None]
+    return A.merge_host_grants(*levels)
+
+
+def check_host(s: Session, who: A.SubjectLike, host: str, permission: str, group: Group | None = None) -> None:
+    """Forbidden unless the subject's levels grant ``permission`` on ``host``."""
+    grants = host_grants_for(s, T.get_user(s, who.username), getattr(who, "access_key", None), group)
+    A.check_host(grants, host, permission, who.username)
 
 
 def live_mounts(s: Session, vf: VFolder) -> list[KernelSession]:
@@ -299,12 +316,7 @@ def create(s: Session, storage: StorageHosts, who: A.SubjectLike, data: Mapping[
         owner_user, domain = None, owner_group.domain
     elif "domain" in data:
         raise InvalidInput("domain: only group vfolders name a domain", field="domain")
-    allowed = allowed_hosts(s, user, getattr(who, "access_key", None))
-    if owner_group is not None:
-        allowed |= set(owner_group.allowed_vfolder_hosts or []) | set(domain.allowed_vfolder_hosts or [])
-    if host not in allowed:
-        raise Forbidden(f"storage host {host!r} is not allowed for {who.username!r} (the union of domain, "
-                        f"groups and keypair policy allows: {', '.join(sorted(allowed)) or 'none'})")
+    check_host(s, who, host, A.CREATE_VFOLDER, owner_group)
     kind, policy = _owner_limits(owner_user, owner_group)
     owner_name = owner_user.username if owner_user else owner_group.name
     okey = _owner_key(owner_user, owner_group)

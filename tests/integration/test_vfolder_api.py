@@ -5,6 +5,7 @@ import os
 import pytest
 from sqlalchemy import select
 
+from backendai_hub.errors import Forbidden
 from backendai_hub.models import Group, KernelSession, KeyPair, SessionStatus, User
 from backendai_hub.vfolders.mounts import session_mounts
 from tests.integration.vfolder_harness import Service, make_template
@@ -273,3 +274,41 @@ async def test_delete_is_refused_while_mounted_then_trash_restore_purge(svc):
     await ok(svc, "alice", "POST", f"vfolders/{trashed['id']}/purge")
     assert not os.path.exists(path)
     assert (await ok(svc, "alice", "GET", "vfolders?trash=1"))["items"] == []
+
+
+async def test_storage_host_permissions_limit_each_operation(svc):
+    """A host granting only some permissions: each operation needs its own, the union over the levels counts."""
+    await ok(svc, "alice", "POST", "vfolders", {"name": "kept"})
+    await ok(svc, "alice", "POST", "vfolders", {"name": ".dot"})
+    await ok(svc, "alice", "POST", "vfolders/kept/mkdir", {"path": "d"})
+    # the domain now grants on 'local' only creating, mounting and downloading; keypair policies grant nothing there
+    await ok(svc, "root", "PATCH", "domains/default",
+             {"allowed_vfolder_hosts": {"local": ["create-vfolder", "download-file"]}})
+    hosts = {h["name"]: h for h in (await ok(svc, "alice", "GET", "vfolder-hosts"))["items"]}
+    assert hosts["local"]["permissions"] == ["create-vfolder", "download-file"] and hosts["local"]["allowed"]
+    await ok(svc, "alice", "POST", "vfolders", {"name": "new"})
+    assert (await svc.call("alice", "GET", "vfolders/kept/download?path=d&archive=tar"))[0] == 200
+    refused = [
+        ("PATCH", "vfolders/kept", {"name": "renamed"}, "modify-vfolder"),
+        ("DELETE", "vfolders/kept", None, "delete-vfolder"),
+        ("POST", "vfolders/kept/invitations", {"emails": ["bob@example.com"], "permission": "ro"}, "invite-others"),
+        ("POST", "vfolders/kept/uploads?path=x.bin", None, "upload-file"),
+    ]
+    for method, path, body, perm in refused:
+        code, p = await svc.call("alice", method, path, body, headers={"Upload-Length": "1"})
+        assert code == 403 and f"storage host 'local' does not grant {perm!r} to 'alice'" in p["message"], (path, p)
+    # what the folder's own permission governs (mkdir, list) still works
+    await ok(svc, "alice", "POST", "vfolders/kept/mkdir", {"path": "e"})
+    # a session may not mount it: refused by name; the dot-folder is left out, not an error
+    with svc.db.session() as s:
+        with pytest.raises(Forbidden, match="does not grant 'mount-in-session'"):
+            session_mounts(s, svc.storage, "alice", ["kept"])
+        assert session_mounts(s, svc.storage, "alice", []) == []
+    # a group's grant adds to the domain's: ml (alice's group) grants everything on 'local'
+    await ok(svc, "root", "PATCH", "groups/default/ml", {"allowed_vfolder_hosts": ["local"]})
+    await ok(svc, "alice", "PATCH", "vfolders/kept", {"name": "renamed"})
+    with svc.db.session() as s:
+        assert [m.name for m in session_mounts(s, svc.storage, "alice", ["renamed"])] == [".dot", "renamed"]
+    # and a host no level lists is not allowed at all
+    code, p = await svc.call("alice", "POST", "vfolders", {"name": "n2", "host": "nfs"})
+    assert code == 403 and "storage host 'nfs' is not allowed for 'alice'" in p["message"], p
