@@ -1,8 +1,9 @@
 """Backend.AI-compatible routes the official client (backend.ai-client 23.9) calls.
 
-The version handshake, ``folders/_/hosts`` and everything else the client's ``VFolder`` functions
-call under ``folders/``: the same operations as our own vfolder API (vfolders/ops.py, files.py,
-transfer.py), in the manager's request and answer shapes (vfolders/compat.py).
+The version handshake, ``folders/_/hosts``, everything else the client's ``VFolder`` functions call
+under ``folders/`` and the GraphQL vfolder lists behind ``vfolder list``: the same operations as our
+own vfolder API (vfolders/ops.py, files.py, transfer.py), in the manager's request, answer and error
+shapes (vfolders/compat.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from tornado import web
 
 from .. import tenancy as T
 from ..errors import Forbidden, InvalidInput, NotFound
+from ..vfolders import access as A
 from ..vfolders import compat as C
 from ..vfolders import files as F
 from ..vfolders import ops as O
 from ..vfolders import transfer as X
-from .base import APIHandler
 from .vfolders import DownloadHandler, UploadHandler, VFolderBase
 
 # the API revision of backend.ai-client 23.9.x (ai.backend.client.config.API_VERSION)
@@ -35,24 +36,33 @@ class VersionHandler(web.RequestHandler):
                                 "backendai_hub": self.settings["version"]}))
 
 
-class VFolderHostsHandler(APIHandler):
+class CompatBase(VFolderBase):
+    """A compat handler: errors also carry the manager's problem fields, which the client prints."""
+
+    _problem = False
+
+    def write_error(self, status_code: int, **kwargs):
+        self._problem = True
+        super().write_error(status_code, **kwargs)
+
+    def finish(self, chunk=None):
+        if self._problem and isinstance(chunk, str):
+            chunk = json.dumps(C.problem(self.get_status(), json.loads(chunk)))
+        return super().finish(chunk)
+
+
+class VFolderHostsHandler(CompatBase):
     """``GET <prefix>folders/_/hosts``: storage hosts the caller may use (domain, groups, keypair policy)."""
 
     async def get(self):
         p = self.principal
 
         def work(s):
-            u = T.get_user(s, p.username)
-            allowed = set(u.domain.allowed_vfolder_hosts or [])
-            for g in u.groups:
-                allowed |= set(g.allowed_vfolder_hosts or [])
-            if p.access_key:
-                allowed |= set(T.get_keypair(s, p.access_key).resource_policy.allowed_vfolder_hosts or [])
-            else:
-                for kp in u.keypairs:
-                    allowed |= set(kp.resource_policy.allowed_vfolder_hosts or [])
+            grants = O.host_grants_for(s, T.get_user(s, p.username), p.access_key)
+            allowed = sorted(h for h, perms in grants.items() if perms)
             default = self.settings.get("default_vfolder_host", "local")
-            return {"default": default if default in allowed else None, "allowed": sorted(allowed)}
+            return {"default": default if default in allowed else None, "allowed": allowed,
+                    "permissions": {h: [x for x in A.HOST_PERMISSIONS if x in grants[h]] for h in allowed}}
 
         self.write_json(await self.run(work))
 
@@ -69,7 +79,7 @@ def _compat_quota(value: Any) -> Any:
     return None if value in (None, 0, "0", "", "0b", "0B") else value
 
 
-class CompatFoldersHandler(VFolderBase):
+class CompatFoldersHandler(CompatBase):
     async def get(self):
         self.write_json(await self.run(lambda s: [C.folder_dict(O.to_dict(vf, acc))
                                                   for vf, acc in O.list_for(s, self.principal)]))
@@ -92,7 +102,7 @@ class CompatFoldersHandler(VFolderBase):
         self.no_content()
 
 
-class CompatFolderHandler(VFolderBase):
+class CompatFolderHandler(CompatBase):
     async def get(self, name):
         self.write_json(await self.run(lambda s: C.folder_dict(O.info(s, self.storage, self.principal, name))))
 
@@ -101,14 +111,14 @@ class CompatFolderHandler(VFolderBase):
         self.no_content()
 
 
-class CompatRenameHandler(VFolderBase):
+class CompatRenameHandler(CompatBase):
     async def post(self, name):
-        data = self.body()
-        await self.run(lambda s: O.update(s, self.storage, self.principal, name, {"name": data.get("new_name")}))
+        new_name = O.check_name(self.body().get("new_name"), "new_name")
+        await self.run(lambda s: O.update(s, self.storage, self.principal, name, {"name": new_name}))
         self.no_content()
 
 
-class CompatMkdirHandler(VFolderBase):
+class CompatMkdirHandler(CompatBase):
     async def post(self, name):
         data = self.body()
         paths = data.get("path")
@@ -124,7 +134,7 @@ class CompatMkdirHandler(VFolderBase):
         self.write_json({"results": {"success": [str(p) for p in paths], "failed": []}}, 201)
 
 
-class CompatFilesHandler(VFolderBase):
+class CompatFilesHandler(CompatBase):
     async def get(self, name):
         data = self.body()
         path = data.get("path", self.get_query_argument("path", ""))
@@ -139,7 +149,7 @@ class CompatFilesHandler(VFolderBase):
                          "folder_path": path})
 
 
-class CompatRenameFileHandler(VFolderBase):
+class CompatRenameFileHandler(CompatBase):
     async def post(self, name):
         data = self.body()
         target, new_name = data.get("target_path"), data.get("new_name")
@@ -157,7 +167,7 @@ class CompatRenameFileHandler(VFolderBase):
         self.write_json({})
 
 
-class CompatMoveFileHandler(VFolderBase):
+class CompatMoveFileHandler(CompatBase):
     async def post(self, name):
         data = self.body()
 
@@ -176,7 +186,7 @@ class CompatMoveFileHandler(VFolderBase):
         self.write_json({})
 
 
-class CompatDeleteFilesHandler(VFolderBase):
+class CompatDeleteFilesHandler(CompatBase):
     async def delete(self, name):
         data = self.body()
         files = data.get("files")
@@ -193,7 +203,9 @@ class CompatDeleteFilesHandler(VFolderBase):
         self.write_json({})
 
 
-class CompatRequestUploadHandler(VFolderBase):
+class CompatRequestUploadHandler(CompatBase):
+    host_perm = A.UPLOAD_FILE
+
     async def post(self, name):
         data = self.body()
         length = data.get("size")
@@ -217,6 +229,8 @@ class CompatRequestUploadHandler(VFolderBase):
 
 
 class CompatRequestDownloadHandler(CompatRequestUploadHandler):
+    host_perm = A.DOWNLOAD_FILE
+
     async def post(self, name):
         data = self.body()
         user = self.principal.username
@@ -233,15 +247,17 @@ class CompatRequestDownloadHandler(CompatRequestUploadHandler):
         self.write_json({"token": token, "url": self._transfer_url("download")})
 
 
-class CompatInviteHandler(VFolderBase):
+class CompatInviteHandler(CompatBase):
     async def post(self, name):
+        """Answers the invitees' emails, as the manager does (the CLI prints them)."""
         data = self.body()
-        invs = await self.run(lambda s: [i.id for i in O.invite(
-            s, self.principal, name, {"emails": data.get("emails"), "permission": data.get("perm", "rw")})])
-        self.write_json({"invited_ids": invs}, 201)
+        req = {"emails": data.get("user_ids", data.get("emails")),
+               "permission": data.get("perm", data.get("permission", "rw"))}
+        self.write_json({"invited_ids": await self.run(lambda s: [
+            i.invitee.email for i in O.invite(s, self.principal, name, req)])}, 201)
 
 
-class CompatInvitationsHandler(VFolderBase):
+class CompatInvitationsHandler(CompatBase):
     async def get(self):
         got = await self.run(lambda s: O.list_invitations(s, self.principal))
         self.write_json({"invitations": [{**i, "inviter": i["inviter_email"], "invitee": i["invitee_email"],
@@ -249,14 +265,117 @@ class CompatInvitationsHandler(VFolderBase):
                                          for i in got["incoming"]]})
 
 
-class CompatInvitationAnswerHandler(VFolderBase):
-    async def post(self, answer):  # accept
-        data = self.body()
-        await self.run(lambda s: O.answer_invitation(s, self.principal, data.get("inv_id"), answer == "accept"))
+class CompatAcceptInvitationHandler(CompatBase):
+    async def post(self):
+        inv_id = self.body().get("inv_id")
+        await self.run(lambda s: O.answer_invitation(s, self.principal, inv_id, True))
         self.write_json({})
 
-    async def delete(self, answer):  # the invitee rejects it
-        await self.post("reject")
+
+class CompatDeleteInvitationHandler(CompatBase):
+    async def delete(self):
+        """The invitee rejects the invitation; its inviter (or the folder's owner) cancels it."""
+        inv_id = self.body().get("inv_id")
+
+        def work(s):
+            if any(i["id"] == inv_id for i in O.list_invitations(s, self.principal)["incoming"]):
+                O.answer_invitation(s, self.principal, inv_id, False)
+            else:
+                O.cancel_invitation(s, self.principal, inv_id)
+
+        await self.run(work)
+        self.write_json({})
+
+
+def _emails(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class CompatShareHandler(CompatBase):
+    async def post(self, name):
+        """A per-user permission on a group folder; answers the emails now holding it."""
+        data = self.body()
+        emails = _emails(data.get("emails"))
+
+        def work(s):
+            got = O.share(s, self.principal, name, {"emails": emails, "permission": data.get("permission", "rw")})
+            asked = {e.lower() for e in emails}  # share() accepted them: a list of strings
+            return [c["email"] for c in got if c["state"] == "granted" and asked & {c["email"], c["user"]}]
+
+        self.write_json({"shared_emails": await self.run(work)}, 201)
+
+
+class CompatUnshareHandler(CompatBase):
+    async def delete(self, name):
+        emails = _emails(self.body().get("emails"))
+        await self.run(lambda s: O.unshare(s, self.principal, name, {"emails": emails}))
+        self.write_json({"unshared_emails": emails})
+
+
+class CompatLeaveHandler(CompatBase):
+    async def post(self, name):
+        """Leave a folder one was invited to; ``shared_user_uuid`` may only name the caller."""
+        other = self.body().get("shared_user_uuid")
+
+        def work(s):
+            me = T.get_user(s, self.principal.username)
+            if other is not None and other not in (me.username, me.email):
+                raise Forbidden("shared_user_uuid: you may only leave yourself; the folder's owner removes "
+                                "other users")
+            O.leave(s, self.principal, name)
+
+        await self.run(work)
+        self.write_json({"msg": "left the shared vfolder"})
+
+
+class CompatCloneHandler(CompatBase):
+    async def post(self, name):
+        """Clone now, then answer: the copy is done when the answer comes, so there is no background task
+        (``bgtask_id`` null, which the client takes as complete)."""
+        data = self.body()
+        perm = data.get("permission")
+        if perm is not None and perm not in A.PERMISSIONS:
+            raise InvalidInput(f"permission: {perm!r} is not one of {', '.join(A.PERMISSIONS)}", field="permission")
+        O.check_name(data.get("target_name"), "target_name")  # the field the client sent, in the answer
+        # a clone is a user folder, and its owner always has wd: the manager's "permission" changes nothing
+        req = {k: v for k, v in (("name", data.get("target_name")), ("host", data.get("target_host")),
+                                 ("usage_mode", data.get("usage_mode")), ("cloneable", data.get("cloneable")))
+               if v is not None}
+        got = await self.run(lambda s: C.folder_dict(O.to_dict(*O.clone(s, self.storage, self.principal, name, req))))
+        self.write_json({**got, "bgtask_id": None}, 201)
+
+
+class CompatUpdateOptionsHandler(CompatBase):
+    async def post(self, name):
+        data = self.body()
+        req = {k: data[k] for k in ("cloneable", "permission") if data.get(k) is not None}
+        await self.run(lambda s: O.update(s, self.storage, self.principal, name, req))
+        self.write_json({}, 201)
+
+
+class CompatGraphQLHandler(CompatBase):
+    """``POST <prefix>admin/gql``: only the paginated vfolder lists the client's ``vfolder list`` commands
+    send (vfolders/compat.py parses exactly that query); the folders are those our own API lists."""
+
+    async def post(self):
+        root, fields, args, limit, offset = C.parse_list_query(self.body())
+        group = args.get("group_id")
+        if group is not None and not isinstance(group, str):
+            raise InvalidInput("group_id: must be a group name", field="group_id")
+        keep = {"vfolder_own_list": lambda acc, d: acc.via == A.OWNER,
+                "vfolder_invited_list": lambda acc, d: acc.via == A.INVITED,
+                "vfolder_project_list": lambda acc, d: d["type"] == "group"}.get(root, lambda acc, d: True)
+        sizes = bool({"num_files", "cur_size"} & set(fields))
+
+        def work(s):
+            found = [(vf, d) for vf, acc in O.list_for(s, self.principal)
+                     for d in [C.folder_dict(O.to_dict(vf, acc))]
+                     if keep(acc, d) and (group is None or d["group"] == group)]
+            page = [C.folder_dict(O.info(s, self.storage, self.principal, vf.id)) if sizes else d
+                    for vf, d in found[offset:offset + limit]]
+            return {"items": [C.gql_item(d, fields) for d in page], "total_count": len(found)}
+
+        self.write_json({"data": {root: await self.run(work, readonly=True)}})
 
 
 class _TokenAuth:
@@ -303,7 +422,8 @@ VFOLDER_ROUTES: list[tuple[str, Any]] = [
     (r"folders/_/tus/upload", CompatTusUploadHandler),
     (r"folders/_/tus/download", CompatTusDownloadHandler),
     (r"folders/invitations/list", CompatInvitationsHandler),
-    (r"folders/invitations/(accept|delete)", CompatInvitationAnswerHandler),
+    (r"folders/invitations/accept", CompatAcceptInvitationHandler),
+    (r"folders/invitations/delete", CompatDeleteInvitationHandler),
     (r"folders/([^/]+)", CompatFolderHandler),
     (r"folders/([^/]+)/rename", CompatRenameHandler),
     (r"folders/([^/]+)/mkdir", CompatMkdirHandler),
@@ -314,6 +434,12 @@ VFOLDER_ROUTES: list[tuple[str, Any]] = [
     (r"folders/([^/]+)/request-upload", CompatRequestUploadHandler),
     (r"folders/([^/]+)/request-download", CompatRequestDownloadHandler),
     (r"folders/([^/]+)/invite", CompatInviteHandler),
+    (r"folders/([^/]+)/share", CompatShareHandler),
+    (r"folders/([^/]+)/unshare", CompatUnshareHandler),
+    (r"folders/([^/]+)/leave", CompatLeaveHandler),
+    (r"folders/([^/]+)/clone", CompatCloneHandler),
+    (r"folders/([^/]+)/update-options", CompatUpdateOptionsHandler),
+    (r"admin/gql", CompatGraphQLHandler),  # only the vfolder lists
 ]
 
 
