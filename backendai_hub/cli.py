@@ -96,12 +96,14 @@ def _policy_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-vfolder-count", dest="max_vfolder_count", metavar="N",
                    help="user/group: max vfolders ('none' for unlimited)")
     p.add_argument("--max-quota-size", dest="max_quota_size", metavar="SIZE",
-                   help="user/group: max vfolder quota, e.g. 100g ('none' for unlimited)")
+                   help="user/group: max quota of one vfolder, e.g. 100g ('none' for unlimited)")
+    p.add_argument("--max-quota-scope-size", dest="max_quota_scope_size", metavar="SIZE",
+                   help="user/group: max total of the quotas of all its vfolders, e.g. 1t ('none' for unlimited)")
 
 
 UNLIMITED_WORDS = ("none", "unlimited")
 NULLABLE = ("max_concurrent_sessions", "max_session_lifetime", "idle_timeout", "max_vfolder_count",
-            "max_quota_size")
+            "max_quota_size", "max_quota_scope_size")
 
 
 def _data(args: argparse.Namespace, drop: Sequence[str] = ()) -> dict:
@@ -123,7 +125,7 @@ COLUMNS = {
     "user": ("username", "email", "role", "status", "domain", "groups"),
     "keypair": ("access_key", "user", "is_active", "resource_policy", "created_at"),
     "policy": ("kind", "name", "total_resource_slots", "max_concurrent_sessions", "max_session_lifetime",
-               "idle_timeout", "max_vfolder_count", "max_quota_size"),
+               "idle_timeout", "max_vfolder_count", "max_quota_size", "max_quota_scope_size"),
     "fixture": ("kind", "name", "action", "present"),
 }
 

@@ -99,7 +99,8 @@ class UserResourcePolicy(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     max_vfolder_count: Mapped[int | None] = mapped_column(Integer)
-    max_quota_size: Mapped[int | None] = mapped_column(BigInteger)  # bytes
+    max_quota_size: Mapped[int | None] = mapped_column(BigInteger)  # bytes, per folder
+    max_quota_scope_size: Mapped[int | None] = mapped_column(BigInteger)  # bytes, all the user's folders
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -112,6 +113,7 @@ class GroupResourcePolicy(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     max_vfolder_count: Mapped[int | None] = mapped_column(Integer)
     max_quota_size: Mapped[int | None] = mapped_column(BigInteger)
+    max_quota_scope_size: Mapped[int | None] = mapped_column(BigInteger)  # all the group's folders
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

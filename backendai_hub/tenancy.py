@@ -278,8 +278,8 @@ def domain_to_dict(d: Domain) -> dict:
 POLICY_FIELDS = {
     "keypair": ("name", "total_resource_slots", "max_concurrent_sessions", "max_session_lifetime",
                 "idle_timeout", "allowed_vfolder_hosts", "egress", "egress_allowlist"),
-    "user": ("name", "max_vfolder_count", "max_quota_size"),
-    "group": ("name", "max_vfolder_count", "max_quota_size"),
+    "user": ("name", "max_vfolder_count", "max_quota_size", "max_quota_scope_size"),
+    "group": ("name", "max_vfolder_count", "max_quota_size", "max_quota_scope_size"),
 }
 
 
@@ -300,7 +300,7 @@ def _apply_policy(kind: str, p, data: Mapping[str, Any]) -> None:
             setattr(p, f, _opt_int(data[f], f, minimum=1))
     if "allowed_vfolder_hosts" in data:
         p.allowed_vfolder_hosts = _host_grants(data["allowed_vfolder_hosts"])
-    for f in ("max_vfolder_count", "max_quota_size"):
+    for f in ("max_vfolder_count", "max_quota_size", "max_quota_scope_size"):
         if f in data:
             setattr(p, f, _opt_int(data[f], f, minimum=0))
     if "egress" in data or "egress_allowlist" in data:
@@ -397,7 +397,8 @@ def policy_to_dict(kind: str, p) -> dict:
             egress_allowlist=list(p.egress_allowlist or []),
         )
     else:
-        out.update(max_vfolder_count=p.max_vfolder_count, max_quota_size=p.max_quota_size)
+        out.update(max_vfolder_count=p.max_vfolder_count, max_quota_size=p.max_quota_size,
+                   max_quota_scope_size=p.max_quota_scope_size)
     out["created_at"] = p.created_at.isoformat() if p.created_at else None
     return out
 

@@ -65,6 +65,13 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
     )
 
 
+# How the HTTP server reads: a streamed body (tus PATCH) reaches its handler in pieces of up to
+# ``chunk_size``, each one recv; tornado's default, 64 KiB, costs a trip through the event loop per
+# 64 KiB, which bounded uploads. An upload holds a few pieces at a time (vfolders.UploadHandler).
+# ``max_buffer_size`` bounds a body read whole (JSON; transfers are streamed); tornado's is 100 MB.
+HTTP_SERVER_OPTIONS = {"chunk_size": 1 << 20, "max_buffer_size": 64 << 20}
+
+
 def hub_service_role(name: str = "backendai") -> dict:
     """The role (for ``c.JupyterHub.load_roles``) that lets the service stop overdue servers."""
     from .culler import SERVICE_SCOPES
@@ -103,7 +110,7 @@ def main() -> None:
     db = Database.instance()
     db.ensure_schema()
     app = make_app(db, prefix=prefix)
-    app.listen(url.port or 80, address=url.hostname or "127.0.0.1", xheaders=True)
+    app.listen(url.port or 80, address=url.hostname or "127.0.0.1", xheaders=True, **HTTP_SERVER_OPTIONS)
     api_url, token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
     if api_url and token:
         interval = float(os.environ.get("BACKENDAI_HUB_CULL_INTERVAL", "60"))

@@ -137,6 +137,11 @@ class APIHandler(web.RequestHandler):
             raise InvalidInput("body: not valid JSON", field="body") from None
         if not isinstance(data, dict):
             raise InvalidInput("body: must be a JSON object", field="body")
+        try:  # "\ud800" is valid JSON but no text: nothing below could store or compare it
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("body: contains an unpaired surrogate (\\ud800-\\udfff), which is not text",
+                               field="body") from None
         return data
 
     def page(self) -> tuple[int, int]:

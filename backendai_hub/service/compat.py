@@ -8,10 +8,11 @@ shapes (vfolders/compat.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from tornado import web
+from tornado import iostream, web
 
 from .. import tenancy as T
 from ..errors import Forbidden, InvalidInput, NotFound
@@ -20,6 +21,7 @@ from ..vfolders import compat as C
 from ..vfolders import files as F
 from ..vfolders import ops as O
 from ..vfolders import transfer as X
+from ..vfolders.clone import DONE, RUNNING
 from .vfolders import DownloadHandler, UploadHandler, VFolderBase
 
 # the API revision of backend.ai-client 23.9.x (ai.backend.client.config.API_VERSION)
@@ -74,6 +76,12 @@ def _token_secret(handler: web.RequestHandler) -> bytes:
     return secret if isinstance(secret, bytes) else str(secret).encode()
 
 
+def _flag(data: dict, field: str) -> bool:
+    """A boolean the client sends (absent or null: false); "false" is not true."""
+    value = data.get(field)
+    return False if value is None else T._bool(value, field)
+
+
 def _compat_quota(value: Any) -> Any:
     # the client sends "0" (or 0) for "as much as the policy allows"
     return None if value in (None, 0, "0", "", "0b", "0B") else value
@@ -123,7 +131,7 @@ class CompatMkdirHandler(CompatBase):
         data = self.body()
         paths = data.get("path")
         paths = paths if isinstance(paths, list) else [paths]
-        parents, exist_ok = bool(data.get("parents")), bool(data.get("exist_ok"))
+        parents, exist_ok = _flag(data, "parents"), _flag(data, "exist_ok")
 
         def work(s):
             _, _, root = self.root_for(s, name, "write")
@@ -192,7 +200,7 @@ class CompatDeleteFilesHandler(CompatBase):
         files = data.get("files")
         if not isinstance(files, list) or not files:
             raise InvalidInput("files: must be a list of paths", field="files")
-        recursive = bool(data.get("recursive"))
+        recursive = _flag(data, "recursive")
 
         def work(s):
             _, _, root = self.root_for(s, name, "delete-files")
@@ -243,7 +251,7 @@ class CompatRequestDownloadHandler(CompatRequestUploadHandler):
         vfid = await self.run(work)
         token = C.make_token(_token_secret(self), {"kind": "download", "user": user, "vfolder": vfid,
                                                    "path": X.paths.clean(data.get("path")),
-                                                   "archive": bool(data.get("archive"))})
+                                                   "archive": _flag(data, "archive")})
         self.write_json({"token": token, "url": self._transfer_url("download")})
 
 
@@ -330,8 +338,7 @@ class CompatLeaveHandler(CompatBase):
 
 class CompatCloneHandler(CompatBase):
     async def post(self, name):
-        """Clone now, then answer: the copy is done when the answer comes, so there is no background task
-        (``bgtask_id`` null, which the client takes as complete)."""
+        """Admit the clone and answer its ``bgtask_id``; the client follows it on ``events/background-task``."""
         data = self.body()
         perm = data.get("permission")
         if perm is not None and perm not in A.PERMISSIONS:
@@ -341,8 +348,47 @@ class CompatCloneHandler(CompatBase):
         req = {k: v for k, v in (("name", data.get("target_name")), ("host", data.get("target_host")),
                                  ("usage_mode", data.get("usage_mode")), ("cloneable", data.get("cloneable")))
                if v is not None}
-        got = await self.run(lambda s: C.folder_dict(O.to_dict(*O.clone(s, self.storage, self.principal, name, req))))
-        self.write_json({**got, "bgtask_id": None}, 201)
+        job, task = await self.start_clone(name, req)
+        self.write_json({**C.folder_dict(job.folder), "bgtask_id": task.id}, 201)
+
+
+class CompatBackgroundTaskHandler(CompatBase):
+    """``GET <prefix>events/background-task?task_id=``: a clone's progress as the manager's bgtask events
+    (``bgtask_updated`` with current/total bytes, then ``bgtask_done`` or ``bgtask_failed``, then
+    ``server_close``, which tells the client not to reconnect)."""
+
+    POLL = 0.2
+
+    async def get(self):
+        task = self.clone_tasks.get(self.get_query_argument("task_id", None), self.principal.username)
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        seen = -1
+        try:
+            # headers now, events from the next poll on: the client (23.9) starts its progress viewer after
+            # the headers and crashes if the first event is already waiting (it cancels a spinner that
+            # never ran)
+            await self.flush()
+            await asyncio.sleep(self.POLL)
+            while task.status == RUNNING:
+                if task.version != seen:
+                    seen = task.version
+                    d = task.to_dict()
+                    await self._event("bgtask_updated", {"task_id": task.id, "message": d["message"],
+                                                         "current_progress": d["copied_bytes"],
+                                                         "total_progress": d["total_bytes"]})
+                await asyncio.sleep(self.POLL)
+            d = task.to_dict()
+            await self._event("bgtask_done" if d["status"] == DONE else "bgtask_failed",
+                              {"task_id": task.id, "message": d["message"]})
+            await self._event("server_close", {})
+        except iostream.StreamClosedError:
+            return  # the client went away; the clone goes on
+        self.finish()
+
+    async def _event(self, name: str, data: dict) -> None:
+        self.write(f"event: {name}\ndata: {json.dumps(data)}\n\n")
+        await self.flush()
 
 
 class CompatUpdateOptionsHandler(CompatBase):
@@ -439,6 +485,7 @@ VFOLDER_ROUTES: list[tuple[str, Any]] = [
     (r"folders/([^/]+)/leave", CompatLeaveHandler),
     (r"folders/([^/]+)/clone", CompatCloneHandler),
     (r"folders/([^/]+)/update-options", CompatUpdateOptionsHandler),
+    (r"events/background-task", CompatBackgroundTaskHandler),
     (r"admin/gql", CompatGraphQLHandler),  # only the vfolder lists
 ]
 

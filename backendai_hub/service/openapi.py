@@ -47,6 +47,7 @@ INPUT = {
                "max_session_lifetime": NULLABLE_INT, "idle_timeout": NULLABLE_INT,
                "allowed_vfolder_hosts": HOSTS, "max_vfolder_count": NULLABLE_INT,
                "max_quota_size": {"oneOf": [NULLABLE_INT, {"type": "string"}]},
+               "max_quota_scope_size": {"oneOf": [NULLABLE_INT, {"type": "string"}]},
                "egress": {"type": "string", "enum": ["none", "allowlist", "open"]},
                "egress_allowlist": STR_LIST},
 }
@@ -70,7 +71,8 @@ OUTPUT = {
                        "total_resource_slots": SLOTS_OUT, "max_concurrent_sessions": NULLABLE_INT,
                        "max_session_lifetime": NULLABLE_INT, "idle_timeout": NULLABLE_INT,
                        "allowed_vfolder_hosts": HOSTS_OUT, "max_vfolder_count": NULLABLE_INT,
-                       "max_quota_size": NULLABLE_INT, "egress": {"type": "string"},
+                       "max_quota_size": NULLABLE_INT, "max_quota_scope_size": NULLABLE_INT,
+                       "egress": {"type": "string"},
                        "egress_allowlist": STR_LIST, "created_at": TIMESTAMP},
     "LoginLock": {"key": {"type": "string"}, "locked_until": {"type": "string"},
                   "seconds_left": {"type": "integer"}},

@@ -11,6 +11,8 @@ from tornado import iostream, web
 
 from ..errors import Conflict, InvalidInput, TenancyError
 from ..models import VFolderStatus
+from ..vfolders import access as A
+from ..vfolders.clone import CloneTask, CloneTasks
 from ..vfolders import files as F
 from ..vfolders import ops as O
 from ..vfolders import transfer as X
@@ -36,13 +38,34 @@ class VFolderBase(APIHandler):
     def flag(self, name: str) -> bool:
         return _flag(self.get_query_argument(name, None), name)
 
+    # the storage-host permission every folder this handler touches needs (upload-file, download-file)
+    host_perm: str | None = None
+
     def root_for(self, s, ref: str, op: str):
-        vf, acc = O.find(s, self.principal, ref, op)
+        vf, acc = O.find(s, self.principal, ref, op, self.host_perm)
         return vf, acc, self.storage.ready_path(vf.host, vf.id)
 
     def no_content(self) -> None:
         self.set_status(204)
         self.finish()
+
+    @property
+    def clone_tasks(self) -> CloneTasks:
+        return self.settings.setdefault("clone_tasks", CloneTasks())
+
+    async def start_clone(self, ref: str, data: dict) -> tuple[O.CloneJob, CloneTask]:
+        """Admit a clone (one transaction), then copy on a thread; the folder is ready when the task is done."""
+        job = await self.run(lambda s: O.start_clone(s, self.storage, self.principal, ref, data))
+        storage, db = self.storage, self.db
+
+        def settle(task, ok):
+            with db.session() as s:
+                O.settle_clone(s, storage, job.target_id, ok)
+
+        return job, self.clone_tasks.start(
+            user=self.principal.username, source=job.source, target=job.target, target_id=job.target_id,
+            total_bytes=job.total_bytes, total_files=job.total_files, settle=settle,
+            copy=lambda task: O.copy_tree(storage, job.src_path, job.dst_path, task.advance))
 
 
 # -- folders ----------------------------------------------------------------------------------------
@@ -96,10 +119,18 @@ class PurgeHandler(VFolderBase):
 
 
 class CloneHandler(VFolderBase):
+    """``POST``: 202 with the new folder (status ``cloning``) and its task; the copy runs in the background."""
+
     async def post(self, ref):
-        data = self.body()
-        self.write_json(await self.run(lambda s: O.to_dict(*O.clone(s, self.storage, self.principal, ref, data))),
-                        201)
+        job, task = await self.start_clone(ref, self.body())
+        self.write_json({**job.folder, "task": task.to_dict()}, 202)
+
+
+class TaskHandler(VFolderBase):
+    """``GET tasks/<id>``: the progress of a clone the caller started."""
+
+    async def get(self, task_id):
+        self.write_json(self.clone_tasks.get(task_id, self.principal.username).to_dict())
 
 
 class HostsHandler(VFolderBase):
@@ -109,8 +140,9 @@ class HostsHandler(VFolderBase):
         def work(s):
             from .. import tenancy as T
 
-            allowed = O.allowed_hosts(s, T.get_user(s, p.username), p.access_key)
-            return [{"name": h, "allowed": h in allowed, "default": h == self.storage.default_host,
+            grants = O.host_grants_for(s, T.get_user(s, p.username), p.access_key)
+            return [{"name": h, "allowed": bool(grants.get(h)), "default": h == self.storage.default_host,
+                     "permissions": [perm for perm in A.HOST_PERMISSIONS if perm in grants.get(h, ())],
                      "quota_backend": self.storage.quota_backend} for h in sorted(self.storage.hosts)]
 
         self.write_page(await self.run(work))
@@ -240,6 +272,8 @@ class UploadsHandler(VFolderBase):
     """``POST``: create a tus upload (``Upload-Length``; the target in ``Upload-Metadata: path <b64>``
     or ``?path=``); answers 201 with its ``Location``."""
 
+    host_perm = A.UPLOAD_FILE
+
     async def post(self, ref):
         _tus_headers(self)
         version = self.request.headers.get("Tus-Resumable")
@@ -287,6 +321,8 @@ class UnsupportedMediaType(TenancyError):
 class UploadHandler(VFolderBase):
     """``HEAD``: the offset; ``PATCH``: append at ``Upload-Offset`` (streamed to disk); ``DELETE``: abort."""
 
+    host_perm = A.UPLOAD_FILE
+
     _fd: int | None = None
     _error: BaseException | None = None
 
@@ -314,65 +350,91 @@ class UploadHandler(VFolderBase):
 
         self._root, self._up, self._offset, self._fd = await self.run(work)
         # the body may not run past the declared length (tornado answers 400 and closes otherwise)
-        self.request.connection.set_max_body_size(self._up.length - self._offset)
+        self._room = self._up.length - self._offset
+        self.request.connection.set_max_body_size(self._room)
 
-    _writing = False
-    _gone = False
-    _buf: bytearray | None = None
-    FLUSH_AT = 1 << 20  # write in pieces of about 1 MiB: one executor hop per MiB, memory bounded
+    # The body is written while the next piece is read: one write at a time runs on the executor
+    # (``_pending``), and data_received returns as soon as it is handed over, so tornado reads the
+    # socket meanwhile. Pieces are gathered, uncopied, until FLUSH_AT bytes, then go out in one
+    # writev: an executor hop costs more than writing 100 KiB, and through the proxy pieces arrive
+    # in 64 KiB steps. Per upload at most one write and one gathering (about 2 MiB) are held.
+    FLUSH_AT = 1 << 20
+    _pieces: list | None = None
+    _gathered = 0
+    _pending: asyncio.Future | None = None
+    _pending_len = 0
+    _received = 0
 
     async def data_received(self, chunk: bytes):
         if self._fd is None or self._error is not None:
             return
-        if self._buf is None:
-            self._buf = bytearray()
-        if self._offset + len(self._buf) + len(chunk) > self._up.length:
+        self._received += len(chunk)
+        if self._received > self._room:
             self._error = InvalidInput("Upload-Length: the body runs past the declared length", field="body")
             return
-        self._buf += chunk
-        if len(self._buf) >= self.FLUSH_AT:
-            await self._flush_buffer()
+        if self._pieces is None:
+            self._pieces = []
+        self._pieces.append(chunk)
+        self._gathered += len(chunk)
+        if self._gathered >= self.FLUSH_AT:
+            await self._write(self._take())
 
-    async def _flush_buffer(self):
-        if not self._buf or self._fd is None or self._error is not None:
+    def _take(self) -> list:
+        pieces, self._pieces, self._gathered = self._pieces or [], None, 0
+        return pieces
+
+    async def _write(self, data) -> None:
+        await self._wait_write()
+        if self._fd is None or self._error is not None:
             return
-        data = bytes(self._buf)
-        self._buf.clear()
-        self._writing = True
+        self._pending = asyncio.get_running_loop().run_in_executor(None, X.write_all, self._fd, data)
+        self._pending_len = sum(map(len, data))
+
+    async def _wait_write(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
         try:
-            await asyncio.get_running_loop().run_in_executor(None, X.write_all, self._fd, data)
-            self._offset += len(data)
+            await asyncio.shield(pending)  # cancelled here, the write still owns the descriptor
         except TenancyError as e:
             self._error = e
-        finally:
-            self._writing = False
-            if self._gone:
-                self._close()
+        else:
+            self._offset += self._pending_len
+        self._pending = None
 
-    def _close(self):
-        if self._fd is not None:
-            if self._buf and self._error is None:
-                # the connection dropped: keep what arrived (at most FLUSH_AT bytes, written inline)
-                try:
-                    X.write_all(self._fd, bytes(self._buf))
-                except (OSError, TenancyError):
-                    pass
-                self._buf.clear()
-            os.close(self._fd)
-            self._fd = None
+    async def _drain(self) -> None:
+        """Write what is gathered and wait for it: the part file then holds every byte received."""
+        if self._pieces and self._error is None:
+            await self._write(self._take())
+        await self._wait_write()
+
+    def _close(self) -> None:
+        if self._fd is None:
+            return
+        if self._pending is not None and not self._pending.done():
+            # a write still running on the executor owns the descriptor until it returns (closing
+            # it now could hand its number to another file mid-write)
+            self._pending.add_done_callback(lambda _: self._close())
+            return
+        if self._pending is not None and not self._pending.cancelled() and self._pending.exception():
+            self._error = self._pending.exception()  # a failed write: what follows it stays unwritten
+        pieces = self._take()
+        if pieces and self._error is None:
+            # the connection dropped: keep what arrived (less than FLUSH_AT bytes, written inline)
+            try:
+                X.write_all(self._fd, pieces)
+            except (OSError, TenancyError):
+                pass
+        os.close(self._fd)
+        self._fd = None
 
     def on_connection_close(self):
-        # what arrived stays on disk: HEAD tells the client where to resume. A write still running
-        # on the executor owns the descriptor until it returns (closing it now could hand its
-        # number to another file mid-write).
-        self._gone = True
-        if not self._writing:
-            self._close()
+        # what arrived stays on disk: HEAD tells the client where to resume
+        self._close()
         super().on_connection_close()
 
     def on_finish(self):
-        if not self._writing:
-            self._close()
+        self._close()
 
     async def head(self, ref, upload_id):
         user = self.principal.username
@@ -388,7 +450,7 @@ class UploadHandler(VFolderBase):
         self.finish()
 
     async def patch(self, ref, upload_id):
-        await self._flush_buffer()
+        await self._drain()
         self._close()
         if self._error is not None:
             raise self._error
@@ -416,6 +478,7 @@ class UploadHandler(VFolderBase):
 class DownloadHandler(VFolderBase):
     """A file (``Range`` supported) or a directory as a tar (default) or zip stream."""
 
+    host_perm = A.DOWNLOAD_FILE
     default_archive = "tar"
 
     def download_path(self) -> str:
@@ -442,6 +505,7 @@ class DownloadHandler(VFolderBase):
         if fd is None:
             await self._archive(root, rel, fmt)
             return
+        ahead: asyncio.Future | None = None
         try:
             rng = X.parse_range(self.request.headers.get("Range"), size)
             name = os.path.basename(rel)
@@ -453,16 +517,22 @@ class DownloadHandler(VFolderBase):
                 self.set_status(206)
                 self.set_header("Content-Range", f"bytes {first}-{last}/{size}")
             self.set_header("Content-Length", str(max(0, last - first + 1)))
+            # the next piece is read while this one is sent: at most two pieces in memory
             chunks = X.read_range(fd, first, last)
+            ahead = loop.run_in_executor(None, next, chunks, None)
             while True:
-                data = await loop.run_in_executor(None, next, chunks, None)
+                data = await ahead
                 if data is None:
                     break
+                ahead = loop.run_in_executor(None, next, chunks, None)
                 self.write(data)
                 await self.flush()
         except iostream.StreamClosedError:
             return
         finally:
+            if ahead is not None:  # a read still running owns the descriptor until it returns
+                await asyncio.wait([ahead])
+                ahead.cancelled() or ahead.exception()  # retrieved: a cut connection is no error
             os.close(fd)
         self.finish()
 
@@ -504,6 +574,7 @@ ROUTES: list[tuple[str, Any]] = [
     (r"vfolders/([^/]+)/restore", RestoreHandler),
     (r"vfolders/([^/]+)/purge", PurgeHandler),
     (r"vfolders/([^/]+)/clone", CloneHandler),
+    (r"tasks/([^/]+)", TaskHandler),
     (r"vfolders/([^/]+)/files", FilesHandler),
     (r"vfolders/([^/]+)/mkdir", MkdirHandler),
     (r"vfolders/([^/]+)/move", MoveHandler),
@@ -543,7 +614,8 @@ SCHEMAS = {
                           "invitee": _STR, "invitee_email": _STR, "permission": _PERM, "state": _STR,
                           "created_at": {"type": "string", "nullable": True}},
     "VFolderCollaborator": {"user": _STR, "email": _STR, "permission": _PERM, "state": _STR, "invitation": _STR},
-    "VFolderHost": {"name": _STR, "allowed": _BOOL, "default": _BOOL, "quota_backend": _STR},
+    "VFolderHost": {"name": _STR, "allowed": _BOOL, "default": _BOOL, "quota_backend": _STR,
+                    "permissions": {"type": "array", "items": {"type": "string", "enum": list(A.HOST_PERMISSIONS)}}},
 }
 BODIES = {
     ("vfolders", "post"): {"name": _STR, "host": _STR, "usage_mode": {"type": "string", "enum": ["general", "data", "model"]},

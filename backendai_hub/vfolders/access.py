@@ -13,7 +13,7 @@ Rules, in order:
 * a member of the owning group gets the folder's ``permission``, or their per-user override;
 * an invitee who accepted gets the permission of their invitation;
 * everyone in the domain gets ``ro`` on a public folder (unless a rule above gives more);
-* a folder in the trash is visible only to those who manage it.
+* a folder in the trash is visible only to those who manage it; a folder being cloned only shows its info.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _RANK = {None: 0, RO: 1, RW: 2, WD: 3}
 # how a subject reaches the folder
 OWNER, ADMIN, GROUP, OVERRIDE, INVITED, PUBLIC = "owner", "admin", "group", "override", "invited", "public"
 
-READY, TRASHED = "ready", "delete-pending"
+READY, CLONING, TRASHED = "ready", "cloning", "delete-pending"
 
 # operation -> the least permission it needs ("manage": owner or admin of a group folder)
 OPERATIONS: dict[str, str] = {
@@ -167,6 +167,8 @@ def check(who: SubjectLike, folder: FolderView, grants: Mapping[str, str], op: s
         raise NotFound(f"unknown vfolder {folder.name!r}", field="vfolder")
     if folder.status == TRASHED and op not in TRASH_OPERATIONS:
         raise Conflict(f"vfolder {folder.name!r} is in the trash; restore it first")
+    if folder.status == CLONING and op != "info":
+        raise Conflict(f"vfolder {folder.name!r} is being cloned; it is usable once its status is ready")
     if folder.status != TRASHED and op in ("restore", "purge"):
         raise Conflict(f"vfolder {folder.name!r} is not in the trash; delete it first")
     need = OPERATIONS[op]

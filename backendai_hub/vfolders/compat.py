@@ -40,7 +40,7 @@ def make_token(secret: bytes, claims: dict, ttl: float = TOKEN_TTL, now: float |
 
 
 def read_token(secret: bytes, token: Any, kind: str, now: float | None = None) -> dict:
-    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 4096:
+    if not isinstance(token, str) or not token.isascii() or token.count(".") != 1 or len(token) > 4096:
         raise BadToken("token: missing or malformed", field="token")
     body, sig = token.split(".")
     good = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())

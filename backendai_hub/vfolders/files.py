@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import stat as st
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,6 +15,9 @@ from . import paths
 from .storage import UPLOAD_DIR, StorageHosts
 
 MAX_ENTRIES = 10000
+
+
+RESERVED = (UPLOAD_DIR,)  # what users never reach, by any path (paths.resolve checks where links lead)
 
 
 def check_reserved(rel: str, field: str) -> None:
@@ -37,7 +41,7 @@ def list_dir(root: str, path: Any) -> list[dict]:
     if rel:
         check_reserved(rel, "path")
     out = []
-    with paths.open_dir(root, rel) as fd:
+    with paths.open_dir(root, rel, reserved=RESERVED) as fd:
         for name in sorted(os.listdir(fd)):
             if not rel and name == UPLOAD_DIR:
                 continue
@@ -54,7 +58,7 @@ def stat(root: str, path: Any) -> dict:
     rel = paths.clean(path)
     if not rel:
         return _entry("", os.stat(paths.resolve(root, "")))
-    with paths.open_parent(root, rel) as (fd, name):
+    with paths.open_parent(root, rel, reserved=RESERVED) as (fd, name):
         try:
             return _entry(name, os.stat(name, dir_fd=fd, follow_symlinks=False))
         except FileNotFoundError:
@@ -68,7 +72,7 @@ def mkdir(storage: StorageHosts, root: str, path: Any, *, parents: bool = False,
     for i in range(1 if parents else len(parts), len(parts) + 1):
         sub = "/".join(parts[:i])
         last = i == len(parts)
-        with paths.open_parent(root, sub) as (fd, name):
+        with paths.open_parent(root, sub, reserved=RESERVED) as (fd, name):
             try:
                 os.mkdir(name, 0o755, dir_fd=fd)
                 storage.chown(name, dir_fd=fd)
@@ -89,8 +93,8 @@ def move(root: str, src: Any, dst: Any, *, overwrite: bool = False) -> None:
     check_reserved(dst_rel, "dst")
     if dst_rel == src_rel or dst_rel.startswith(src_rel + "/"):
         raise InvalidInput(f"dst: cannot move {src_rel!r} into itself", field="dst")
-    with paths.open_parent(root, src_rel, field="src") as (sfd, sname), \
-            paths.open_parent(root, dst_rel, field="dst") as (dfd, dname):
+    with paths.open_parent(root, src_rel, field="src", reserved=RESERVED) as (sfd, sname), \
+            paths.open_parent(root, dst_rel, field="dst", reserved=RESERVED) as (dfd, dname):
         try:
             os.stat(sname, dir_fd=sfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -111,7 +115,7 @@ def move(root: str, src: Any, dst: Any, *, overwrite: bool = False) -> None:
 def delete(root: str, path: Any, *, recursive: bool = False) -> None:
     rel = paths.clean(path, allow_root=False)
     check_reserved(rel, "path")
-    with paths.open_parent(root, rel) as (fd, name):
+    with paths.open_parent(root, rel, reserved=RESERVED) as (fd, name):
         try:
             mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
         except FileNotFoundError:
@@ -139,3 +143,97 @@ def _translate(e: OSError, field: str, rel: str) -> None:
     if e.errno == errno.ENAMETOOLONG:
         raise InvalidInput(f"{field}: {rel!r} is too long", field=field) from None
     raise e
+
+
+_SPECIAL = {st.S_IFIFO: "named pipe", st.S_IFSOCK: "socket", st.S_IFCHR: "character device",
+            st.S_IFBLK: "block device"}
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def copy_tree(src_root: str, dst_root: str, *, uid: int | None = None, gid: int | None = None,
+              progress: Callable[[int, str], None] | None = None) -> None:
+    """Copy a folder's content into another folder's (empty) root, descriptor by descriptor.
+
+    Sessions may change the source while it is copied, so nothing is followed: every directory is
+    reopened from the root with ``O_NOFOLLOW`` at each component, files are opened with
+    ``O_NOFOLLOW | O_NONBLOCK`` and copied only if the descriptor is a regular file, links are
+    copied as links. A named pipe, socket or device fails the copy with its name. Modes (without
+    set-id bits) and modification times are kept; with ``uid``, everything is owned by the session
+    user. ``progress(bytes, path)`` after each file. Uploads in progress are not copied.
+    """
+    src_real, dst_real = os.path.realpath(src_root), os.path.realpath(dst_root)
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        parts = rel.split("/") if rel else []
+        sfd = paths._walk(src_real, parts, "path", rel or "/")
+        try:
+            dfd = paths._walk(dst_real, parts, "path", rel or "/")
+            try:
+                for name in sorted(os.listdir(sfd)):
+                    if not rel and name == UPLOAD_DIR:
+                        continue
+                    child = f"{rel}/{name}" if rel else name
+                    if _copy_entry(sfd, dfd, name, child, uid, gid, progress):
+                        pending.append(child)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(sfd)
+
+
+def _copy_entry(sfd: int, dfd: int, name: str, child: str, uid: int | None, gid: int | None,
+                progress: Callable[[int, str], None] | None) -> bool:
+    """Copy one entry; True for a directory (its content is copied later)."""
+    try:
+        s = os.stat(name, dir_fd=sfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False  # removed meanwhile
+    if st.S_ISLNK(s.st_mode):
+        os.symlink(os.readlink(name, dir_fd=sfd), name, dir_fd=dfd)
+    elif st.S_ISDIR(s.st_mode):
+        os.mkdir(name, 0o700, dir_fd=dfd)
+    elif st.S_ISREG(s.st_mode):
+        _copy_file(sfd, dfd, name, child, progress)
+    else:
+        kind = _SPECIAL.get(st.S_IFMT(s.st_mode), "special file")
+        raise InvalidInput(f"{child!r} is a {kind}, which cannot be copied", field="path")
+    if uid is not None:
+        os.chown(name, uid, gid if gid is not None else -1, dir_fd=dfd, follow_symlinks=False)
+    if not st.S_ISLNK(s.st_mode):
+        os.chmod(name, st.S_IMODE(s.st_mode) & 0o1777, dir_fd=dfd, follow_symlinks=True)
+    os.utime(name, ns=(s.st_atime_ns, s.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
+    return st.S_ISDIR(s.st_mode)
+
+
+def _copy_file(sfd: int, dfd: int, name: str, child: str, progress: Callable[[int, str], None] | None) -> None:
+    try:
+        src = os.open(name, _READ_FLAGS, dir_fd=sfd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENXIO):  # swapped for a link or a special file meanwhile
+            raise InvalidInput(f"{child!r} changed while it was copied; try again", field="path") from None
+        raise
+    try:
+        s = os.fstat(src)
+        if not st.S_ISREG(s.st_mode):
+            raise InvalidInput(f"{child!r} changed while it was copied; try again", field="path")
+        dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        try:
+            copied, in_kernel = 0, hasattr(os, "copy_file_range")
+            while True:
+                try:
+                    n = os.copy_file_range(src, dst, 1 << 30) if in_kernel else os.sendfile(dst, src, None, 1 << 30)
+                except OSError as e:
+                    if not in_kernel or e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    in_kernel = False  # folders on different filesystems (loopback images)
+                    continue
+                if n == 0:
+                    break
+                copied += n
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+    if progress is not None:
+        progress(copied, child)

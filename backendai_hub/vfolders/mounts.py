@@ -73,7 +73,8 @@ def mounts_for(requested: Sequence[str], folders: Sequence[Mountable], *, home: 
         if f.name in chosen and chosen[f.name].id != f.id:
             raise Conflict(f"vfolders: two vfolders would mount at {posixpath.join(home, f.name)}", field="vfolders")
         chosen[f.name] = f
-    for f in folders:
+    # the user's own dot-folder wins over a group's of the same name
+    for f in sorted(folders, key=lambda f: _RANK.get(f.via, 9)):
         if f.name.startswith(".") and f.via in AUTO_VIA and f.name not in chosen:
             chosen[f.name] = f
     mounts = []

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, Mapping
 
 from sqlalchemy import func, select
@@ -38,6 +40,7 @@ from ..models import (
     VFolderUsageMode,
 )
 from . import access as A
+from . import files as F
 from .storage import UPLOAD_DIR, StorageHosts, usage, walk
 
 # Backend.AI's rule: any characters but '/', at most 64; ours also keeps names usable as a
@@ -66,6 +69,9 @@ def check_name(value: Any, field: str = "name") -> str:
                            f"1 to 64; no '/')", field=field)
     if value in RESERVED_NAMES or value.startswith(".."):
         raise InvalidInput(f"{field}: {value!r} is reserved", field=field)
+    if HEX32_RE.match(value):
+        raise InvalidInput(f"{field}: {value!r} looks like a vfolder id (32 hex digits); choose another name",
+                           field=field)
     return value
 
 
@@ -207,12 +213,12 @@ def host_grants_for(s: Session, user: User, access_key: str | None = None,
                     group: Group | None = None) -> dict[str, frozenset[str]]:
     """What the storage hosts grant the user: the union over their domain, their groups (and
     ``group``, the owner of a group folder, whether or not they are a member) and the keypair policy
-    (all their keypairs' when they signed in with a hub token)."""
+    (all their active keypairs' when they signed in with a hub token)."""
     levels = [user.domain.allowed_vfolder_hosts, *(g.allowed_vfolder_hosts for g in user.groups)]
     if group is not None:
         levels += [group.allowed_vfolder_hosts, group.domain.allowed_vfolder_hosts]
     kps = [s.get(KeyPair, access_key)] if access_key else list(user.keypairs)
-    levels += [kp.resource_policy.allowed_vfolder_hosts for kp in kps if kp is not None]
+    levels += [kp.resource_policy.allowed_vfolder_hosts for kp in kps if kp is not None and kp.is_active]
     return A.merge_host_grants(*levels)
 
 
@@ -277,6 +283,31 @@ def _check_quota(kind: str, policy, quota: int | None, owner_name: str) -> int |
     return quota
 
 
+def _check_scope(s: Session, owner_key: str, kind: str, policy, quota: int | None, owner_name: str,
+                 exclude: str | None = None, default: int | None = None) -> int | None:
+    """The quota scope (``max_quota_scope_size``): the quotas of all the owner's folders, those in the
+    trash included, add up to at most the scope size. Each folder's quota is a hard limit inside
+    sessions too (loopback images), so the owner's total is. A folder asked without a quota gets
+    what is left (at most ``default``, the per-folder cap); folders that have none (made before the
+    policy had a scope size) count as 0."""
+    scope = policy.max_quota_scope_size if policy is not None else None
+    if scope is None:
+        return default if quota is None else quota
+    rows = [(name, q) for vid, name, q in s.execute(select(VFolder.id, VFolder.name, VFolder.quota)
+                                                    .where(VFolder.owner_key == owner_key)).all() if vid != exclude]
+    allotted = sum(q or 0 for _, q in rows)
+    left = max(scope - allotted, 0)
+    fmt = lambda n: P.format_amount("mem", Decimal(n))  # noqa: E731
+    if quota is None:
+        quota = min(left, default) if default is not None else left
+    if quota == 0 or quota > left:
+        shown = ", ".join(f"{name} {fmt(q)}" for name, q in rows if q) or "none"
+        raise Forbidden(f"{kind} resource policy {policy.name!r} allows max_quota_scope_size={fmt(scope)} for "
+                        f"{kind} {owner_name!r}: {fmt(allotted)} allotted to its vfolders ({shown}), "
+                        f"{fmt(left)} left" + (f", {fmt(quota)} asked" if quota else ""))
+    return quota
+
+
 def _owner_key(user: User | None, group: Group | None) -> str:
     return f"u:{user.id}" if user is not None else f"g:{group.id}"
 
@@ -321,7 +352,8 @@ def create(s: Session, storage: StorageHosts, who: A.SubjectLike, data: Mapping[
     owner_name = owner_user.username if owner_user else owner_group.name
     okey = _owner_key(owner_user, owner_group)
     _check_count(s, okey, kind, policy, owner_name)
-    quota = _check_quota(kind, policy, quota, owner_name)
+    capped = _check_quota(kind, policy, quota, owner_name)
+    quota = _check_scope(s, okey, kind, policy, quota, owner_name, default=capped)
     storage.check_quota(quota)
     if _name_taken(s, okey, name):
         raise Conflict(f"vfolder {name!r} already exists for {kind} {owner_name!r}", field="name")
@@ -358,7 +390,12 @@ def update(s: Session, storage: StorageHosts, who: A.SubjectLike, ref: Any, data
     if "quota" in data:
         quota = _quota(data["quota"])
         kind, policy = _owner_limits(vf.user, vf.group)
-        quota = _check_quota(kind, policy, quota, vf.user.username if vf.user else vf.group.name)
+        owner_name = vf.user.username if vf.user else vf.group.name
+        capped = _check_quota(kind, policy, quota, owner_name)
+        if quota is None or vf.quota is None or quota > vf.quota:
+            quota = _check_scope(s, vf.owner_key, kind, policy, quota, owner_name, exclude=vf.id, default=capped)
+        else:
+            quota = capped
         storage.check_quota(quota)
         if quota is not None:
             used, _ = usage(storage.ready_path(vf.host, vf.id))
@@ -594,32 +631,89 @@ def kick(s: Session, who: A.SubjectLike, ref: Any, username: Any) -> None:
 
 # -- clone ------------------------------------------------------------------------------------------
 
-def clone(s: Session, storage: StorageHosts, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) -> tuple[VFolder, A.Access]:
-    """A copy of a cloneable folder (or one the caller manages) as a new folder of the caller's own."""
+@dataclass(frozen=True)
+class CloneJob:
+    """What :func:`start_clone` admitted: the copy still to be done (see clone.py)."""
+
+    source: str
+    target: str
+    target_id: str
+    src_path: str
+    dst_path: str
+    total_bytes: int
+    total_files: int
+    folder: dict  # the new folder (status cloning), as our API shows it
+
+
+def start_clone(s: Session, storage: StorageHosts, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) -> CloneJob:
+    """Check a clone of a cloneable folder (or one the caller manages) into a new folder of the caller's
+    own, and create that folder with status ``cloning``; the copy itself is :func:`copy_tree`."""
     T._check_unknown(data, ("name", "host", "usage_mode", "cloneable", "quota"))
     src, _ = find(s, who, ref, "clone")
     src_path = storage.ready_path(src.host, src.id)
-    used, _n = usage(src_path)
+    used, files = _copied_size(src_path)
     new_data = {"usage_mode": src.usage_mode.value, **data}
     dst, acc = create(s, storage, who, new_data)
     if dst.quota is not None and used > dst.quota:
         raise Conflict(f"vfolder {src.name!r} holds {used} bytes, more than the new folder's quota "
                        f"{dst.quota}", field="quota")
-    dst_path = storage.ready_path(dst.host, dst.id)
     try:
-        copy_tree(storage, src_path, dst_path)
-    except OSError as e:
-        storage.destroy(dst.host, dst.id)
-        raise Conflict(f"cloning vfolder {src.name!r} failed: {e.strerror or e}") from None
-    return dst, acc
+        dst_path = storage.ready_path(dst.host, dst.id)
+        free = storage.free_bytes(dst.host, dst.id)
+        if free is not None and used > free:
+            raise Conflict(f"vfolder {src.name!r} holds {used} bytes; storage host {dst.host!r} has {free} free",
+                           field="host")
+    except Exception:
+        storage.destroy(dst.host, dst.id)  # the transaction rolls the row back; the directory goes too
+        raise
+    dst.status = VFolderStatus.cloning
+    return CloneJob(source=src.name, target=dst.name, target_id=dst.id, src_path=src_path, dst_path=dst_path,
+                    total_bytes=used, total_files=files, folder=to_dict(dst, acc))
 
 
-def copy_tree(storage: StorageHosts, src: str, dst: str) -> None:
-    """Copy without following links (a link is copied as a link) and hand everything to the session user."""
-    def ignore(directory, names):
-        return [UPLOAD_DIR] if os.path.samefile(directory, src) and UPLOAD_DIR in names else []
+def settle_clone(s: Session, storage: StorageHosts, vfid: str, ok: bool) -> None:
+    """The end of a clone: the folder is ready, or (the copy failed) gone with its files."""
+    vf = s.get(VFolder, vfid)
+    if vf is None or vf.status != VFolderStatus.cloning:
+        return
+    if ok:
+        vf.status = VFolderStatus.ready
+        return
+    host = vf.host
+    s.delete(vf)
+    s.flush()
+    storage.destroy(host, vfid)
 
-    shutil.copytree(src, dst, symlinks=True, ignore=ignore, dirs_exist_ok=True)
-    storage.chown(dst)
-    for entry in walk(dst):
-        storage.chown(entry.path)
+
+def drop_interrupted_clones(s: Session, storage: StorageHosts) -> list[str]:
+    """Folders left ``cloning`` by a service that stopped mid-copy: removed (their sources are intact)."""
+    gone = []
+    for vf in s.scalars(select(VFolder).where(VFolder.status == VFolderStatus.cloning)):
+        gone.append(vf.name)
+        settle_clone(s, storage, vf.id, ok=False)
+    return gone
+
+
+def _copied_size(src: str) -> tuple[int, int]:
+    """(bytes, files) a clone copies: regular files, not partial uploads."""
+    size = count = 0
+    uploads = os.path.join(src, UPLOAD_DIR)
+    for entry in walk(src):
+        if entry.path == uploads or entry.path.startswith(uploads + os.sep):
+            continue
+        if entry.is_file(follow_symlinks=False):
+            try:
+                size += entry.stat(follow_symlinks=False).st_size
+                count += 1
+            except OSError:
+                continue
+    return size, count
+
+
+def copy_tree(storage: StorageHosts, src: str, dst: str,
+              progress: Callable[[int, str], None] | None = None) -> None:
+    """Copy a folder's files into a new folder, owned by the session user (files.copy_tree: nothing
+    a session swaps in meanwhile is followed)."""
+    owned = os.geteuid() == 0
+    F.copy_tree(src, dst, uid=storage.uid if owned else None, gid=storage.gid if owned else None,
+                progress=progress)

@@ -19,7 +19,7 @@ import os
 import re
 import stat
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Collection, Iterator
 
 from ..errors import InvalidInput, NotFound
 
@@ -38,6 +38,10 @@ def clean(user_path: object, *, field: str = "path", allow_root: bool = True) ->
         raise InvalidInput(f"{field}: must be a string", field=field)
     if len(user_path) > MAX_PATH:
         raise InvalidInput(f"{field}: longer than {MAX_PATH} characters", field=field)
+    try:
+        user_path.encode("utf-8", "surrogateescape")  # file names that are not UTF-8 arrive escaped
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field}: contains an unpaired surrogate, which is not text", field=field) from None
     if "\x00" in user_path:
         raise InvalidInput(f"{field}: contains a NUL character", field=field)
     if "\\" in user_path:
@@ -67,22 +71,35 @@ def inside(root_real: str, path_real: str) -> bool:
     return path_real == root_real or path_real.startswith(root_real.rstrip(os.sep) + os.sep)
 
 
-def resolve(root: str, user_path: object, *, field: str = "path", allow_root: bool = True) -> str:
-    """The real absolute path ``user_path`` names inside ``root`` (links followed), or a 400."""
+def resolve(root: str, user_path: object, *, field: str = "path", allow_root: bool = True,
+            reserved: Collection[str] = ()) -> str:
+    """The real absolute path ``user_path`` names inside ``root`` (links followed), or a 400.
+
+    ``reserved``: top-level names of the folder that users may not reach, however they spell the path
+    (through a link as well: ``ul -> .upload`` is refused like ``.upload``).
+    """
     rel = clean(user_path, field=field, allow_root=allow_root)
     root_real = os.path.realpath(root)
     full = os.path.realpath(os.path.join(root_real, rel))
     if not inside(root_real, full):
         raise InvalidInput(f"{field}: {user_path!r} leads outside the vfolder (through a symbolic link)",
                            field=field)
+    parts = _relparts(root_real, full)
+    if parts and parts[0] in reserved:
+        raise InvalidInput(f"{field}: {user_path!r} leads into {parts[0]!r}, which holds uploads in progress "
+                           f"and is not yours to read or change", field=field)
     return full
 
 
-def resolve_parent(root: str, user_path: object, *, field: str = "path") -> tuple[str, str]:
+def resolve_parent(root: str, user_path: object, *, field: str = "path",
+                   reserved: Collection[str] = ()) -> tuple[str, str]:
     """(real parent directory, last component) — the entry itself is not followed (for unlink, rename)."""
     rel = clean(user_path, field=field, allow_root=False)
     parent, _, name = rel.rpartition("/")
-    return resolve(root, parent, field=field), name
+    full = resolve(root, parent, field=field, reserved=reserved)
+    if name in reserved and full == os.path.realpath(root):
+        raise InvalidInput(f"{field}: {name!r} holds uploads in progress and is not yours to change", field=field)
+    return full, name
 
 
 def _relparts(root_real: str, full_real: str) -> list[str]:
@@ -109,10 +126,10 @@ def _walk(root_real: str, parts: list[str], field: str, shown: str) -> int:
 
 
 @contextmanager
-def open_dir(root: str, user_path: object, *, field: str = "path") -> Iterator[int]:
+def open_dir(root: str, user_path: object, *, field: str = "path", reserved: Collection[str] = ()) -> Iterator[int]:
     """A descriptor of the directory ``user_path`` (walked with O_NOFOLLOW after resolving)."""
     root_real = os.path.realpath(root)
-    full = resolve(root_real, user_path, field=field)
+    full = resolve(root_real, user_path, field=field, reserved=reserved)
     fd = _walk(root_real, _relparts(root_real, full), field, str(user_path or "/"))
     try:
         yield fd
@@ -121,10 +138,11 @@ def open_dir(root: str, user_path: object, *, field: str = "path") -> Iterator[i
 
 
 @contextmanager
-def open_parent(root: str, user_path: object, *, field: str = "path") -> Iterator[tuple[int, str]]:
+def open_parent(root: str, user_path: object, *, field: str = "path",
+                reserved: Collection[str] = ()) -> Iterator[tuple[int, str]]:
     """(descriptor of the parent directory, last component) for an entry acted on without following it."""
     root_real = os.path.realpath(root)
-    parent, name = resolve_parent(root_real, user_path, field=field)
+    parent, name = resolve_parent(root_real, user_path, field=field, reserved=reserved)
     fd = _walk(root_real, _relparts(root_real, parent), field, os.path.dirname(clean(user_path)) or "/")
     try:
         yield fd, name
@@ -132,19 +150,24 @@ def open_parent(root: str, user_path: object, *, field: str = "path") -> Iterato
         os.close(fd)
 
 
-def open_file(root: str, user_path: object, flags: int, mode: int = 0o644, *, field: str = "path") -> int:
+def open_file(root: str, user_path: object, flags: int, mode: int = 0o644, *, field: str = "path",
+              reserved: Collection[str] = ()) -> int:
     """A descriptor of the file ``user_path`` (links inside the folder followed, never outside)."""
     root_real = os.path.realpath(root)
-    full = resolve(root_real, user_path, field=field, allow_root=False)
+    full = resolve(root_real, user_path, field=field, allow_root=False, reserved=reserved)
     parts = _relparts(root_real, full)
     if not parts:
         raise InvalidInput(f"{field}: {user_path!r} is the vfolder itself, not a file", field=field)
     dfd = _walk(root_real, parts[:-1], field, os.path.dirname(clean(user_path)) or "/")
     try:
-        fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
-        if stat.S_ISDIR(os.fstat(fd).st_mode):
+        # O_NONBLOCK: opening a named pipe a session made must not hang the service
+        fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode, dir_fd=dfd)
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind != stat.S_IFREG:
             os.close(fd)
-            raise IsADirectoryError(errno.EISDIR, "is a directory")
+            if kind == stat.S_IFDIR:
+                raise IsADirectoryError(errno.EISDIR, "is a directory")
+            raise InvalidInput(f"{field}: {user_path!r} is not a regular file", field=field)
         return fd
     except FileNotFoundError:
         raise NotFound(f"{field}: no such file {user_path!r}", field=field) from None
@@ -153,6 +176,8 @@ def open_file(root: str, user_path: object, flags: int, mode: int = 0o644, *, fi
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR):
             raise InvalidInput(f"{field}: {user_path!r} is not a file inside the vfolder", field=field) from None
+        if e.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):  # a pipe without reader, a socket, a device
+            raise InvalidInput(f"{field}: {user_path!r} is not a regular file", field=field) from None
         raise
     finally:
         os.close(dfd)

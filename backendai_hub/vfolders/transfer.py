@@ -177,13 +177,21 @@ def open_part(root: str, up: Upload) -> int:
     return paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_APPEND, field="upload")
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write ``data`` completely; a full folder is a 413 (quota), not a server error."""
-    view = memoryview(data)
+_IOV_MAX = os.sysconf("SC_IOV_MAX")
+
+
+def write_all(fd: int, data) -> None:
+    """Write ``data`` (bytes, or a list of bytes: one writev) completely; a full folder is a 413 (quota),
+    not a server error."""
+    views = [memoryview(b) for b in (data if isinstance(data, list) else [data]) if len(b)]
     try:
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        while views:
+            n = os.writev(fd, views[:_IOV_MAX])
+            while n:
+                if n >= len(views[0]):
+                    n -= len(views.pop(0))
+                else:
+                    views[0], n = views[0][n:], 0
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise QuotaExceeded("the vfolder is full: its quota is reached") from None

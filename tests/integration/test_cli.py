@@ -41,8 +41,8 @@ def test_tenancy_end_to_end_with_json_output(cli):
                "--idle-timeout", "3600", "-o", "json")).json()
     assert p["max_concurrent_sessions"] == 2 and p["idle_timeout"] == 3600
     up = ok(cli("policy", "create", "quota", "--kind", "user", "--max-vfolder-count", "5",
-                "--max-quota-size", "10g", "-o", "json")).json()
-    assert up["max_quota_size"] == 10 * 1024 ** 3
+                "--max-quota-size", "10g", "--max-quota-scope-size", "1t", "-o", "json")).json()
+    assert (up["max_quota_size"], up["max_quota_scope_size"]) == (10 * 1024 ** 3, 1024 ** 4)
 
     u = ok(cli("user", "create", "alice", "--email", "alice@example.com", "-d", "acme", "--groups", "ml",
                "--policy", "quota", "--password-stdin", "-o", "json", stdin="hunter2-hunter2\n")).json()

@@ -95,7 +95,7 @@ MATRIX = [
     ("alice", "POST", "vfolders/mine/leave", None, 403, "you own it; delete it instead"),
     ("mia", "POST", "vfolders/shared/leave", None, 403, "through a group, not an invitation"),
     ("bob", "POST", "vfolders/pub/clone", {"name": "pubcopy"}, 403, "not cloneable"),
-    ("mia", "POST", "vfolders/shared/clone", {"name": "sharedcopy"}, 201, None),
+    ("mia", "POST", "vfolders/shared/clone", {"name": "sharedcopy"}, 202, None),
     ("olivia", "POST", "vfolders/shared/clone", {"name": "x"}, 404, "unknown vfolder"),
 ]
 
@@ -119,12 +119,19 @@ async def test_errors_name_the_field(svc):
         ({"name": "ok", "host": "nowhere"}, 400, "host"), ({"name": "ok", "quota": -1}, 400, "quota"),
         ({"name": "ok", "quota": "lots"}, 400, "quota"), ({"name": "ok", "cloneable": "yes"}, 400, "cloneable"),
         ({"name": "ok", "colour": "red"}, 400, "colour"),
+        ({"name": "0123456789abcdef0123456789abcdef"}, 400, "name"),  # reads as an id: never a name
+        ({"name": "\ud800"}, 400, "body"),  # valid JSON, but not text
     ]
     for body, status, field in cases:
         code, payload = await svc.call("alice", "POST", "vfolders", body)
         assert (code, payload.get("field")) == (status, field), (body, payload)
     code, payload = await svc.call("alice", "POST", "vfolders", b"[1]".decode())  # not an object
     assert code == 400
+    await ok(svc, "alice", "POST", "vfolders", {"name": "f"})
+    for path, body in (("vfolders/f/mkdir", {"path": "a\udc00b"}), ("vfolders/f/move", {"src": "\ud800", "dst": "x"}),
+                       ("vfolders/f/invitations", {"emails": ["\ud800@example.com"], "permission": "ro"})):
+        code, payload = await svc.call("alice", "POST", path, body)
+        assert code == 400 and "unpaired surrogate" in payload["message"], (path, payload)
 
 
 async def test_create_rules(svc):
@@ -304,6 +311,13 @@ async def test_storage_host_permissions_limit_each_operation(svc):
         with pytest.raises(Forbidden, match="does not grant 'mount-in-session'"):
             session_mounts(s, svc.storage, "alice", ["kept"])
         assert session_mounts(s, svc.storage, "alice", []) == []
+        # a deactivated keypair's policy grants nothing, even to a session started with a hub token
+        from backendai_hub import tenancy as T
+
+        T.create_policy(s, "keypair", {"name": "full-local", "allowed_vfolder_hosts": ["local"]})
+        T.issue_keypair(s, svc.db.secrets, {"user": "alice", "resource_policy": "full-local", "is_active": False})
+        with pytest.raises(Forbidden, match="does not grant 'mount-in-session'"):
+            session_mounts(s, svc.storage, "alice", ["kept"])
     # a group's grant adds to the domain's: ml (alice's group) grants everything on 'local'
     await ok(svc, "root", "PATCH", "groups/default/ml", {"allowed_vfolder_hosts": ["local"]})
     await ok(svc, "alice", "PATCH", "vfolders/kept", {"name": "renamed"})
@@ -312,3 +326,99 @@ async def test_storage_host_permissions_limit_each_operation(svc):
     # and a host no level lists is not allowed at all
     code, p = await svc.call("alice", "POST", "vfolders", {"name": "n2", "host": "nfs"})
     assert code == 403 and "storage host 'nfs' is not allowed for 'alice'" in p["message"], p
+
+
+async def wait_task(svc, actor, task_id, timeout=30.0):
+    """Poll a clone's task as a client would, until it ends; returns every state seen."""
+    import asyncio
+    import time
+
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = await ok(svc, actor, "GET", f"tasks/{task_id}")
+        seen.append(task)
+        if task["status"] != "running":
+            return seen
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task {task_id} still running after {timeout}s: {seen[-1]}")
+
+
+async def test_clone_runs_in_the_background_with_progress(svc):
+    await ok(svc, "alice", "POST", "vfolders", {"name": "src", "cloneable": True})
+    root = svc.storage.path("local", (await ok(svc, "alice", "GET", "vfolders/src"))["id"])
+    os.makedirs(os.path.join(root, "sub"))
+    blobs = {"a.bin": os.urandom(3 << 20), "sub/b.bin": os.urandom(1 << 20), "sub/c.txt": b"c"}
+    for rel, data in blobs.items():
+        with open(os.path.join(root, rel), "wb") as f:
+            f.write(data)
+    await ok(svc, "carol", "POST", "vfolders/src/clone", {"name": "copy"}, status=404)  # not shared with carol
+    started = await ok(svc, "alice", "POST", "vfolders/src/clone", {"name": "copy"}, status=202)
+    assert started["status"] == "cloning" and started["name"] == "copy"
+    task = started["task"]
+    assert (task["total_bytes"], task["total_files"]) == (sum(map(len, blobs.values())), 3)
+    # nobody else may watch it
+    assert (await svc.call("bob", "GET", f"tasks/{task['id']}"))[0] == 404
+    seen = await wait_task(svc, "alice", task["id"])
+    done = seen[-1]
+    assert done["status"] == "done" and "cloned into 'copy'" in done["message"]
+    assert (done["copied_bytes"], done["copied_files"]) == (task["total_bytes"], 3)
+    info = await ok(svc, "alice", "GET", "vfolders/copy")
+    assert info["status"] == "ready" and info["file_count"] == 3
+    copy_root = svc.storage.path("local", info["id"])
+    for rel, data in blobs.items():
+        assert open(os.path.join(copy_root, rel), "rb").read() == data
+
+
+async def test_a_failed_clone_leaves_nothing_behind(svc):
+    await ok(svc, "alice", "POST", "vfolders", {"name": "odd", "cloneable": True})
+    root = svc.storage.path("local", (await ok(svc, "alice", "GET", "vfolders/odd"))["id"])
+    open(os.path.join(root, "plain.txt"), "w").write("x")
+    os.mkfifo(os.path.join(root, "pipe"))  # a named pipe cannot be copied
+    started = await ok(svc, "alice", "POST", "vfolders/odd/clone", {"name": "odd-copy"}, status=202)
+    done = (await wait_task(svc, "alice", started["task"]["id"]))[-1]
+    assert done["status"] == "failed" and "cloning vfolder 'odd' failed" in done["message"] and "pipe" in done["message"]
+    assert (await svc.call("alice", "GET", "vfolders/odd-copy"))[0] == 404
+    assert not os.path.exists(svc.storage.path("local", started["id"]))
+    # the name is free: the same clone works once the pipe is gone
+    os.unlink(os.path.join(root, "pipe"))
+    again = await ok(svc, "alice", "POST", "vfolders/odd/clone", {"name": "odd-copy"}, status=202)
+    assert (await wait_task(svc, "alice", again["task"]["id"]))[-1]["status"] == "done"
+
+
+async def test_clones_cut_short_by_a_service_stop_are_removed_at_start(svc):
+    from backendai_hub.models import VFolder, VFolderStatus
+    from backendai_hub.vfolders import ops as O
+
+    await ok(svc, "alice", "POST", "vfolders", {"name": "half"})
+    vfid = (await ok(svc, "alice", "GET", "vfolders/half"))["id"]
+    with svc.db.session() as s:
+        s.get(VFolder, vfid).status = VFolderStatus.cloning  # what a stop mid-copy leaves
+    code, p = await svc.call("alice", "POST", "vfolders/half/mkdir", {"path": "d"})
+    assert code == 409 and "is being cloned" in p["message"]
+    with svc.db.session() as s:
+        assert O.drop_interrupted_clones(s, svc.storage) == ["half"]
+    assert (await svc.call("alice", "GET", "vfolders/half"))[0] == 404
+    assert not os.path.exists(svc.storage.path("local", vfid))
+
+
+async def test_the_quota_scope_caps_the_total_of_an_owners_folders(svc):
+    """upol: at most 64m per folder, and now at most 40m over all of alice's folders."""
+    await ok(svc, "root", "PATCH", "resource-policies/user/upol", {"max_quota_scope_size": "40m"})
+    a = await ok(svc, "alice", "POST", "vfolders", {"name": "a", "quota": "24m"})
+    b = await ok(svc, "alice", "POST", "vfolders", {"name": "b"})  # no quota asked: what is left
+    assert (a["quota"], b["quota"]) == (24 << 20, 16 << 20)
+    code, p = await svc.call("alice", "POST", "vfolders", {"name": "c"})
+    assert code == 403 and ("allows max_quota_scope_size=40m for user 'alice': 40m allotted to its vfolders "
+                            "(a 24m, b 16m), 0 left") in p["message"], p
+    code, p = await svc.call("alice", "PATCH", "vfolders/a", {"quota": "30m"})
+    assert code == 403 and "16m allotted to its vfolders (b 16m), 24m left, 30m asked" in p["message"], p
+    await ok(svc, "alice", "PATCH", "vfolders/a", {"quota": "20m"})  # shrinking is within the scope
+    await ok(svc, "alice", "DELETE", "vfolders/b")  # the trash still holds its space
+    assert (await svc.call("alice", "POST", "vfolders", {"name": "c", "quota": "8m"}))[0] == 403
+    await ok(svc, "alice", "POST", f"vfolders/{b['id']}/purge")
+    c = await ok(svc, "alice", "POST", "vfolders", {"name": "c", "quota": "8m"})
+    assert c["quota"] == 8 << 20
+    # a clone takes its quota from the same scope
+    code, p = await svc.call("alice", "POST", "vfolders/a/clone", {"name": "a2", "quota": "16m"})
+    assert code == 403 and "28m allotted" in p["message"], p
+    assert (await svc.call("alice", "POST", "vfolders/a/clone", {"name": "a2", "quota": "12m"}))[0] == 202

@@ -350,6 +350,8 @@ async def test_compat_bad_input_is_4xx_with_a_reason(svc):
         ("POST", "folders/mine/clone", {"target_name": "c", "permission": "all"}),
         ("POST", "folders/mine/clone", {"target_name": "c", "target_host": "nowhere"}),
         ("POST", "folders/mine/update-options", {"cloneable": "maybe"}),
+        ("DELETE", "folders/mine/delete-files", {"files": ["x"], "recursive": "false"}),  # not a boolean
+        ("POST", "folders/mine/mkdir", {"path": "d", "parents": "no"}),
         ("POST", "folders/mine/update-options", {"permission": "ro"}),
         ("POST", "admin/gql", {"query": "mutation { x }"}),
         ("POST", "admin/gql", {"query": "query($limit:Int!, $offset:Int!) { user_list(limit:$limit, "

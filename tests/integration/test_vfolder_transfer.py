@@ -3,13 +3,17 @@
 import asyncio
 import base64
 import hashlib
+import http.client
 import io
 import os
 import tarfile
 import zipfile
 
 import pytest
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
+from backendai_hub.service.app import HTTP_SERVER_OPTIONS
 from tests.integration.vfolder_harness import API, Service, make_template
 
 MiB = 1 << 20
@@ -170,3 +174,96 @@ async def test_quota_and_rules_of_uploads(svc):
     vfid = (await svc.call("alice", "GET", "vfolders/data"))[1]["id"]
     resp = await create(svc, "bob.txt", 1, actor="bob", folder=vfid)
     assert resp.code == 403 and b"write needs rw" in resp.body
+
+
+# -- a 1 GiB file, through the service as main() serves it --------------------------------------------
+
+GiB = 1 << 30
+
+
+class Keystream:
+    """Pseudo-random bytes made as they are sent, so no source file is written: AES-CTR keystream
+    (GB/s; os.urandom is ~20x slower), the same again from any offset."""
+
+    def __init__(self):
+        self.key, self.nonce = os.urandom(32), int.from_bytes(os.urandom(8), "big") << 64
+
+    def pieces(self, first: int, size: int, piece: int = 8 * MiB):
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        block = (self.nonce + first // 16).to_bytes(16, "big")
+        enc = Cipher(algorithms.AES(self.key), modes.CTR(block)).encryptor()
+        zeros, skip = bytes(piece), first % 16
+        while size > 0:
+            data = enc.update(zeros[:min(piece, size + skip)])[skip:]
+            skip, size = 0, size - len(data)
+            yield data
+
+
+@pytest.fixture
+async def main_svc(template, tmp_path):
+    """The service behind an HTTP server with the options main() listens with (1 MiB pieces)."""
+    s = Service(template, tmp_path)
+    s.server.stop()
+    sockets = bind_sockets(0, "127.0.0.1")
+    s.port = sockets[0].getsockname()[1]
+    s.base = f"http://127.0.0.1:{s.port}"
+    s.server = HTTPServer(s.app, **HTTP_SERVER_OPTIONS)
+    s.server.add_sockets(sockets)
+    yield s
+    s.stop()
+
+
+def _stream(svc, method, location, *, sink, body=None, headers=None):
+    """A signed request of bob's from a thread of its own (the service answers on the test's event
+    loop): ``body`` may be an iterable of pieces, the answer goes to ``sink`` in 1 MiB pieces.
+    Returns (status, headers)."""
+    ctype = OCTETS if method == "PATCH" else "application/json"
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=300, blocksize=MiB)
+    try:
+        conn.request(method, location, body=body,
+                     headers={**svc.headers("bob", method, location, ctype), "Content-Type": ctype, **(headers or {})})
+        resp = conn.getresponse()
+        while data := resp.read(MiB):
+            sink(data)
+        return resp.status, resp.headers
+    finally:
+        conn.close()
+
+
+async def test_one_gib_upload_and_download_keep_every_byte(main_svc):
+    svc, stream = main_svc, Keystream()
+    assert (await svc.call("bob", "POST", "vfolders", {"name": "big"}))[0] == 201  # bob has no quota
+    resp = await create(svc, "one.gib", GiB, actor="bob", folder="big")
+    assert resp.code == 201, resp.body
+    location = resp.headers["Location"]
+    sent = hashlib.sha256()
+
+    def body():
+        for data in stream.pieces(0, GiB):
+            sent.update(data)
+            yield data
+
+    try:
+        status, headers = await asyncio.to_thread(
+            _stream, svc, "PATCH", location, body=body(),
+            headers={**TUS, "Upload-Offset": "0", "Content-Length": str(GiB)}, sink=len)
+        assert status == 204 and headers["Upload-Offset"] == str(GiB)
+        code, info = await svc.call("bob", "GET", "vfolders/big")
+        assert code == 200 and (info["size"], info["file_count"]) == (GiB, 1)
+        # downloaded whole, hashed as it arrives
+        got = hashlib.sha256()
+        status, headers = await asyncio.to_thread(
+            _stream, svc, "GET", API + "vfolders/big/download?path=one.gib", sink=got.update)
+        assert status == 200 and headers["Content-Length"] == str(GiB)
+        assert got.hexdigest() == sent.hexdigest()
+        # and its last 3 MiB + 1 byte as a range
+        first = GiB - 3 * MiB - 1
+        tail, got = hashlib.sha256(b"".join(stream.pieces(first, GiB - first))), hashlib.sha256()
+        status, headers = await asyncio.to_thread(
+            _stream, svc, "GET", API + "vfolders/big/download?path=one.gib",
+            headers={"Range": f"bytes=-{GiB - first}"}, sink=got.update)
+        assert status == 206 and headers["Content-Range"] == f"bytes {first}-{GiB - 1}/{GiB}"
+        assert got.hexdigest() == tail.hexdigest()
+    finally:  # 1 GiB would otherwise stay in pytest's kept temp dirs
+        await svc.call("bob", "DELETE", "vfolders/big/files?path=one.gib")

@@ -23,6 +23,7 @@ GROUP_F = FolderView("shared", "default", owner_group="ml", permission="rw", clo
 GROUP_GRANTS = {"erin": "ro"}
 PUBLIC_F = FolderView("pub", "default", owner_user="alice", is_public=True)
 TRASHED_F = FolderView("old", "default", owner_user="alice", status="delete-pending")
+CLONING_F = FolderView("copy", "default", owner_user="alice", status="cloning")
 
 OPS = ["read", "mount", "write", "delete-files", "clone", "rename", "delete", "invite", "leave"]
 ALL = " ".join(["ok"] * 8)
@@ -50,6 +51,8 @@ TABLE = [
     (ALICE, PUBLIC_F, {}, ALL + " 403"),
     (ALICE, TRASHED_F, {"bob": "rw"}, " ".join(["409"] * 9)),
     (BOB, TRASHED_F, {"bob": "rw"}, HIDDEN),
+    (ALICE, CLONING_F, {}, " ".join(["409"] * 9)),  # usable once the copy is done
+    (BOB, CLONING_F, {}, HIDDEN),
 ]
 
 
@@ -108,3 +111,29 @@ def test_denials_name_the_rule():
     assert _outcome(ALICE, TRASHED_F, {}, "info") == "ok"
     assert _outcome(ALICE, USER_F, {}, "purge") == "409"
     assert _outcome(ALICE, USER_F, {}, "restore") == "409"
+
+
+def test_a_folder_being_cloned_shows_only_its_info():
+    assert _outcome(ALICE, CLONING_F, {}, "info") == "ok"
+    with pytest.raises(Conflict, match="is being cloned"):
+        check(ALICE, CLONING_F, {}, "mount")
+
+
+@pytest.mark.parametrize("levels, host, perm, outcome", [
+    ((["local"],), "local", "upload-file", "ok"),  # a list grants everything
+    (({"local": ["download-file"]},), "local", "upload-file", "does not grant 'upload-file'"),
+    (({"local": ["download-file"]}, {"local": ["upload-file"]}), "local", "upload-file", "ok"),  # union
+    (({"local": []}, None, []), "local", "mount-in-session", "does not grant"),
+    (({"local": ["bogus", "mount-in-session"]},), "local", "mount-in-session", "ok"),  # unknown names ignored
+    ((["nfs"],), "local", "create-vfolder", "storage host 'local' is not allowed for 'alice' (the union of "
+                                            "domain, groups and keypair policy allows: nfs)"),
+])
+def test_host_permissions(levels, host, perm, outcome):
+    from backendai_hub.vfolders.access import check_host, merge_host_grants
+
+    try:
+        check_host(merge_host_grants(*levels), host, perm, "alice")
+        got = "ok"
+    except Forbidden as e:
+        got = str(e)
+    assert outcome in got, got

@@ -71,3 +71,10 @@ def test_docker_mount_dict():
     m = mounts_for(["pub"], [f("pub", "ro", "public")])[0]
     assert m.docker() == {"Target": "/home/work/pub", "Source": f"/srv/vf/{ID['pub']}", "Type": "bind",
                           "ReadOnly": True}
+
+
+def test_own_dot_folder_wins_over_a_groups_whatever_the_order():
+    group_local = Mountable(id="f" * 32, name=".local", path="/srv/vf/group", perm="ro", via="group")
+    for folders in ([group_local, *FOLDERS], [*FOLDERS, group_local]):
+        got = {m.target: m.source for m in mounts_for([], folders)}
+        assert got["/home/work/.local"] == f"/srv/vf/{ID['.local']}"

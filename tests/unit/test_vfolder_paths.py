@@ -121,3 +121,45 @@ def test_open_parent_does_not_follow_the_entry_itself(tree):
     with pytest.raises(InvalidInput, match="not the vfolder itself"):
         with paths.open_parent(str(tree), "."):
             pass
+
+
+@pytest.mark.parametrize("flags", [os.O_RDONLY, os.O_WRONLY, os.O_WRONLY | os.O_APPEND])
+def test_pipes_and_sockets_are_refused_without_blocking(tree, flags):
+    """A session can make a named pipe or a socket; opening one must not hang the service's thread."""
+    import socket
+
+    os.mkfifo(tree / "pipe")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tree / "sock"))
+    try:
+        for name in ("pipe", "sock"):
+            with pytest.raises(InvalidInput, match=f"'{name}' is not a regular file"):
+                paths.open_file(str(tree), name, flags)
+    finally:
+        sock.close()
+
+
+def test_reserved_names_are_refused_through_links_too(tree):
+    (tree / ".upload").mkdir()
+    (tree / ".upload" / "x.part").write_text("someone's upload")
+    os.symlink(".upload", tree / "ul")
+    os.symlink("ul/x.part", tree / "part-link")
+    reserved = (".upload",)
+    for path in (".upload", "ul", "ul/x.part", "part-link"):
+        with pytest.raises(InvalidInput, match="holds uploads in progress"):
+            paths.resolve(str(tree), path, reserved=reserved)
+    with pytest.raises(InvalidInput, match="holds uploads in progress"):
+        paths.open_file(str(tree), "part-link", os.O_RDONLY, reserved=reserved)
+    with pytest.raises(InvalidInput, match="holds uploads in progress"):
+        with paths.open_dir(str(tree), "ul", reserved=reserved):
+            pass
+    with pytest.raises(InvalidInput, match="holds uploads in progress"):
+        with paths.open_parent(str(tree), "ul/new", reserved=reserved):
+            pass
+    with pytest.raises(InvalidInput, match="holds uploads in progress"):
+        with paths.open_parent(str(tree), ".upload", reserved=reserved):
+            pass
+    with paths.open_parent(str(tree), "ul", reserved=reserved) as (_, name):  # the link itself may go
+        assert name == "ul"
+    # without ``reserved`` (the service's own upload code) the area is reachable
+    assert paths.resolve(str(tree), ".upload/x.part").endswith("/.upload/x.part")

@@ -54,7 +54,7 @@ def test_tokens_are_signed_typed_and_expire():
     forged = base64.urlsafe_b64encode(b'{"kind":"upload","user":"root","exp":9e9}').decode().rstrip("=")
     with pytest.raises(C.BadToken, match="bad signature"):
         C.read_token(secret, f"{forged}.{sig}", "upload", now=1010)
-    for junk in (None, "", "a.b.c", 5):
+    for junk in (None, "", "a.b.c", 5, "YQ.\u00e9", "\ud800.x"):
         with pytest.raises(C.BadToken):
             C.read_token(secret, junk, "upload")
 
