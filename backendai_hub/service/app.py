@@ -8,16 +8,17 @@ import os
 import secrets
 import signal
 from datetime import timedelta
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 import docker
 from tornado import ioloop, web
-from tornado.log import enable_pretty_logging
+from tornado.log import access_log, enable_pretty_logging
 
 from .. import __version__, signing
 from ..db import Database
 from ..images import ImageCatalog
+from ..vfolders.ops import drop_interrupted_clones
 from ..vfolders.storage import StorageHosts
 from . import agents, compat, domains, groups, keypairs, locks, me, policies, sessions, users, vfolders
 from .base import NotFoundHandler
@@ -62,7 +63,34 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
         version=__version__,
         # signs the OAuth cookie of browser sessions; a restart only means signing in again
         cookie_secret=os.environ.get("JUPYTERHUB_COOKIE_SECRET") or secrets.token_bytes(32),
+        log_function=log_request,
     )
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """tornado's access log line, with secrets in the query (transfer URLs carry ``token=``) redacted."""
+    status = handler.get_status()
+    log = access_log.info if status < 400 else access_log.warning if status < 500 else access_log.error
+    req = handler.request
+    query = urlencode([(k, "[redacted]" if k.lower() in SECRET_PARAMS else v)
+                       for k, v in parse_qsl(req.query, keep_blank_values=True)])
+    log("%d %s %s (%s) %.2fms", status, req.method, req.path + (f"?{query}" if query else ""), req.remote_ip,
+        1000.0 * req.request_time())
+
+
+SECRET_PARAMS = frozenset({"token", "access_token", "_xsrf"})
+
+
+def recover(app: web.Application) -> list[str]:
+    """At service start: what a stopped service left half done. Clones cut short are removed (their
+    sources are intact; the user clones again)."""
+    db, storage = app.settings["db"], app.settings["vfolder_storage"]
+    with db.session() as s:
+        gone = drop_interrupted_clones(s, storage)
+    if gone:
+        logging.getLogger("backendai_hub.service").warning(
+            "removed %d vfolder(s) whose clone a stop cut short: %s", len(gone), ", ".join(gone))
+    return gone
 
 
 # How the HTTP server reads: a streamed body (tus PATCH) reaches its handler in pieces of up to
@@ -110,6 +138,7 @@ def main() -> None:
     db = Database.instance()
     db.ensure_schema()
     app = make_app(db, prefix=prefix)
+    recover(app)
     app.listen(url.port or 80, address=url.hostname or "127.0.0.1", xheaders=True, **HTTP_SERVER_OPTIONS)
     api_url, token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
     if api_url and token:

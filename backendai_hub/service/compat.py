@@ -245,7 +245,7 @@ class CompatRequestDownloadHandler(CompatRequestUploadHandler):
 
         def work(s):
             vf, _, root = self.root_for(s, name, "read")
-            X.paths.resolve(root, data.get("path"))  # refuse a bad path now, not at download time
+            X.paths.resolve(root, data.get("path"), reserved=F.RESERVED)  # refuse a bad path now, not at download time
             return vf.id
 
         vfid = await self.run(work)

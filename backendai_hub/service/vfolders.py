@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tornado import iostream, web
+from tornado.log import app_log
 
 from ..errors import Conflict, InvalidInput, TenancyError
 from ..models import VFolderStatus
@@ -296,7 +297,7 @@ class UploadsHandler(VFolderBase):
         up = await self.run(work)
         location = f"{self.request.path.rstrip('/')}/{up.id}"
         self.set_header("Location", location)
-        self.set_header("Upload-Offset", "0" if up.length else "0")
+        self.set_header("Upload-Offset", "0")
         self.write_json({"id": up.id, "location": location, "path": up.path, "length": up.length,
                          "offset": 0, "complete": up.length == 0}, 201)
 
@@ -342,11 +343,13 @@ class UploadHandler(VFolderBase):
 
         def work(s):
             _, _, root = self.root_for(s, ref, "write")
-            up, current = X.load_upload(root, upload_id, user)
+            up, _ = X.load_upload(root, upload_id, user)
+            fd, current = X.open_part(root, up)  # locked: one writer per upload
             if offset != current:
+                os.close(fd)
                 raise Conflict(f"Upload-Offset: {offset} does not match the upload's offset {current}",
-                                 field="Upload-Offset")
-            return root, up, current, X.open_part(root, up)
+                               field="Upload-Offset")
+            return root, up, current, fd
 
         self._root, self._up, self._offset, self._fd = await self.run(work)
         # the body may not run past the declared length (tornado answers 400 and closes otherwise)
@@ -492,12 +495,11 @@ class DownloadHandler(VFolderBase):
 
         def work(s):
             _, _, root = self.root_for(s, ref, "read")
-            if X.paths.clean(path):
-                F.check_reserved(X.paths.clean(path), "path")  # other users' uploads in progress
-            full = X.paths.resolve(root, path)
+            # other users' uploads in progress, however the path is spelled (a link as well)
+            full = X.paths.resolve(root, path, reserved=F.RESERVED)
             if os.path.isdir(full):
                 return root, X.paths.clean(path), None, None
-            fd = X.paths.open_file(root, path, os.O_RDONLY)
+            fd = X.paths.open_file(root, path, os.O_RDONLY, reserved=F.RESERVED)
             return root, X.paths.clean(path), fd, os.fstat(fd).st_size
 
         root, rel, fd, size = await self.run(work)
@@ -554,14 +556,24 @@ class DownloadHandler(VFolderBase):
                 if item is None:
                     break
                 if isinstance(item, BaseException):
-                    raise item
+                    if not self._headers_written:
+                        raise item
+                    # too late for an error status: end without the last chunk, so the client sees a
+                    # cut download rather than a complete-looking, truncated archive
+                    app_log.error("archive of %r failed after %d bytes: %r", rel, self._sent, item)
+                    self._auto_finish = False
+                    self.request.connection.close()
+                    return
                 self.write(item)
+                self._sent += len(item)
                 await self.flush()
         except iostream.StreamClosedError:
             return
         finally:
             cancelled.set()
         self.finish()
+
+    _sent = 0
 
 
 ROUTES: list[tuple[str, Any]] = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import fcntl
 import io
 import json
 import os
@@ -34,6 +35,7 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination"
 CHUNK = 1 << 20
 MAX_UPLOAD = 1 << 42  # 4 TiB: what one upload may declare
+UPLOAD_TTL = 24 * 3600.0  # an upload no byte reached for this long is abandoned (its reservation freed)
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -82,7 +84,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
 
 
 def parse_length(value: str | None, field: str) -> int:
-    if value is None or not value.strip().isdigit():
+    if value is None or not value.strip().isascii() or not value.strip().isdigit() or len(value.strip()) > 20:
         raise InvalidInput(f"{field}: must be a byte count (0 or more)", field=field)
     n = int(value.strip())
     if n > MAX_UPLOAD:
@@ -102,21 +104,34 @@ def remaining_quota(storage: StorageHosts, host: str, vfid: str, quota: int | No
     return max(0, min(limits)) if limits else None
 
 
-def reserved(root: str) -> int:
-    """Bytes declared by pending uploads and not written yet."""
-    total = 0
+def reserved(root: str, now: float | None = None) -> int:
+    """Bytes declared by pending uploads and not written yet. Uploads untouched for
+    :data:`UPLOAD_TTL` are abandoned: they are removed here and reserve nothing."""
+    total, now = 0, now or time.time()
     try:
         names = os.listdir(_dir(root))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return 0
     for name in names:
         if name.endswith(".json") and _ID_RE.match(name[:-5]):
             try:
                 up = _read(root, name[:-5])
+                if _expired(root, up, now):
+                    abort_upload(root, up)
+                    continue
                 total += max(0, up.length - _part_size(root, up.id))
             except (NotFound, OSError, ValueError):
                 continue
     return total
+
+
+def _expired(root: str, up: Upload, now: float) -> bool:
+    """No byte arrived for :data:`UPLOAD_TTL` seconds."""
+    try:
+        touched = os.stat(os.path.join(_dir(root), f"{up.id}.part"), follow_symlinks=False).st_mtime
+    except FileNotFoundError:
+        touched = up.created
+    return now - max(touched, up.created) > UPLOAD_TTL
 
 
 def _part_size(root: str, upload_id: str) -> int:
@@ -129,7 +144,13 @@ def _read(root: str, upload_id: str) -> Upload:
     except (NotFound, InvalidInput):
         raise NotFound(f"unknown upload {upload_id!r}", field="upload") from None
     with os.fdopen(fd) as f:
-        return Upload(**json.load(f))
+        try:
+            data = json.load(f)
+            if not isinstance(data, dict):
+                raise TypeError("not an object")
+            return Upload(**data)
+        except (ValueError, TypeError):  # damaged, or written by someone else than this service
+            raise NotFound(f"unknown upload {upload_id!r} (its record is damaged)", field="upload") from None
 
 
 def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quota: int | None, path: str,
@@ -150,10 +171,18 @@ def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quo
         raise QuotaExceeded(f"an upload of {length} bytes does not fit in the vfolder's quota: "
                             f"{left} bytes left of {quota if quota is not None else 'the filesystem'}")
     updir = _dir(root)
-    if not os.path.isdir(updir):
+    try:
         os.mkdir(updir, 0o700)  # only the service (root) reads pending uploads
+    except FileExistsError:
+        if not st.S_ISDIR(os.lstat(updir).st_mode):
+            raise Conflict(f"{UPLOAD_DIR!r} in this vfolder is not the upload directory (something else has that "
+                           f"name); remove or rename it from a session", field="path") from None
     up = Upload(id=uuid.uuid4().hex, path=rel, length=length, user=user, overwrite=overwrite, created=time.time())
-    pfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        pfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except NotFound:  # the last pending upload finished and took the directory along: once more
+        os.mkdir(updir, 0o700)
+        pfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     os.close(pfd)
     jfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(jfd, "w") as f:
@@ -164,17 +193,36 @@ def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quo
 
 
 def load_upload(root: str, upload_id: str, user: str) -> tuple[Upload, int]:
-    """The upload and its offset; uploads of other users read as unknown."""
+    """The upload and its offset; uploads of other users (and abandoned ones) read as unknown."""
     if not isinstance(upload_id, str) or not _ID_RE.match(upload_id):
         raise NotFound(f"unknown upload {upload_id!r}", field="upload")
     up = _read(root, upload_id)
     if up.user != user:
         raise NotFound(f"unknown upload {upload_id!r}", field="upload")
-    return up, _part_size(root, up.id)
+    if _expired(root, up, time.time()):
+        abort_upload(root, up)
+        raise NotFound(f"unknown upload {upload_id!r} (abandoned for {UPLOAD_TTL / 3600:.0f} h)", field="upload")
+    try:
+        return up, _part_size(root, up.id)
+    except FileNotFoundError:
+        raise NotFound(f"unknown upload {upload_id!r}", field="upload") from None
 
 
-def open_part(root: str, up: Upload) -> int:
-    return paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_APPEND, field="upload")
+class UploadLocked(TenancyError):
+    status = 423
+
+
+def open_part(root: str, up: Upload) -> tuple[int, int]:
+    """The part file for appending, locked for this request, and its size (the offset). A second request
+    on the same upload while one writes is refused (two writers would interleave their bytes)."""
+    fd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_APPEND, field="upload")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UploadLocked(f"upload {up.id!r} is being written by another request; resume once it has ended "
+                           f"(HEAD tells the offset)", field="upload") from None
+    return fd, os.fstat(fd).st_size
 
 
 _IOV_MAX = os.sysconf("SC_IOV_MAX")
@@ -200,16 +248,24 @@ def write_all(fd: int, data) -> None:
 
 def finish_upload(storage: StorageHosts, root: str, up: Upload) -> None:
     """Move the complete part file to its target (the entry itself, never through a link)."""
-    with paths.open_dir(root, UPLOAD_DIR, field="upload") as ufd, paths.open_parent(root, up.path) as (dfd, name):
-        if not up.overwrite:
-            try:
-                os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                raise Conflict(f"path: {up.path!r} was created meanwhile; upload with overwrite", field="path")
-            except FileNotFoundError:
-                pass
+    with paths.open_dir(root, UPLOAD_DIR, field="upload") as ufd, \
+            paths.open_parent(root, up.path, reserved=(UPLOAD_DIR,)) as (dfd, name):
+        size = os.stat(f"{up.id}.part", dir_fd=ufd, follow_symlinks=False).st_size
+        if size != up.length:
+            raise Conflict(f"upload {up.id!r} holds {size} bytes, not the {up.length} it declared", field="upload")
+        try:
+            existing = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not up.overwrite:
+            raise Conflict(f"path: {up.path!r} was created meanwhile; upload with overwrite", field="path")
+        if existing is not None and st.S_ISDIR(existing.st_mode):
+            raise Conflict(f"path: {up.path!r} became a directory meanwhile; move it away or abort the upload",
+                           field="path")
         os.rename(f"{up.id}.part", name, src_dir_fd=ufd, dst_dir_fd=dfd)
         storage.chown(name, dir_fd=dfd)
         os.unlink(f"{up.id}.json", dir_fd=ufd)
+    _drop_upload_dir(root)
 
 
 def abort_upload(root: str, up: Upload) -> None:
@@ -219,6 +275,16 @@ def abort_upload(root: str, up: Upload) -> None:
                 os.unlink(f"{up.id}{suffix}", dir_fd=ufd)
             except FileNotFoundError:
                 pass
+    _drop_upload_dir(root)
+
+
+def _drop_upload_dir(root: str) -> None:
+    """Remove the upload directory once no upload is pending (as Backend.AI's storage proxy does), so
+    sessions do not see it."""
+    try:
+        os.rmdir(_dir(root))
+    except OSError:
+        pass  # uploads still pending (or it went meanwhile)
 
 
 # -- downloads --------------------------------------------------------------------------------------
@@ -336,6 +402,37 @@ def _open_checked(root: str, rel: str, s: os.stat_result):
     return os.fdopen(fd, "rb")
 
 
+def _exactly(f, size: int) -> Iterator[bytes]:
+    """``size`` bytes of ``f`` in CHUNK pieces: a file that grew meanwhile is cut, one that shrank is
+    padded with zeros (as GNU tar does), so the archive stays well-formed while sessions write."""
+    left = size
+    while left > 0:
+        data = f.read(min(CHUNK, left)) or b"\0" * min(CHUNK, left)
+        left -= len(data)
+        yield data
+
+
+class _ExactReader(io.RawIOBase):
+    """What tarfile reads a member from: :func:`_exactly` as a file."""
+
+    def __init__(self, f, size: int):
+        self._it, self._buf = _exactly(f, size), b""
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        while (n < 0 or len(self._buf) < n) and (piece := next(self._it, None)) is not None:
+            self._buf += piece
+        out, self._buf = (self._buf, b"") if n < 0 else (self._buf[:n], self._buf[n:])
+        return out
+
+
+def _zip_name(name: str) -> str:
+    # zip stores UTF-8: a file name that is not UTF-8 on disk (escaped by Python) is shown with U+FFFD
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def write_archive(root: str, rel: str, fmt: str, out) -> None:
     """Write directory ``rel`` of the folder as a tar or zip stream to ``out`` (names relative to it)."""
     prefix = os.path.basename(rel) or "vfolder"
@@ -362,11 +459,11 @@ def write_archive(root: str, rel: str, fmt: str, out) -> None:
                         continue
                     with f:
                         info.size = s.st_size
-                        tf.addfile(info, f)
+                        tf.addfile(info, _ExactReader(f, s.st_size))
         return
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for path, s in _entries(root, rel):
-            name = arcname(path)
+            name = _zip_name(arcname(path))
             if st.S_ISDIR(s.st_mode):
                 zf.writestr(zipfile.ZipInfo(name + "/", time.gmtime(s.st_mtime)[:6]), b"")
             elif st.S_ISREG(s.st_mode):
@@ -376,10 +473,7 @@ def write_archive(root: str, rel: str, fmt: str, out) -> None:
                 info = zipfile.ZipInfo(name, time.gmtime(max(s.st_mtime, 315532800))[:6])
                 info.file_size = s.st_size
                 with f, zf.open(info, "w", force_zip64=s.st_size > 0x7FFFFFFF) as w:
-                    while True:
-                        data = f.read(CHUNK)
-                        if not data:
-                            break
+                    for data in _exactly(f, s.st_size):
                         w.write(data)
 
 

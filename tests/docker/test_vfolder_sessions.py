@@ -106,7 +106,7 @@ def test_a_session_mounts_exactly_what_its_user_may_reach(hub, tokens):
                                  "/home/work/public-ds": "ro", "/home/work/.config": "rw"}, out
         assert (out["data"], out["team"], out[".config"]) == ("ok", "ok", "ok"), out
         assert (out["refs"], out["public-ds"]) == ("EROFS", "EROFS"), out
-        assert out["readme"] == "read me, do not edit" and [n for n in out["refs_listing"] if n != ".upload"] == ["readme.txt"]
+        assert out["readme"] == "read me, do not edit" and out["refs_listing"] == ["readme.txt"]
 
         # what the session wrote is the folder's content, as its owner sees it through the API
         names = [e["name"] for e in ok(svc(hub, demo, "GET", "vfolders/data/files"))["items"]]
