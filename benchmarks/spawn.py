@@ -7,7 +7,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -405,13 +404,9 @@ class PlainHub:
     def stop(self) -> None:
         import docker
 
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        from tests.hubproc import stop_group
+
+        stop_group(self.proc, 30)
         client = docker.from_env()
         for c in client.containers.list(all=True, filters={"network": self.network}):
             c.remove(force=True)

@@ -16,7 +16,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -146,13 +145,9 @@ class BenchHub:
         self.proxy_pid = next(p for p, cmd in kids if "configurable-http-proxy" in cmd)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        from tests.hubproc import stop_group
+
+        stop_group(self.proc, 30)
 
 
 # -- the client: curl, with the signature computed here -------------------------------------------------

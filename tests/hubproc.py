@@ -40,6 +40,17 @@ def free_port_block(n: int = 3) -> int:
     raise RuntimeError("no free port block")
 
 
+def stop_group(proc: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM a process started with ``start_new_session`` and its children; SIGKILL after ``timeout``."""
+    if proc and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def wait_for_hub(url: str, proc: subprocess.Popen, log: Path, timeout: float, what: str = "hub") -> None:
     """Wait until a hub process answers /hub/health; fail with its log if it exits or times out."""
     deadline = time.monotonic() + timeout
@@ -84,13 +95,7 @@ class HubProcess:
 
     def stop(self, keep_sessions: bool = False) -> None:
         """Stop the hub; unless ``keep_sessions``, also its session containers and network."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, 20)
         if not keep_sessions:
             self.remove_network()
             self.unmount_folders()
