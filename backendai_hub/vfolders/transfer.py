@@ -250,7 +250,12 @@ def finish_upload(storage: StorageHosts, root: str, up: Upload) -> None:
     """Move the complete part file to its target (the entry itself, never through a link)."""
     with paths.open_dir(root, UPLOAD_DIR, field="upload") as ufd, \
             paths.open_parent(root, up.path, reserved=(UPLOAD_DIR,)) as (dfd, name):
-        size = os.stat(f"{up.id}.part", dir_fd=ufd, follow_symlinks=False).st_size
+        pfd = os.open(f"{up.id}.part", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=ufd)
+        try:
+            size = os.fstat(pfd).st_size
+            os.fsync(pfd)  # a 204 for the last piece means the file is on disk, not in the page cache
+        finally:
+            os.close(pfd)
         if size != up.length:
             raise Conflict(f"upload {up.id!r} holds {size} bytes, not the {up.length} it declared", field="upload")
         try:
@@ -264,6 +269,7 @@ def finish_upload(storage: StorageHosts, root: str, up: Upload) -> None:
                            field="path")
         os.rename(f"{up.id}.part", name, src_dir_fd=ufd, dst_dir_fd=dfd)
         storage.chown(name, dir_fd=dfd)
+        os.fsync(dfd)  # and so is its name
         os.unlink(f"{up.id}.json", dir_fd=ufd)
     _drop_upload_dir(root)
 

@@ -18,7 +18,7 @@ SMALL = {"resources": {"cpu": 1, "mem": "512m"}}
 PROBE = r"""
 import errno, json, os
 out = {}
-for name in ("data", "refs", "team", "public-ds", ".config"):
+for name in ("data", "refs", "team", "public-ds", ".config", "drafts", "team-ro"):
     d = f"/home/work/{name}"
     try:
         with open(f"{d}/from-session.txt", "w") as f:
@@ -82,8 +82,16 @@ def test_a_session_mounts_exactly_what_its_user_may_reach(hub, tokens):
     incoming = ok(svc(hub, demo, "GET", "vfolder-invitations"))["incoming"]
     assert [i["vfolder_name"] for i in incoming] == ["refs"]
     ok(svc(hub, demo, "POST", f"vfolder-invitations/{incoming[0]['id']}/accept"))
-    # a folder of demo's group 'ml' (read-write for members) and a public one (read-only for all)
+    # the manager's 'drafts', shared with demo as wd (rw + delete)
+    ok(svc(hub, manager, "POST", "vfolders", json={"name": "drafts"}), 201)
+    ok(svc(hub, manager, "POST", "vfolders/drafts/invitations",
+           json={"emails": ["demo@example.com"], "permission": "wd"}), 201)
+    incoming = ok(svc(hub, demo, "GET", "vfolder-invitations"))["incoming"]
+    ok(svc(hub, demo, "POST", f"vfolder-invitations/{incoming[0]['id']}/accept"))
+    # folders of demo's group 'ml': one read-write for members, one where demo is overridden to ro
     ok(svc(hub, admin, "POST", "vfolders", json={"name": "team", "group": "ml", "permission": "rw"}), 201)
+    ok(svc(hub, admin, "POST", "vfolders", json={"name": "team-ro", "group": "ml", "permission": "rw"}), 201)
+    ok(svc(hub, admin, "POST", "vfolders/team-ro/share", json={"users": ["demo"], "permission": "ro"}))
     ok(svc(hub, admin, "POST", "vfolders", json={"name": "public-ds", "public": True}), 201)
     # something demo cannot reach: the admin's private folder
     ok(svc(hub, admin, "POST", "vfolders", json={"name": "private"}), 201)
@@ -94,7 +102,7 @@ def test_a_session_mounts_exactly_what_its_user_may_reach(hub, tokens):
     assert "" not in hub_api(hub, admin, "GET", "users/demo").json()["servers"]
 
     r = hub_api(hub, admin, "POST", server_path("demo"),
-                json={**SMALL, "vfolders": ["data", "refs", "team", "public-ds"]})
+                json={**SMALL, "vfolders": ["data", "refs", "team", "public-ds", "drafts", "team-ro"]})
     assert r.status_code in (201, 202), r.text
     try:
         wait_ready(hub, admin)
@@ -103,9 +111,10 @@ def test_a_session_mounts_exactly_what_its_user_may_reach(hub, tokens):
         assert result.exit_code == 0, result.output.decode(errors="replace")
         out = json.loads(result.output.decode().strip().splitlines()[-1])
         assert out["mounts"] == {"/home/work/data": "rw", "/home/work/refs": "ro", "/home/work/team": "rw",
-                                 "/home/work/public-ds": "ro", "/home/work/.config": "rw"}, out
-        assert (out["data"], out["team"], out[".config"]) == ("ok", "ok", "ok"), out
-        assert (out["refs"], out["public-ds"]) == ("EROFS", "EROFS"), out
+                                 "/home/work/public-ds": "ro", "/home/work/.config": "rw",
+                                 "/home/work/drafts": "rw", "/home/work/team-ro": "ro"}, out
+        assert (out["data"], out["team"], out[".config"], out["drafts"]) == ("ok",) * 4, out
+        assert (out["refs"], out["public-ds"], out["team-ro"]) == ("EROFS",) * 3, out
         assert out["readme"] == "read me, do not edit" and out["refs_listing"] == ["readme.txt"]
 
         # what the session wrote is the folder's content, as its owner sees it through the API
