@@ -365,9 +365,10 @@ class CompatBackgroundTaskHandler(CompatBase):
         self.set_header("Cache-Control", "no-cache")
         seen = -1
         try:
-            # headers now, events from the next poll on: the client (23.9) starts its progress viewer after
-            # the headers and crashes if the first event is already waiting (it cancels a spinner that
-            # never ran)
+            # a comment now, events from the next poll on: the client (23.9) starts its progress viewer once
+            # the headers are in and crashes if an event is already waiting (it cancels a spinner that never
+            # ran). configurable-http-proxy holds the headers until the first body bytes, hence the comment.
+            self.write(f": progress of task {task.id}\n\n")
             await self.flush()
             await asyncio.sleep(self.POLL)
             while task.status == RUNNING:

@@ -119,7 +119,7 @@ def run_backend_ai(exe, hub, tmp_path, access_key, secret_key, *args):
     env = {"PATH": f"{exe.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
            "BACKEND_ENDPOINT": f"{hub.url}/services/backendai", "BACKEND_ENDPOINT_TYPE": "api",
            "BACKEND_ACCESS_KEY": access_key, "BACKEND_SECRET_KEY": secret_key}
-    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([str(exe), *args], env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
 
 
 def test_real_backend_ai_client_authenticates_with_an_issued_keypair(hub, backend_ai_cli, tmp_path):
@@ -136,6 +136,30 @@ def test_real_backend_ai_client_authenticates_with_an_issued_keypair(hub, backen
     bad = run_backend_ai(backend_ai_cli, hub, tmp_path, kp["access_key"], "x" * 40, "vfolder", "list-hosts")
     assert bad.returncode != 0
     assert "401" in bad.stdout + bad.stderr
+
+
+def test_real_client_uploads_clones_and_downloads_through_the_proxy(hub, backend_ai_cli, tmp_path):
+    """The proxy holds response headers until the first body bytes: the clone's event stream must still
+    reach the client in a shape its progress viewer survives (23.9 crashes on events that arrive at once)."""
+    import hashlib
+    import os
+
+    c = hub.credentials["demo"]
+    (tmp_path / "up").mkdir()
+    (tmp_path / "down").mkdir()
+    blob = os.urandom(5 << 20)
+    (tmp_path / "up" / "blob.bin").write_bytes(blob)
+
+    def bai(where, *args):
+        out = run_backend_ai(backend_ai_cli, hub, tmp_path / where, c["access_key"], c["secret_key"], *args)
+        assert out.returncode == 0 and "Traceback" not in out.stdout + out.stderr, out.stdout + out.stderr
+        return out.stdout + out.stderr
+
+    bai("up", "vfolder", "create", "proxied", "local", "--cloneable")
+    bai("up", "vfolder", "upload", "proxied", "blob.bin")
+    assert "Cloning the vfolder is complete." in bai("up", "vfolder", "clone", "proxied", "proxied-copy", "local")
+    bai("down", "vfolder", "download", "proxied-copy", "blob.bin")
+    assert hashlib.sha256((tmp_path / "down" / "blob.bin").read_bytes()).digest() == hashlib.sha256(blob).digest()
 
 
 def remote_cli(hub, who, *args):
