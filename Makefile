@@ -59,6 +59,8 @@ demo: venv node images
 	$(BIN)/jupyterhub -f jupyterhub_config.py
 
 demo-reset:
+	@# vfolders with a quota are loop-mounted images that outlive the hub: unmount them first
+	@awk '$$2 ~ "^$(CURDIR)/.demo/" {print $$2}' /proc/self/mounts | sort -r | xargs -r -n1 umount
 	rm -rf .demo
 
 test: venv node images postgres chromium bai-client
