@@ -644,7 +644,7 @@ BODIES = {
 }
 # a path parameter is named after the segment before it
 _PARAM_NAMES = {"vfolders": "vfolder", "vfolder-invitations": "invitation", "collaborators": "user",
-                "uploads": "upload"}
+                "uploads": "upload", "tasks": "task"}
 _QUERY = {
     ("vfolders", "get"): ["trash", "limit", "offset"], ("vfolders/{}", "delete"): ["purge"],
     ("vfolders/{}/files", "get"): ["path", "limit", "offset"], ("vfolders/{}/files", "delete"): ["path", "recursive"],
@@ -684,8 +684,10 @@ def openapi_paths(prefix: str) -> dict:
                          "403": _err("a rule denies it; `message` names the rule"), "404": _err("unknown"),
                          "409": _err("duplicate, conflicting, or in the trash")}
             schema_name = next((n for n, keys in _ANSWERS.items() if (key, method) in keys), None)
-            ok_code = "201" if method == "post" and key in ("vfolders", "vfolders/{}/clone", "vfolders/{}/mkdir",
+            ok_code = "201" if method == "post" and key in ("vfolders", "vfolders/{}/mkdir",
                                                             "vfolders/{}/invitations", "vfolders/{}/uploads") else "200"
+            if key == "vfolders/{}/clone":
+                ok_code = "202"  # the new folder (status cloning) and its task; the copy runs in the background
             if (key, method) in _PAGES:
                 item = {"$ref": f"#/components/schemas/{_PAGES[key, method]}"}
                 responses["200"] = {"description": "a page", "content": {"application/json": {"schema": {
