@@ -20,12 +20,6 @@ MAX_ENTRIES = 10000
 RESERVED = (UPLOAD_DIR,)  # what users never reach, by any path (paths.resolve checks where links lead)
 
 
-def check_reserved(rel: str, field: str) -> None:
-    if rel.split("/", 1)[0] == UPLOAD_DIR:
-        raise InvalidInput(f"{field}: {UPLOAD_DIR!r} holds uploads in progress and is not yours to change",
-                           field=field)
-
-
 def _kind(mode: int) -> str:
     return "dir" if st.S_ISDIR(mode) else "symlink" if st.S_ISLNK(mode) else "file" if st.S_ISREG(mode) else "other"
 
@@ -38,8 +32,6 @@ def _entry(name: str, s: os.stat_result) -> dict:
 
 def list_dir(root: str, path: Any) -> list[dict]:
     rel = paths.clean(path)
-    if rel:
-        check_reserved(rel, "path")
     out = []
     with paths.open_dir(root, rel, reserved=RESERVED) as fd:
         for name in sorted(os.listdir(fd)):
@@ -67,7 +59,6 @@ def stat(root: str, path: Any) -> dict:
 
 def mkdir(storage: StorageHosts, root: str, path: Any, *, parents: bool = False, exist_ok: bool = False) -> None:
     rel = paths.clean(path, allow_root=False)
-    check_reserved(rel, "path")
     parts = rel.split("/")
     for i in range(1 if parents else len(parts), len(parts) + 1):
         sub = "/".join(parts[:i])
@@ -89,8 +80,6 @@ def move(root: str, src: Any, dst: Any, *, overwrite: bool = False) -> None:
     """Rename or move an entry (the entry itself, never a link's target) within the folder."""
     src_rel = paths.clean(src, field="src", allow_root=False)
     dst_rel = paths.clean(dst, field="dst", allow_root=False)
-    check_reserved(src_rel, "src")
-    check_reserved(dst_rel, "dst")
     if dst_rel == src_rel or dst_rel.startswith(src_rel + "/"):
         raise InvalidInput(f"dst: cannot move {src_rel!r} into itself", field="dst")
     with paths.open_parent(root, src_rel, field="src", reserved=RESERVED) as (sfd, sname), \
@@ -114,7 +103,6 @@ def move(root: str, src: Any, dst: Any, *, overwrite: bool = False) -> None:
 
 def delete(root: str, path: Any, *, recursive: bool = False) -> None:
     rel = paths.clean(path, allow_root=False)
-    check_reserved(rel, "path")
     with paths.open_parent(root, rel, reserved=RESERVED) as (fd, name):
         try:
             mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode

@@ -28,7 +28,7 @@ from typing import Iterator
 
 from ..errors import Conflict, InvalidInput, NotFound, TenancyError
 from . import paths
-from .files import check_reserved
+from .files import RESERVED
 from .storage import UPLOAD_DIR, StorageHosts, usage
 
 TUS_VERSION = "1.0.0"
@@ -156,8 +156,7 @@ def _read(root: str, upload_id: str) -> Upload:
 def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quota: int | None, path: str,
                   length: int, user: str, overwrite: bool = False) -> Upload:
     rel = paths.clean(path, allow_root=False)
-    check_reserved(rel, "path")
-    with paths.open_parent(root, rel) as (fd, name):
+    with paths.open_parent(root, rel, reserved=RESERVED) as (fd, name):
         try:
             mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
             if st.S_ISDIR(mode):
@@ -249,7 +248,7 @@ def write_all(fd: int, data) -> None:
 def finish_upload(storage: StorageHosts, root: str, up: Upload) -> None:
     """Move the complete part file to its target (the entry itself, never through a link)."""
     with paths.open_dir(root, UPLOAD_DIR, field="upload") as ufd, \
-            paths.open_parent(root, up.path, reserved=(UPLOAD_DIR,)) as (dfd, name):
+            paths.open_parent(root, up.path, reserved=RESERVED) as (dfd, name):
         pfd = os.open(f"{up.id}.part", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=ufd)
         try:
             size = os.fstat(pfd).st_size

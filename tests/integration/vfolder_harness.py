@@ -16,14 +16,9 @@ PREFIX = "/services/backendai/"
 API = f"{PREFIX}api/v1/"
 
 KEYS = {
-    "root": ("AKIAROOTROOTROOTROOT", "root-secret-root-secret-root-secret-0001"),
-    "dadmin": ("AKIADADMINDADMINDADM", "dadmin-secret-dadmin-secret-dadmin-0002"),
-    "alice": ("AKIAALICEALICEALICEA", "alice-secret-alice-secret-alice-sec-0003"),
-    "bob": ("AKIABOBBOBBOBBOBBOBB", "bob-secret-bob-secret-bob-secret-bo-0004"),
+    **base.KEYS,
     "carol": ("AKIACAROLCAROLCAROLC", "carol-secret-carol-secret-carol-sec-0007"),
     "mia": ("AKIAMIAMIAMIAMIAMIAM", "mia-secret-mia-secret-mia-secret-mi-0008"),
-    "odadmin": ("AKIAODADMINODADMINOD", "odadmin-secret-odadmin-secret-odad-0005"),
-    "olivia": ("AKIAOLIVIAOLIVIAOLIV", "olivia-secret-olivia-secret-olivia-0006"),
 }
 
 TENANCY = {
