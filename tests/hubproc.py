@@ -138,6 +138,13 @@ def hub_token(hub: HubProcess, username: str, password: str, note: str = "test")
     return r.json()["token"]
 
 
+def admin_token(hub: HubProcess) -> str:
+    """An admin's API token, with the demo users signed in once so that they exist in the hub."""
+    for who in ("demo", "manager"):
+        assert hub.login(who, hub.credentials[who]["password"])[1].status_code == 302
+    return hub_token(hub, "admin", hub.credentials["admin"]["password"])
+
+
 def run_cli(hub: HubProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """`backendai-hub` against the hub's database (local mode)."""
     env = {**os.environ, "BACKENDAI_HUB_DB_URL": f"sqlite:///{hub.state / 'backendai_hub.sqlite'}",

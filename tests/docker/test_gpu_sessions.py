@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 import pytest
 
-from tests.hubproc import HubProcess, hub_api, hub_token, server_path, stop_server
+from tests.hubproc import HubProcess, admin_token, hub_api, server_path, stop_server
 from tests.hubproc import wait_ready as hub_wait_ready
 
 pytestmark = pytest.mark.docker
@@ -32,9 +32,7 @@ def hub(tmp_path_factory, docker_available):
 
 @pytest.fixture(scope="module")
 def admin(hub):
-    for who in ("demo", "manager"):
-        assert hub.login(who, hub.credentials[who]["password"])[1].status_code == 302
-    return hub_token(hub, "admin", hub.credentials["admin"]["password"])
+    return admin_token(hub)
 
 
 api = hub_api

@@ -8,7 +8,7 @@ import docker
 import pytest
 import requests
 
-from tests.hubproc import HubProcess, hub_api, hub_token, run_cli, server_path, stop_server, wait_ready
+from tests.hubproc import HubProcess, admin_token, hub_api, hub_token, run_cli, server_path, stop_server, wait_ready
 
 pytestmark = pytest.mark.docker
 
@@ -25,10 +25,7 @@ def hub(tmp_path_factory, docker_available):
 
 @pytest.fixture(scope="module")
 def admin(hub):
-    """An admin token, and the users signed in once so that they exist in the hub."""
-    for who in ("demo", "manager"):
-        assert hub.login(who, hub.credentials[who]["password"])[1].status_code == 302
-    return hub_token(hub, "admin", hub.credentials["admin"]["password"])
+    return admin_token(hub)
 
 
 api = hub_api
