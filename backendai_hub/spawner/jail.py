@@ -10,9 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-SESSION_UID = 1000
-SESSION_GID = 1000
-SESSION_HOME = "/home/work"
+from ..session_user import SESSION_GID, SESSION_HOME, SESSION_UID
 
 # CFS period Docker uses; the quota is cpu slots x this, so 1.5 slots = 150000us per 100000us.
 CPU_PERIOD_US = 100_000

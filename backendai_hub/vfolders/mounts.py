@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import Conflict, Forbidden, InvalidInput
 from ..models import User, VFolderMount, VFolderStatus
-from ..spawner.jail import SESSION_HOME
+from ..session_user import SESSION_HOME
 from . import access as A
 from .ops import HEX32_RE, host_grants_for, list_for
 from .storage import StorageHosts

@@ -12,7 +12,7 @@ from traitlets import Enum as TEnum
 from traitlets.config import SingletonConfigurable
 
 from ..errors import InvalidInput, NotFound, TenancyError
-from ..spawner.jail import SESSION_GID, SESSION_UID
+from ..session_user import SESSION_GID, SESSION_UID
 from .quota import LoopbackQuota, QuotaError
 
 UPLOAD_DIR = ".upload"  # partial tus uploads, inside the folder so they count against its quota

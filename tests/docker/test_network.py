@@ -20,8 +20,8 @@ import urllib.request
 
 import pytest
 
+from backendai_hub.egress import METADATA_ADDRESS
 from backendai_hub.spawner.network import (
-    METADATA_ADDRESS,
     Firewall,
     FirewallError,
     egress_rules,

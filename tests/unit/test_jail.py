@@ -7,10 +7,9 @@ from decimal import Decimal
 import pytest
 from docker.types import HostConfig
 
+from backendai_hub.session_user import SESSION_GID, SESSION_UID
 from backendai_hub.spawner.jail import (
     ADDABLE_CAPS,
-    SESSION_GID,
-    SESSION_UID,
     JailSettings,
     cpuset_string,
     default_seccomp_path,

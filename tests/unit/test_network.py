@@ -1,12 +1,10 @@
-"""The pure firewall builders and egress policy validation of backendai_hub.spawner.network."""
+"""The pure firewall builders of backendai_hub.spawner.network and the egress policy parser."""
 
 import pytest
 
+from backendai_hub.egress import METADATA_ADDRESS, AllowEntry, EgressPolicy, parse_allow_entry
 from backendai_hub.spawner import network
 from backendai_hub.spawner.network import (
-    METADATA_ADDRESS,
-    AllowEntry,
-    EgressPolicy,
     Firewall,
     FirewallUnavailable,
     Rule,
@@ -15,7 +13,6 @@ from backendai_hub.spawner.network import (
     egress_rules,
     guard_chain,
     host_guard_rules,
-    parse_allow_entry,
     route_localnet_sysctl,
     session_network_options,
     tag_comment,
