@@ -7,13 +7,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STATE ?= .state
 
-.PHONY: demo demo-reset test test-fast venv node docker images postgres chromium bai-client bench clean help
+.PHONY: demo demo-reset test test-fast venv docs node docker images postgres chromium bai-client bench clean help
 
 help:
 	@echo "make demo        set everything up and serve the hub at http://127.0.0.1:8000"
 	@echo "make test        set everything up and run the whole suite"
 	@echo "make test-fast   unit + integration tests only (no Docker, PostgreSQL or Chromium needed)"
 	@echo "make images      build the air-gapped session images"
+	@echo "make docs        build the documentation (warnings are errors) into docs/_build/html"
 	@echo "make bench       run the benchmarks (see benchmarks/README.md)"
 	@echo "make demo-reset  forget the demo's state (.demo/)"
 
@@ -27,6 +28,13 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	@touch $@
 
 venv: $(VENV)/.installed
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	@touch $@
+
+docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -W --keep-going -n -b html docs/source docs/_build/html
 
 node_modules/.bin/configurable-http-proxy: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm is missing: install Node.js >= 18 and npm (Debian: apt-get install nodejs npm)"; exit 1; }
@@ -63,7 +71,7 @@ demo-reset:
 	@awk '$$2 ~ "^$(CURDIR)/.demo/" {print $$2}' /proc/self/mounts | sort -r | xargs -r -n1 umount
 	rm -rf .demo
 
-test: venv node images postgres chromium bai-client
+test: venv docs node images postgres chromium bai-client
 	BACKENDAI_HUB_STRICT=1 BACKENDAI_HUB_TEST_PG_URL=$$(cat $(STATE)/pg_url) CHROMIUM=$$(bash scripts/ensure-chromium.sh) \
 	  BACKENDAI_CLIENT_PYTHON=$$(bash scripts/ensure-bai-client.sh) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -75,4 +83,4 @@ bench: venv node images
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-bai node_modules .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-bai node_modules .pytest_cache build *.egg-info docs/_build
