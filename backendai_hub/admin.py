@@ -30,14 +30,14 @@ class RemoteError(TenancyError):
 # -- local: straight on the database ---------------------------------------------------------------
 
 _LOCAL: dict[str, dict[str, Callable]] = {
-    "domain": dict(create=T.create_domain, get=T.get_domain, list=T.list_domains, update=T.update_domain,
-                   delete=T.delete_domain, to_dict=T.domain_to_dict),
-    "group": dict(create=T.create_group, get=T.get_group, list=T.list_groups, update=T.update_group,
-                  delete=T.delete_group, to_dict=T.group_to_dict),
-    "user": dict(create=T.create_user, get=T.get_user, list=T.list_users, update=T.update_user,
-                 delete=T.delete_user, to_dict=T.user_to_dict),
-    "keypair": dict(get=T.get_keypair, list=T.list_keypairs, update=T.update_keypair, delete=T.delete_keypair,
-                    to_dict=T.keypair_to_dict),
+    "domain": dict(create=T.domains.create, get=T.domains.get, list=T.domains.list_, update=T.domains.update,
+                   delete=T.domains.delete, to_dict=T.domains.to_dict),
+    "group": dict(create=T.groups.create, get=T.groups.get, list=T.groups.list_, update=T.groups.update,
+                  delete=T.groups.delete, to_dict=T.groups.to_dict),
+    "user": dict(create=T.users.create, get=T.users.get, list=T.users.list_, update=T.users.update,
+                 delete=T.users.delete, to_dict=T.users.to_dict),
+    "keypair": dict(get=T.keypairs.get, list=T.keypairs.list_, update=T.keypairs.update, delete=T.keypairs.delete,
+                    to_dict=T.keypairs.to_dict),
 }
 
 
@@ -50,12 +50,12 @@ class LocalBackend:
     def create(self, resource: str, data: dict) -> dict:
         with self.db.session() as s:
             if resource == "keypair":
-                kp, secret = T.issue_keypair(s, self.db.secrets, data)
-                return {**T.keypair_to_dict(kp), "secret_key": secret}
+                kp, secret = T.keypairs.issue(s, self.db.secrets, data)
+                return {**T.keypairs.to_dict(kp), "secret_key": secret}
             if resource == "policy":
                 data = dict(data)
                 kind = data.pop("kind", "keypair")
-                return T.policy_to_dict(kind, T.create_policy(s, kind, data))
+                return T.policies.to_dict(T.policies.create(s, kind, data))
             ops = _LOCAL[resource]
             return ops["to_dict"](ops["create"](s, data))
 
@@ -63,28 +63,28 @@ class LocalBackend:
         filters = {k: v for k, v in filters.items() if v is not None}
         with self.db.session() as s:
             if resource == "policy":
-                return [T.policy_to_dict(k, p) for k, p in T.list_policies(s, filters.get("kind"))]
+                return [T.policies.to_dict(p) for p in T.policies.list_(s, filters.get("kind"))]
             ops = _LOCAL[resource]
             return [ops["to_dict"](o) for o in ops["list"](s, **filters)]
 
     def show(self, resource: str, key: tuple) -> dict:
         with self.db.session() as s:
             if resource == "policy":
-                return T.policy_to_dict(key[0], T.get_policy(s, *key))
+                return T.policies.to_dict(T.policies.get(s, *key))
             ops = _LOCAL[resource]
             return ops["to_dict"](ops["get"](s, *key))
 
     def update(self, resource: str, key: tuple, data: dict) -> dict:
         with self.db.session() as s:
             if resource == "policy":
-                return T.policy_to_dict(key[0], T.update_policy(s, *key, data))
+                return T.policies.to_dict(T.policies.update(s, *key, data))
             ops = _LOCAL[resource]
             return ops["to_dict"](ops["update"](s, *key, data))
 
     def delete(self, resource: str, key: tuple) -> None:
         with self.db.session() as s:
             if resource == "policy":
-                T.delete_policy(s, *key)
+                T.policies.delete(s, *key)
             else:
                 _LOCAL[resource]["delete"](s, *key)
 

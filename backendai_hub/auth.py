@@ -18,7 +18,8 @@ from .errors import NotFound
 from .keys import CryptKeyError, hash_password, password_needs_rehash, verify_password
 from .models import KeyPair, User, UserRole, UserStatus
 from .service.access import DOMAIN_GROUP_PREFIX, SCOPE_ADMIN, SCOPE_DOMAIN_ADMIN, SCOPE_SELF
-from .tenancy import ACCESS_KEY_RE, get_user
+from .tenancy import users
+from .validation import ACCESS_KEY_RE
 
 _DEFAULT_ROLES = {r["name"]: r for r in get_default_roles()}
 
@@ -210,7 +211,7 @@ class BackendAIAuthenticator(Authenticator):
         def load():
             with self.database.session() as s:
                 try:
-                    u = get_user(s, user.name)
+                    u = users.get(s, user.name)
                 except NotFound:
                     return False
                 if self._refusal(u):

@@ -18,7 +18,7 @@ from .db import Database, current_revision, head_revision
 from .errors import TenancyError
 from .keys import CryptKeyError, generate_password
 from .policy import format_slots, slots_from_json
-from .vfolders.access import HOST_PERMISSIONS
+from .host_permissions import HOST_PERMISSIONS
 
 PROG = "backendai-hub"
 
@@ -251,14 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
                              ("delete", "delete an unused resource policy", cmd_delete)):
         p = _sub(v, verb, help, func, read=verb != "delete")
         p.add_argument("name")
-        p.add_argument("-k", "--kind", choices=tuple(T.POLICY_KINDS), default="keypair",
+        p.add_argument("-k", "--kind", choices=tuple(T.policies.KINDS), default="keypair",
                        help="policy kind (default: keypair)")
         if verb in ("create", "update"):
             _policy_opts(p)
         if verb == "update":
             p.add_argument("--rename", dest="new_name", metavar="NAME")
     p = _sub(v, "list", "list resource policies", cmd_list, read=True)
-    p.add_argument("-k", "--kind", choices=tuple(T.POLICY_KINDS))
+    p.add_argument("-k", "--kind", choices=tuple(T.policies.KINDS))
 
     # fixture
     v = res.add_parser("fixture", help="load tenancy from a JSON or YAML file").add_subparsers(

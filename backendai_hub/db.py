@@ -9,10 +9,12 @@ from typing import Iterator
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import SingletonConfigurable
 
+from .errors import Conflict
 from .keys import SecretBox, load_or_create_key_file, parse_keys
 
 DEFAULT_DB_URL = "sqlite:///backendai_hub.sqlite"
@@ -188,3 +190,11 @@ class Database(SingletonConfigurable):
             self._engine.dispose()
             self._engine = None
             self._sessionmaker = self._readonly_sessionmaker = None
+
+
+def flush_or_conflict(s: Session, what: str) -> None:
+    """Flush pending writes; a uniqueness or foreign-key violation is a 409 naming ``what``."""
+    try:
+        s.flush()
+    except IntegrityError:
+        raise Conflict(f"{what} conflicts with existing data") from None

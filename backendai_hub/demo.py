@@ -35,13 +35,13 @@ def bootstrap(db: Database, state_dir: Path) -> dict:
     with db.session() as s:
         F.populate(s, box, {k: v for k, v in data.items() if k != "keypairs"})
         for rec in data["keypairs"]:
-            user = T.get_user(s, rec["user"])
+            user = T.users.get(s, rec["user"])
             password = generate_password(16)
-            T.update_user(s, user.username, {"password": password})
+            T.users.update(s, user.username, {"password": password})
             for kp in list(user.keypairs):
                 s.delete(kp)
             s.flush()
-            kp, secret = T.issue_keypair(s, box, {"user": user.username,
+            kp, secret = T.keypairs.issue(s, box, {"user": user.username,
                                                   "resource_policy": rec["resource_policy"]})
             creds[user.username] = {"password": password, "access_key": kp.access_key,
                                     "secret_key": secret, "role": user.role.value}
@@ -54,7 +54,7 @@ def bootstrap(db: Database, state_dir: Path) -> dict:
 
 def _exists(s, username: str) -> bool:
     try:
-        T.get_user(s, username)
+        T.users.get(s, username)
         return True
     except NotFound:
         return False

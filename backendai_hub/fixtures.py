@@ -10,6 +10,7 @@ import yaml
 from sqlalchemy.orm import Session
 
 from . import tenancy as T
+from . import validation as V
 from .errors import InvalidInput, NotFound, TenancyError
 from .keys import SecretBox
 from .models import KeyPair
@@ -36,7 +37,7 @@ def load(path: str | Path) -> dict[str, Any]:
         raise InvalidInput(f"fixture: unknown section {unknown[0]!r} (known: {', '.join(SECTIONS)})",
                            field=unknown[0])
     rp = data.get("resource_policies") or {}
-    if not isinstance(rp, dict) or set(rp) - set(T.POLICY_KINDS):
+    if not isinstance(rp, dict) or set(rp) - set(T.policies.KINDS):
         raise InvalidInput("fixture: resource_policies must map keypair/user/group to lists",
                            field="resource_policies")
     for section in SECTIONS[1:]:
@@ -64,15 +65,15 @@ def _items(data: dict) -> list[tuple[str, str, dict]]:
 def _find(s: Session, kind: str, r: dict):
     try:
         if kind.endswith("-policy"):
-            return T.get_policy(s, kind[:-7], r.get("name"))
+            return T.policies.get(s, kind[:-7], r.get("name"))
         if kind == "domain":
-            return T.get_domain(s, r.get("name"))
+            return T.domains.get(s, r.get("name"))
         if kind == "group":
-            return T.get_group(s, r.get("domain", "default"), r.get("name"))
+            return T.groups.get(s, r.get("domain", "default"), r.get("name"))
         if kind == "user":
-            return T.get_user(s, r.get("username"))
+            return T.users.get(s, r.get("username"))
         if kind == "keypair" and r.get("access_key"):
-            return T.get_keypair(s, r["access_key"])
+            return T.keypairs.get(s, r["access_key"])
     except NotFound:
         return None
     return None
@@ -88,26 +89,26 @@ def populate(s: Session, box: SecretBox, data: dict) -> list[dict]:
             if kind.endswith("-policy"):
                 pk = kind[:-7]
                 if existing is None:
-                    T.create_policy(s, pk, r)
+                    T.policies.create(s, pk, r)
                 else:
-                    T.update_policy(s, pk, r["name"], {k: v for k, v in r.items() if k != "name"})
+                    T.policies.update(s, pk, r["name"], {k: v for k, v in r.items() if k != "name"})
             elif kind == "domain":
                 if existing is None:
-                    T.create_domain(s, r)
+                    T.domains.create(s, r)
                 else:
-                    T.update_domain(s, r["name"], {k: v for k, v in r.items() if k != "name"})
+                    T.domains.update(s, r["name"], {k: v for k, v in r.items() if k != "name"})
             elif kind == "group":
                 rec = {"domain": "default", **r}
                 if existing is None:
-                    T.create_group(s, rec)
+                    T.groups.create(s, rec)
                 else:
-                    T.update_group(s, rec["domain"], rec["name"],
+                    T.groups.update(s, rec["domain"], rec["name"],
                                    {k: v for k, v in rec.items() if k not in ("name", "domain")})
             elif kind == "user":
                 if existing is None:
-                    T.create_user(s, r)
+                    T.users.create(s, r)
                 else:
-                    T.update_user(s, r["username"], {k: v for k, v in r.items() if k != "username"})
+                    T.users.update(s, r["username"], {k: v for k, v in r.items() if k != "username"})
             elif kind == "keypair":
                 _populate_keypair(s, box, r, existing)
         except TenancyError as e:
@@ -117,7 +118,7 @@ def populate(s: Session, box: SecretBox, data: dict) -> list[dict]:
 
 
 def _populate_keypair(s: Session, box: SecretBox, r: dict, existing: KeyPair | None) -> None:
-    T._check_unknown(r, ("user", "access_key", "secret_key", "resource_policy", "is_active"))
+    V.check_unknown(r, ("user", "access_key", "secret_key", "resource_policy", "is_active"))
     ak, sk = r.get("access_key"), r.get("secret_key")
     if bool(ak) != bool(sk):
         raise InvalidInput("access_key and secret_key go together", field="secret_key")
@@ -126,9 +127,9 @@ def _populate_keypair(s: Session, box: SecretBox, r: dict, existing: KeyPair | N
         if existing.user.username != r.get("user"):
             raise InvalidInput(f"keypair {ak!r} belongs to {existing.user.username!r}", field="user")
         existing.secret_key_encrypted = box.encrypt(sk)
-        T.update_keypair(s, ak, fields)
+        T.keypairs.update(s, ak, fields)
         return
-    T.issue_keypair(s, box, {"user": r.get("user"), **fields}, keys=(ak, sk) if ak else None)
+    T.keypairs.issue(s, box, {"user": r.get("user"), **fields}, keys=(ak, sk) if ak else None)
 
 
 def status(s: Session, data: dict) -> list[dict]:
@@ -146,12 +147,12 @@ def reset(s: Session, box: SecretBox, data: dict) -> list[dict]:
         if kind == "keypair":
             s.delete(obj)
         elif kind == "user":
-            T.delete_user(s, obj.username)
+            T.users.delete(s, obj.username)
         elif kind == "group":
-            T.delete_group(s, obj.domain.name, obj.name)
+            T.groups.delete(s, obj.domain.name, obj.name)
         elif kind == "domain":
-            T.delete_domain(s, obj.name)
+            T.domains.delete(s, obj.name)
         else:
-            T.delete_policy(s, kind[:-7], obj.name)
+            T.policies.delete(s, kind[:-7], obj.name)
         s.flush()
     return populate(s, box, data)

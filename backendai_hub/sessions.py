@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from . import policy as P
 from .errors import Forbidden, InvalidInput, NotFound
-from .tenancy import levels_for
 from .models import (
     LIVE_STATUSES,
+    Group,
     KernelSession,
     KeyPair,
     SessionStatus,
@@ -58,6 +58,19 @@ class Charge:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def levels_for(kp: KeyPair, group: Group) -> list[P.Level]:
+    """The keypair, group and domain levels that bound a session charged to ``group``."""
+    if group.domain_id != kp.user.domain_id:
+        raise InvalidInput(f"group {group.name!r} is not in the user's domain", field="group")
+    rp = kp.resource_policy
+    return [
+        P.Level("keypair", kp.access_key, P.slots_from_json(rp.total_resource_slots),
+                rp.max_concurrent_sessions),
+        P.Level("group", group.name, P.slots_from_json(group.total_resource_slots)),
+        P.Level("domain", group.domain.name, P.slots_from_json(group.domain.total_resource_slots)),
+    ]
 
 
 def main_keypair(user: User) -> KeyPair | None:

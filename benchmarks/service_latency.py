@@ -148,6 +148,7 @@ def _measure_micro(template: Path, workdir: Path, n: int) -> tuple[dict[str, lis
     from backendai_hub.db import Database
     from backendai_hub.models import KeyPair
     from backendai_hub.policy import effective_limits, slots_to_json
+    from backendai_hub.sessions import levels_for
 
     shutil.copy(template / "template.sqlite", workdir / "micro.sqlite")
     shutil.copy(template / "key", workdir / "micro.key")
@@ -208,11 +209,11 @@ def _measure_micro(template: Path, workdir: Path, n: int) -> tuple[dict[str, lis
     def me_work():
         # what MeHandler.get does inside its transaction
         with db.session() as s:
-            u = T.get_user(s, ACTOR)
-            d = T.user_to_dict(u)
-            kp = T.get_keypair(s, ak)
-            levels = [T.levels_for(kp, g) for g in u.groups]
-            d["keypair_policy"] = T.policy_to_dict("keypair", kp.resource_policy)
+            u = T.users.get(s, ACTOR)
+            d = T.users.to_dict(u)
+            kp = T.keypairs.get(s, ak)
+            levels = [levels_for(kp, g) for g in u.groups]
+            d["keypair_policy"] = T.policies.to_dict(kp.resource_policy)
             d["effective_limits"] = {g.name: slots_to_json(effective_limits(lv))
                                      for g, lv in zip(u.groups, levels)}
             json.dumps(d)

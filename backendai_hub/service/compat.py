@@ -15,8 +15,10 @@ from typing import Any
 from tornado import iostream, web
 
 from .. import tenancy as T
+from .. import validation as V
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..vfolders import access as A
+from .. import host_permissions as H
 from ..vfolders import compat as C
 from ..vfolders import files as F
 from ..vfolders import ops as O
@@ -60,11 +62,11 @@ class VFolderHostsHandler(CompatBase):
         p = self.principal
 
         def work(s):
-            grants = O.host_grants_for(s, T.get_user(s, p.username), p.access_key)
+            grants = O.host_grants_for(s, T.users.get(s, p.username), p.access_key)
             allowed = sorted(h for h, perms in grants.items() if perms)
             default = self.settings.get("default_vfolder_host", "local")
             return {"default": default if default in allowed else None, "allowed": allowed,
-                    "permissions": {h: [x for x in A.HOST_PERMISSIONS if x in grants[h]] for h in allowed}}
+                    "permissions": {h: [x for x in H.HOST_PERMISSIONS if x in grants[h]] for h in allowed}}
 
         self.write_json(await self.run(work))
 
@@ -79,7 +81,7 @@ def _token_secret(handler: web.RequestHandler) -> bytes:
 def _flag(data: dict, field: str) -> bool:
     """A boolean the client sends (absent or null: false); "false" is not true."""
     value = data.get(field)
-    return False if value is None else T._bool(value, field)
+    return False if value is None else V.boolean(value, field)
 
 
 def _compat_quota(value: Any) -> Any:
@@ -212,7 +214,7 @@ class CompatDeleteFilesHandler(CompatBase):
 
 
 class CompatRequestUploadHandler(CompatBase):
-    host_perm = A.UPLOAD_FILE
+    host_perm = H.UPLOAD_FILE
 
     async def post(self, name):
         data = self.body()
@@ -237,7 +239,7 @@ class CompatRequestUploadHandler(CompatBase):
 
 
 class CompatRequestDownloadHandler(CompatRequestUploadHandler):
-    host_perm = A.DOWNLOAD_FILE
+    host_perm = H.DOWNLOAD_FILE
 
     async def post(self, name):
         data = self.body()
@@ -326,7 +328,7 @@ class CompatLeaveHandler(CompatBase):
         other = self.body().get("shared_user_uuid")
 
         def work(s):
-            me = T.get_user(s, self.principal.username)
+            me = T.users.get(s, self.principal.username)
             if other is not None and other not in (me.username, me.email):
                 raise Forbidden("shared_user_uuid: you may only leave yourself; the folder's owner removes "
                                 "other users")

@@ -11,7 +11,7 @@ class KeyPairsHandler(APIHandler):
     async def get(self):
         p, user = self.principal, self.query("user")
         self.write_page(await self.run(lambda s: [
-            T.keypair_to_dict(k) for k in T.list_keypairs(s, user)
+            T.keypairs.to_dict(k) for k in T.keypairs.list_(s, user)
             if user_visible(p, k.user.username, k.user.domain.name)]))
 
     async def post(self):
@@ -20,38 +20,38 @@ class KeyPairsHandler(APIHandler):
         box = self.db.secrets
 
         def work(s):
-            owner = T.get_user(s, data["user"])
+            owner = T.users.get(s, data["user"])
             check_keypair(self.principal, "create", owner=owner.username, owner_domain=owner.domain.name,
                           owner_role=owner.role.value, changes=data)
-            kp, secret = T.issue_keypair(s, box, data)
-            return {**T.keypair_to_dict(kp), "secret_key": secret}
+            kp, secret = T.keypairs.issue(s, box, data)
+            return {**T.keypairs.to_dict(kp), "secret_key": secret}
 
         self.write_json(await self.run(work), 201)
 
 
 class KeyPairHandler(APIHandler):
     def _check(self, s, verb, access_key, changes=None):
-        kp = T.get_keypair(s, access_key)
+        kp = T.keypairs.get(s, access_key)
         check_keypair(self.principal, verb, owner=kp.user.username, owner_domain=kp.user.domain.name,
                       owner_role=kp.user.role.value, changes=changes, access_key=access_key)
         return kp
 
     async def get(self, access_key):
-        self.write_json(await self.run(lambda s: T.keypair_to_dict(self._check(s, "read", access_key))))
+        self.write_json(await self.run(lambda s: T.keypairs.to_dict(self._check(s, "read", access_key))))
 
     async def patch(self, access_key):
         data = self.body()
 
         def work(s):
             self._check(s, "update", access_key, data)
-            return T.keypair_to_dict(T.update_keypair(s, access_key, data))
+            return T.keypairs.to_dict(T.keypairs.update(s, access_key, data))
 
         self.write_json(await self.run(work))
 
     async def delete(self, access_key):
         def work(s):
             self._check(s, "delete", access_key)
-            T.delete_keypair(s, access_key)
+            T.keypairs.delete(s, access_key)
 
         await self.run(work)
         self.set_status(204)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import tenancy as T
 from ..policy import effective_limits, slots_to_json
+from ..sessions import levels_for
 from .base import APIHandler
 
 
@@ -12,14 +13,14 @@ class MeHandler(APIHandler):
         p = self.principal
 
         def work(s):
-            u = T.get_user(s, p.username)
-            out = T.user_to_dict(u)
+            u = T.users.get(s, p.username)
+            out = T.users.to_dict(u)
             out.update(role=p.role, authenticated_via=p.via, access_key=p.access_key,
                        administers=sorted(p.admin_domains) if not p.is_superadmin else ["*"])
             if p.access_key:
-                kp = T.get_keypair(s, p.access_key)
-                levels = [T.levels_for(kp, g) for g in u.groups]
-                out["keypair_policy"] = T.policy_to_dict("keypair", kp.resource_policy)
+                kp = T.keypairs.get(s, p.access_key)
+                levels = [levels_for(kp, g) for g in u.groups]
+                out["keypair_policy"] = T.policies.to_dict(kp.resource_policy)
                 out["effective_limits"] = {g.name: slots_to_json(effective_limits(lv))
                                            for g, lv in zip(u.groups, levels)}
             return out

@@ -11,7 +11,7 @@ class UsersHandler(APIHandler):
     async def get(self):
         p, domain, group = self.principal, self.query("domain"), self.query("group")
         self.write_page(await self.run(lambda s: [
-            T.user_to_dict(u) for u in T.list_users(s, domain, group)
+            T.users.to_dict(u) for u in T.users.list_(s, domain, group)
             if user_visible(p, u.username, u.domain.name)]))
 
     async def post(self):
@@ -20,32 +20,32 @@ class UsersHandler(APIHandler):
         check_user(self.principal, "create", username=None, domain=domain if isinstance(domain, str) else "",
                    changes=data)
         data = {**data, "domain": domain}
-        self.write_json(await self.run(lambda s: T.user_to_dict(T.create_user(s, data))), 201)
+        self.write_json(await self.run(lambda s: T.users.to_dict(T.users.create(s, data))), 201)
 
 
 class UserHandler(APIHandler):
     def _check(self, s, verb, name, changes=None):
-        u = T.get_user(s, name)
+        u = T.users.get(s, name)
         check_user(self.principal, verb, username=u.username, domain=u.domain.name, role=u.role.value,
                    changes=changes)
         return u
 
     async def get(self, name):
-        self.write_json(await self.run(lambda s: T.user_to_dict(self._check(s, "read", name))))
+        self.write_json(await self.run(lambda s: T.users.to_dict(self._check(s, "read", name))))
 
     async def patch(self, name):
         data = self.body()
 
         def work(s):
             u = self._check(s, "update", name, data)
-            return T.user_to_dict(T.update_user(s, u.username, data))
+            return T.users.to_dict(T.users.update(s, u.username, data))
 
         self.write_json(await self.run(work))
 
     async def delete(self, name):
         def work(s):
             u = self._check(s, "delete", name)
-            T.delete_user(s, u.username)
+            T.users.delete(s, u.username)
 
         await self.run(work)
         self.set_status(204)

@@ -12,7 +12,9 @@ from tornado.log import app_log
 
 from ..errors import Conflict, InvalidInput, TenancyError
 from ..models import VFolderStatus
-from ..vfolders import access as A
+from .. import host_permissions as H
+from .. import tenancy as T
+from .. import validation as V
 from ..vfolders.clone import CloneTask, CloneTasks
 from ..vfolders import files as F
 from ..vfolders import ops as O
@@ -139,11 +141,10 @@ class HostsHandler(VFolderBase):
         p = self.principal
 
         def work(s):
-            from .. import tenancy as T
 
-            grants = O.host_grants_for(s, T.get_user(s, p.username), p.access_key)
+            grants = O.host_grants_for(s, T.users.get(s, p.username), p.access_key)
             return [{"name": h, "allowed": bool(grants.get(h)), "default": h == self.storage.default_host,
-                     "permissions": [perm for perm in A.HOST_PERMISSIONS if perm in grants.get(h, ())],
+                     "permissions": [perm for perm in H.HOST_PERMISSIONS if perm in grants.get(h, ())],
                      "quota_backend": self.storage.quota_backend} for h in sorted(self.storage.hosts)]
 
         self.write_page(await self.run(work))
@@ -177,11 +178,10 @@ class FilesHandler(VFolderBase):
 class MkdirHandler(VFolderBase):
     async def post(self, ref):
         data = self.body()
-        from .. import tenancy as T
 
-        T._check_unknown(data, ("path", "parents", "exist_ok"))
-        parents = T._bool(data.get("parents", False), "parents")
-        exist_ok = T._bool(data.get("exist_ok", False), "exist_ok")
+        V.check_unknown(data, ("path", "parents", "exist_ok"))
+        parents = V.boolean(data.get("parents", False), "parents")
+        exist_ok = V.boolean(data.get("exist_ok", False), "exist_ok")
 
         def work(s):
             _, _, root = self.root_for(s, ref, "write")
@@ -194,10 +194,9 @@ class MkdirHandler(VFolderBase):
 class MoveHandler(VFolderBase):
     async def post(self, ref):
         data = self.body()
-        from .. import tenancy as T
 
-        T._check_unknown(data, ("src", "dst", "overwrite"))
-        overwrite = T._bool(data.get("overwrite", False), "overwrite")
+        V.check_unknown(data, ("src", "dst", "overwrite"))
+        overwrite = V.boolean(data.get("overwrite", False), "overwrite")
 
         def work(s):
             _, _, root = self.root_for(s, ref, "write")
@@ -273,7 +272,7 @@ class UploadsHandler(VFolderBase):
     """``POST``: create a tus upload (``Upload-Length``; the target in ``Upload-Metadata: path <b64>``
     or ``?path=``); answers 201 with its ``Location``."""
 
-    host_perm = A.UPLOAD_FILE
+    host_perm = H.UPLOAD_FILE
 
     async def post(self, ref):
         _tus_headers(self)
@@ -322,7 +321,7 @@ class UnsupportedMediaType(TenancyError):
 class UploadHandler(VFolderBase):
     """``HEAD``: the offset; ``PATCH``: append at ``Upload-Offset`` (streamed to disk); ``DELETE``: abort."""
 
-    host_perm = A.UPLOAD_FILE
+    host_perm = H.UPLOAD_FILE
 
     _fd: int | None = None
     _error: BaseException | None = None
@@ -481,7 +480,7 @@ class UploadHandler(VFolderBase):
 class DownloadHandler(VFolderBase):
     """A file (``Range`` supported) or a directory as a tar (default) or zip stream."""
 
-    host_perm = A.DOWNLOAD_FILE
+    host_perm = H.DOWNLOAD_FILE
     default_archive = "tar"
 
     def download_path(self) -> str:
@@ -627,7 +626,7 @@ SCHEMAS = {
                           "created_at": {"type": "string", "nullable": True}},
     "VFolderCollaborator": {"user": _STR, "email": _STR, "permission": _PERM, "state": _STR, "invitation": _STR},
     "VFolderHost": {"name": _STR, "allowed": _BOOL, "default": _BOOL, "quota_backend": _STR,
-                    "permissions": {"type": "array", "items": {"type": "string", "enum": list(A.HOST_PERMISSIONS)}}},
+                    "permissions": {"type": "array", "items": {"type": "string", "enum": list(H.HOST_PERMISSIONS)}}},
 }
 BODIES = {
     ("vfolders", "post"): {"name": _STR, "host": _STR, "usage_mode": {"type": "string", "enum": ["general", "data", "model"]},

@@ -13,6 +13,7 @@ from ..errors import Conflict, Forbidden, InvalidInput
 from ..models import User, VFolderMount, VFolderStatus
 from ..session_user import SESSION_HOME
 from . import access as A
+from .. import host_permissions as H
 from .ops import HEX32_RE, host_grants_for, list_for
 from .storage import StorageHosts
 
@@ -112,8 +113,8 @@ def session_mounts(s: Session, storage: StorageHosts, username: str, requested: 
     grants = host_grants_for(s, user)
     for f in folders:
         if f.name in requested:
-            A.check_host(grants, f.host, A.MOUNT_IN_SESSION, username)
-    folders = [f for f in folders if A.MOUNT_IN_SESSION in grants.get(f.host, ())]
+            H.check_host(grants, f.host, H.MOUNT_IN_SESSION, username)
+    folders = [f for f in folders if H.MOUNT_IN_SESSION in grants.get(f.host, ())]
     mounts = mounts_for(list(requested), folders, home=home)
     hosts = {f.id: f.host for f in folders}
     for m in mounts:

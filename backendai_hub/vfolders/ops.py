@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from .. import policy as P
 from .. import tenancy as T
+from .. import validation as V
+from ..db import flush_or_conflict
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import (
     LIVE_STATUSES,
@@ -40,6 +42,7 @@ from ..models import (
     VFolderUsageMode,
 )
 from . import access as A
+from .. import host_permissions as H
 from . import files as F
 from .storage import UPLOAD_DIR, StorageHosts, usage, walk
 
@@ -99,7 +102,7 @@ def _quota(value: Any) -> int | None:
             value = int(P.parse_amount("mem", value, field="quota"))
         except P.SlotError as e:
             raise InvalidInput(str(e), field="quota") from None
-    if not isinstance(value, int) or value <= 0 or value > T.INT64_MAX:
+    if not isinstance(value, int) or value <= 0 or value > V.INT64_MAX:
         raise InvalidInput("quota: must be a positive byte count such as 10737418240 or '10g'", field="quota")
     return value
 
@@ -163,7 +166,7 @@ def find(s: Session, who: A.SubjectLike, ref: Any, op: str = "info",
     folders, and live folders over trashed ones; a tie is a 409 asking for the id.
     """
     vf, acc = _find(s, who, ref, op)
-    host_perm = host_perm or A.HOST_PERMISSION_OF.get(op)
+    host_perm = host_perm or H.HOST_PERMISSION_OF.get(op)
     if host_perm is not None:
         check_host(s, who, vf.host, host_perm, vf.group)
     return vf, acc
@@ -196,7 +199,7 @@ def list_for(s: Session, who: A.SubjectLike, *, trash: bool = False) -> list[tup
     """Folders the subject sees: own, group, invited, public (or, with ``trash``, those in the trash)."""
     q = select(VFolder).order_by(VFolder.name, VFolder.created_at)
     if not who.is_superadmin:
-        q = q.where(VFolder.domain_id == T.get_domain(s, who.domain).id)
+        q = q.where(VFolder.domain_id == T.domains.get(s, who.domain).id)
     out = []
     for vf in s.scalars(q):
         acc = access_of(who, vf)
@@ -219,13 +222,13 @@ def host_grants_for(s: Session, user: User, access_key: str | None = None,
         levels += [group.allowed_vfolder_hosts, group.domain.allowed_vfolder_hosts]
     kps = [s.get(KeyPair, access_key)] if access_key else list(user.keypairs)
     levels += [kp.resource_policy.allowed_vfolder_hosts for kp in kps if kp is not None and kp.is_active]
-    return A.merge_host_grants(*levels)
+    return H.merge_host_grants(*levels)
 
 
 def check_host(s: Session, who: A.SubjectLike, host: str, permission: str, group: Group | None = None) -> None:
     """Forbidden unless the subject's levels grant ``permission`` on ``host``."""
-    grants = host_grants_for(s, T.get_user(s, who.username), getattr(who, "access_key", None), group)
-    A.check_host(grants, host, permission, who.username)
+    grants = host_grants_for(s, T.users.get(s, who.username), getattr(who, "access_key", None), group)
+    H.check_host(grants, host, permission, who.username)
 
 
 def live_mounts(s: Session, vf: VFolder) -> list[KernelSession]:
@@ -320,17 +323,17 @@ def _name_taken(s: Session, owner_key: str, name: str, exclude: str | None = Non
 
 
 def create(s: Session, storage: StorageHosts, who: A.SubjectLike, data: Mapping[str, Any]) -> tuple[VFolder, A.Access]:
-    T._check_unknown(data, CREATE_FIELDS)
+    V.check_unknown(data, CREATE_FIELDS)
     name = check_name(data.get("name"))
-    user = T.get_user(s, who.username)
+    user = T.users.get(s, who.username)
     host = data.get("host") or storage.default_host
     if not isinstance(host, str):
         raise InvalidInput("host: must be a storage host name", field="host")
     storage.root(host)  # 400 for an unknown host
     usage_mode = _usage_mode(data.get("usage_mode", "general"))
     permission = _perm(data.get("permission", "rw"))
-    cloneable = T._bool(data.get("cloneable", False), "cloneable")
-    public = T._bool(data.get("public", False), "public")
+    cloneable = V.boolean(data.get("cloneable", False), "cloneable")
+    public = V.boolean(data.get("public", False), "public")
     quota = _quota(data.get("quota"))
     owner_user, owner_group = user, None
     domain = user.domain
@@ -338,7 +341,7 @@ def create(s: Session, storage: StorageHosts, who: A.SubjectLike, data: Mapping[
         dname = data.get("domain", who.domain)
         if dname != who.domain and not who.is_superadmin:
             raise NotFound(f"unknown domain {dname!r}", field="domain")
-        owner_group = T.get_group(s, dname, data["group"])
+        owner_group = T.groups.get(s, dname, data["group"])
         if not (who.administers(owner_group.domain.name) or
                 (owner_group.domain.name == who.domain and owner_group.name in who.groups)):
             raise NotFound(f"unknown group {owner_group.name!r} in domain {dname!r}", field="group")
@@ -347,7 +350,7 @@ def create(s: Session, storage: StorageHosts, who: A.SubjectLike, data: Mapping[
         owner_user, domain = None, owner_group.domain
     elif "domain" in data:
         raise InvalidInput("domain: only group vfolders name a domain", field="domain")
-    check_host(s, who, host, A.CREATE_VFOLDER, owner_group)
+    check_host(s, who, host, H.CREATE_VFOLDER, owner_group)
     kind, policy = _owner_limits(owner_user, owner_group)
     owner_name = owner_user.username if owner_user else owner_group.name
     okey = _owner_key(owner_user, owner_group)
@@ -362,14 +365,14 @@ def create(s: Session, storage: StorageHosts, who: A.SubjectLike, data: Mapping[
                  permission=permission, cloneable=cloneable, is_public=public, quota=quota,
                  status=VFolderStatus.ready, grants=[])
     s.add(vf)
-    T._flush(s, f"vfolder {name!r}")
+    flush_or_conflict(s, f"vfolder {name!r}")
     storage.create(host, vf.id, quota)
     return vf, access_of(who, vf)
 
 
 def update(s: Session, storage: StorageHosts, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) -> tuple[VFolder, A.Access]:
     """Rename, or change usage mode, group permission, cloneable, public, quota."""
-    T._check_unknown(data, UPDATE_FIELDS)
+    V.check_unknown(data, UPDATE_FIELDS)
     vf, _ = find(s, who, ref, "rename" if set(data) <= {"name"} else "update")
     if "name" in data and data["name"] != vf.name:
         new = check_name(data["name"])
@@ -384,9 +387,9 @@ def update(s: Session, storage: StorageHosts, who: A.SubjectLike, ref: Any, data
                                "to a user vfolder with one", field="permission")
         vf.permission = _perm(data["permission"])
     if "cloneable" in data:
-        vf.cloneable = T._bool(data["cloneable"], "cloneable")
+        vf.cloneable = V.boolean(data["cloneable"], "cloneable")
     if "public" in data:
-        vf.is_public = T._bool(data["public"], "public")
+        vf.is_public = V.boolean(data["public"], "public")
     if "quota" in data:
         quota = _quota(data["quota"])
         kind, policy = _owner_limits(vf.user, vf.group)
@@ -403,7 +406,7 @@ def update(s: Session, storage: StorageHosts, who: A.SubjectLike, ref: Any, data
                 raise Conflict(f"quota: the folder already holds {used} bytes, more than {quota}", field="quota")
         storage.resize(vf.host, vf.id, quota)
         vf.quota = quota
-    T._flush(s, f"vfolder {vf.name!r}")
+    flush_or_conflict(s, f"vfolder {vf.name!r}")
     return vf, access_of(who, vf)
 
 
@@ -434,7 +437,7 @@ def restore(s: Session, who: A.SubjectLike, ref: Any) -> tuple[VFolder, A.Access
     kind, policy = _owner_limits(vf.user, vf.group)
     _check_count(s, vf.owner_key, kind, policy, vf.user.username if vf.user else vf.group.name)
     vf.status, vf.live_name, vf.trashed_at = VFolderStatus.ready, vf.name, None
-    T._flush(s, f"vfolder {vf.name!r}")
+    flush_or_conflict(s, f"vfolder {vf.name!r}")
     return vf, access_of(who, vf)
 
 
@@ -478,7 +481,7 @@ def _users_by(s: Session, who: A.SubjectLike, values: Any, field: str) -> list[U
 
 
 def invite(s: Session, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) -> list[VFolderInvitation]:
-    T._check_unknown(data, ("emails", "users", "permission"))
+    V.check_unknown(data, ("emails", "users", "permission"))
     vf, _ = find(s, who, ref, "invite")
     if vf.group_id is not None:
         raise InvalidInput(f"vfolder {vf.name!r} belongs to group {vf.group.name!r}: share it with its "
@@ -486,7 +489,7 @@ def invite(s: Session, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) ->
     perm = _perm(data.get("permission", "rw"))
     field = "emails" if "emails" in data else "users"
     invitees = _users_by(s, who, data.get(field), field)
-    me = T.get_user(s, who.username)
+    me = T.users.get(s, who.username)
     granted = {g.user_id for g in vf.grants}
     out = []
     for u in invitees:
@@ -509,7 +512,7 @@ def invite(s: Session, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) ->
 
 
 def list_invitations(s: Session, who: A.SubjectLike) -> dict[str, list[dict]]:
-    me = T.get_user(s, who.username)
+    me = T.users.get(s, who.username)
     def q(col):
         return [invitation_to_dict(i) for i in s.scalars(
             select(VFolderInvitation).where(col == me.id, VFolderInvitation.state == InvitationState.pending)
@@ -518,7 +521,7 @@ def list_invitations(s: Session, who: A.SubjectLike) -> dict[str, list[dict]]:
 
 
 def _invitation(s: Session, who: A.SubjectLike, inv_id: Any) -> tuple[VFolderInvitation, User]:
-    me = T.get_user(s, who.username)
+    me = T.users.get(s, who.username)
     inv = s.get(VFolderInvitation, inv_id) if isinstance(inv_id, str) and HEX32_RE.match(inv_id) else None
     if inv is None or me.id not in (inv.invitee_id, inv.inviter_id, inv.vfolder.user_id):
         raise NotFound(f"unknown invitation {inv_id!r}", field="invitation")
@@ -558,7 +561,7 @@ def cancel_invitation(s: Session, who: A.SubjectLike, inv_id: Any) -> VFolderInv
 
 def share(s: Session, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) -> list[dict]:
     """Per-user permission overrides for members of a group folder's group."""
-    T._check_unknown(data, ("emails", "users", "permission"))
+    V.check_unknown(data, ("emails", "users", "permission"))
     vf, _ = find(s, who, ref, "share")
     if vf.group_id is None:
         raise InvalidInput(f"vfolder {vf.name!r} is a user vfolder: invite users to it instead of sharing",
@@ -581,7 +584,7 @@ def share(s: Session, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) -> 
 
 
 def unshare(s: Session, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) -> list[dict]:
-    T._check_unknown(data, ("emails", "users"))
+    V.check_unknown(data, ("emails", "users"))
     vf, _ = find(s, who, ref, "share")
     if vf.group_id is None:
         raise InvalidInput(f"vfolder {vf.name!r} is a user vfolder: kick collaborators instead", field="vfolder")
@@ -608,7 +611,7 @@ def collaborators(s: Session, who: A.SubjectLike, ref: Any) -> list[dict]:
 
 def leave(s: Session, who: A.SubjectLike, ref: Any) -> None:
     vf, _ = find(s, who, ref, "leave")
-    me = T.get_user(s, who.username)
+    me = T.users.get(s, who.username)
     s.delete(s.get(VFolderGrant, (vf.id, me.id)))
     s.flush()
 
@@ -648,7 +651,7 @@ class CloneJob:
 def start_clone(s: Session, storage: StorageHosts, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) -> CloneJob:
     """Check a clone of a cloneable folder (or one the caller manages) into a new folder of the caller's
     own, and create that folder with status ``cloning``; the copy itself is :func:`copy_tree`."""
-    T._check_unknown(data, ("name", "host", "usage_mode", "cloneable", "quota"))
+    V.check_unknown(data, ("name", "host", "usage_mode", "cloneable", "quota"))
     src, _ = find(s, who, ref, "clone")
     src_path = storage.ready_path(src.host, src.id)
     used, files = _copied_size(src_path)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from backendai_hub.vfolders.access import HOST_PERMISSIONS
+from backendai_hub.host_permissions import HOST_PERMISSIONS
 from tests.conftest import REPO
 
 EXAMPLE = str(REPO / "backendai_hub" / "fixtures" / "example.yaml")

@@ -12,7 +12,8 @@ from backendai_hub.db import VERSION_TABLE, Database, current_revision, head_rev
 from backendai_hub.errors import Conflict, InvalidInput, NotFound
 from backendai_hub.models import Base, KeyPair, User
 from backendai_hub.policy import Usage, admit, parse_slots
-from backendai_hub.vfolders.access import HOST_PERMISSIONS
+from backendai_hub.sessions import levels_for
+from backendai_hub.host_permissions import HOST_PERMISSIONS
 
 
 def test_migrations_create_exactly_the_models(database):
@@ -41,15 +42,15 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path):
 
 
 def populate(s, box):
-    T.create_domain(s, {"name": "acme", "total_resource_slots": "cpu=16,mem=64g"})
-    T.create_domain(s, {"name": "other"})
-    T.create_group(s, {"name": "ml", "domain": "acme", "total_resource_slots": {"cuda.device": 2}})
-    T.create_group(s, {"name": "ml", "domain": "other"})  # same name, other domain: fine
-    T.create_policy(s, "keypair", {"name": "small", "total_resource_slots": "cpu=2,mem=4g",
+    T.domains.create(s, {"name": "acme", "total_resource_slots": "cpu=16,mem=64g"})
+    T.domains.create(s, {"name": "other"})
+    T.groups.create(s, {"name": "ml", "domain": "acme", "total_resource_slots": {"cuda.device": 2}})
+    T.groups.create(s, {"name": "ml", "domain": "other"})  # same name, other domain: fine
+    T.policies.create(s, "keypair", {"name": "small", "total_resource_slots": "cpu=2,mem=4g",
                                    "max_concurrent_sessions": 1})
-    T.create_user(s, {"username": "alice", "email": "Alice@Example.com", "domain": "acme",
+    T.users.create(s, {"username": "alice", "email": "Alice@Example.com", "domain": "acme",
                       "password": "password-1", "groups": ["ml"]})
-    return T.issue_keypair(s, box, {"user": "alice", "resource_policy": "small"})
+    return T.keypairs.issue(s, box, {"user": "alice", "resource_policy": "small"})
 
 
 def test_full_tenancy_and_admission_levels(database):
@@ -57,11 +58,11 @@ def test_full_tenancy_and_admission_levels(database):
         kp, secret = populate(s, database.secrets)
         ak = kp.access_key
     with database.session() as s:
-        kp = T.get_keypair(s, ak)
+        kp = T.keypairs.get(s, ak)
         assert kp.user.email == "alice@example.com"  # emails are case-insensitive
         assert [g.name for g in kp.user.groups] == ["ml"]
         assert database.secrets.decrypt(kp.secret_key_encrypted) == secret
-        levels = T.levels_for(kp, T.get_group(s, "acme", "ml"))
+        levels = levels_for(kp, T.groups.get(s, "acme", "ml"))
         assert [(lv.kind, lv.name) for lv in levels] == [("keypair", ak), ("group", "ml"), ("domain", "acme")]
         decision = admit(parse_slots("cpu=1,cuda.device=1"), [(lv, Usage()) for lv in levels])
         assert decision
@@ -69,7 +70,7 @@ def test_full_tenancy_and_admission_levels(database):
                          [(lv, Usage()) for lv in levels[1:]])
         assert not decision and decision.reason == f"keypair '{ak}' allows 1 concurrent session, 1 running"
         with pytest.raises(InvalidInput, match="not in the user's domain"):
-            T.levels_for(kp, T.get_group(s, "other", "ml"))
+            levels_for(kp, T.groups.get(s, "other", "ml"))
 
 
 def test_secret_key_is_never_stored_in_clear(database):
@@ -86,25 +87,25 @@ def test_uniqueness_rules(database):
     with database.session() as s:
         populate(s, database.secrets)
     cases = [
-        (lambda s: T.create_domain(s, {"name": "acme"}), Conflict, "domain 'acme' already exists"),
-        (lambda s: T.create_group(s, {"name": "ml", "domain": "acme"}), Conflict,
+        (lambda s: T.domains.create(s, {"name": "acme"}), Conflict, "domain 'acme' already exists"),
+        (lambda s: T.groups.create(s, {"name": "ml", "domain": "acme"}), Conflict,
          "group 'ml' already exists in domain 'acme'"),
-        (lambda s: T.create_user(s, {"username": "alice", "email": "b@example.com", "domain": "acme"}),
+        (lambda s: T.users.create(s, {"username": "alice", "email": "b@example.com", "domain": "acme"}),
          Conflict, "user 'alice' already exists"),
-        (lambda s: T.create_user(s, {"username": "bob", "email": "ALICE@example.com", "domain": "acme"}),
+        (lambda s: T.users.create(s, {"username": "bob", "email": "ALICE@example.com", "domain": "acme"}),
          Conflict, "email 'alice@example.com' is already used"),
-        (lambda s: T.create_user(s, {"username": "bob", "email": "b@example.com", "domain": "nope"}),
+        (lambda s: T.users.create(s, {"username": "bob", "email": "b@example.com", "domain": "nope"}),
          NotFound, "unknown domain 'nope'"),
-        (lambda s: T.create_user(s, {"username": "bob", "email": "b@example.com", "domain": "other",
+        (lambda s: T.users.create(s, {"username": "bob", "email": "b@example.com", "domain": "other",
                                      "groups": ["nope"]}), NotFound, "unknown group 'nope' in domain 'other'"),
-        (lambda s: T.create_user(s, {"username": "Bob", "email": "b@example.com"}), InvalidInput, "lowercase"),
-        (lambda s: T.create_policy(s, "keypair", {"name": "small"}), Conflict, "already exists"),
-        (lambda s: T.create_policy(s, "gpu", {"name": "x"}), InvalidInput, "not one of keypair, user, group"),
-        (lambda s: T.create_domain(s, {"name": "x", "total_resource_slots": "mem=12X"}), InvalidInput,
+        (lambda s: T.users.create(s, {"username": "Bob", "email": "b@example.com"}), InvalidInput, "lowercase"),
+        (lambda s: T.policies.create(s, "keypair", {"name": "small"}), Conflict, "already exists"),
+        (lambda s: T.policies.create(s, "gpu", {"name": "x"}), InvalidInput, "not one of keypair, user, group"),
+        (lambda s: T.domains.create(s, {"name": "x", "total_resource_slots": "mem=12X"}), InvalidInput,
          "'12X' is not an amount"),
-        (lambda s: T.create_domain(s, {"name": "x", "colour": "red"}), InvalidInput, "unknown field 'colour'"),
-        (lambda s: T.delete_domain(s, "acme"), Conflict, "still has 1 user(s) and 1 group(s)"),
-        (lambda s: T.delete_policy(s, "keypair", "small"), Conflict, "is used by 1 keypair(s)"),
+        (lambda s: T.domains.create(s, {"name": "x", "colour": "red"}), InvalidInput, "unknown field 'colour'"),
+        (lambda s: T.domains.delete(s, "acme"), Conflict, "still has 1 user(s) and 1 group(s)"),
+        (lambda s: T.policies.delete(s, "keypair", "small"), Conflict, "is used by 1 keypair(s)"),
     ]
     for action, error, message in cases:
         with pytest.raises(error) as e:
@@ -116,52 +117,52 @@ def test_uniqueness_rules(database):
 def test_failed_transaction_writes_nothing(database):
     with pytest.raises(NotFound):
         with database.session() as s:
-            T.create_domain(s, {"name": "half"})
-            T.create_group(s, {"name": "g", "domain": "half"})
-            T.create_user(s, {"username": "u", "email": "u@example.com", "domain": "missing"})
+            T.domains.create(s, {"name": "half"})
+            T.groups.create(s, {"name": "g", "domain": "half"})
+            T.users.create(s, {"username": "u", "email": "u@example.com", "domain": "missing"})
     with database.session() as s:
-        assert T.list_domains(s) == []
-        assert T.list_groups(s) == []
+        assert T.domains.list_(s) == []
+        assert T.groups.list_(s) == []
 
 
 def test_deleting_a_user_removes_keypairs_and_memberships(database):
     with database.session() as s:
         kp, _ = populate(s, database.secrets)
     with database.session() as s:
-        T.delete_user(s, "alice")
+        T.users.delete(s, "alice")
     with database.session() as s:
         assert s.scalars(select(KeyPair)).all() == []
-        assert T.get_group(s, "acme", "ml").members == []
+        assert T.groups.get(s, "acme", "ml").members == []
         # now the domain can go once its group does
-        T.delete_group(s, "acme", "ml")
-        T.delete_domain(s, "acme")
-        assert [d.name for d in T.list_domains(s)] == ["other"]
+        T.groups.delete(s, "acme", "ml")
+        T.domains.delete(s, "acme")
+        assert [d.name for d in T.domains.list_(s)] == ["other"]
 
 
 def test_moving_a_user_drops_groups_of_the_old_domain(database):
     with database.session() as s:
         populate(s, database.secrets)
     with database.session() as s:
-        u = T.update_user(s, "alice", {"domain": "other"})
+        u = T.users.update(s, "alice", {"domain": "other"})
         assert u.groups == []
-        u = T.update_user(s, "alice", {"add_groups": ["ml"]})
+        u = T.users.update(s, "alice", {"add_groups": ["ml"]})
         assert [(g.domain.name, g.name) for g in u.groups] == [("other", "ml")]
 
 
 def test_slots_are_stored_exactly(database):
     with database.session() as s:
-        T.create_domain(s, {"name": "d", "total_resource_slots": {"cpu": "0.1", "mem": "1.5g"}})
+        T.domains.create(s, {"name": "d", "total_resource_slots": {"cpu": "0.1", "mem": "1.5g"}})
     with database.session() as s:
-        d = T.get_domain(s, "d")
+        d = T.domains.get(s, "d")
         assert d.total_resource_slots == {"cpu": "0.1", "mem": str(int(1.5 * 1024 ** 3))}
         assert Decimal(d.total_resource_slots["cpu"]) == Decimal("0.1")
 
 
 def test_timestamps_are_timezone_aware(database):
     with database.session() as s:
-        T.create_domain(s, {"name": "d"})
+        T.domains.create(s, {"name": "d"})
     with database.session() as s:
-        assert T.get_domain(s, "d").created_at.tzinfo is not None
+        assert T.domains.get(s, "d").created_at.tzinfo is not None
         assert s.scalar(select(User).limit(1)) is None
 
 
@@ -172,15 +173,15 @@ def test_sqlite_readers_do_not_wait_for_a_writer(tmp_path):
                         busy_timeout_ms=200)
     database.upgrade()
     with database.session() as writer:
-        T.create_domain(writer, {"name": "held"})
+        T.domains.create(writer, {"name": "held"})
         writer.flush()  # the write lock is held until this block ends
         with database.session(readonly=True) as reader:
-            assert T.list_domains(reader) == []  # reads the last committed state
+            assert T.domains.list_(reader) == []  # reads the last committed state
         with pytest.raises(OperationalError, match="locked"):
             with database.session() as second_writer:
-                T.list_domains(second_writer)
+                T.domains.list_(second_writer)
     with database.session(readonly=True) as reader:
-        assert [d.name for d in T.list_domains(reader)] == ["held"]
+        assert [d.name for d in T.domains.list_(reader)] == ["held"]
 
 
 def test_upgrade_keeps_existing_data(db_url, tmp_path):
@@ -198,13 +199,13 @@ def test_upgrade_keeps_existing_data(db_url, tmp_path):
                           "created_at) VALUES ('legacy', :slots, '[]', CURRENT_TIMESTAMP)"), {"slots": '{"cpu": "2"}'})
     database.upgrade()
     with database.session() as s:
-        p = T.get_policy(s, "keypair", "legacy")
+        p = T.policies.get(s, "keypair", "legacy")
         assert (p.egress, p.egress_allowlist, p.total_resource_slots) == ("none", [], {"cpu": "2"})
-        assert T.get_domain(s, "old").name == "old"
+        assert T.domains.get(s, "old").name == "old"
         # hosts listed before storage-host permissions existed keep every permission
-        hosts = T.domain_to_dict(T.get_domain(s, "old"))["allowed_vfolder_hosts"]
+        hosts = T.domains.to_dict(T.domains.get(s, "old"))["allowed_vfolder_hosts"]
         assert list(hosts) == ["local", "nfs"] and hosts["nfs"] == list(HOST_PERMISSIONS)
-        assert T.policy_to_dict("keypair", p)["allowed_vfolder_hosts"] == {}
+        assert T.policies.to_dict(p)["allowed_vfolder_hosts"] == {}
         F.populate(s, database.secrets, {"users": [{"username": "u", "email": "u@example.com", "domain": "old"}],
                                          "keypairs": [{"user": "u", "resource_policy": "legacy"}]})
     database.dispose()

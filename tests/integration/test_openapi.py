@@ -167,17 +167,17 @@ class _Rollback(Exception):
 POLICY_SAMPLES = (("keypair", "gold"), ("user", "upol"), ("group", "gpol"))
 # each probe runs one tenancy call; an operation accepts a field when any of its probes does
 PROBES = {
-    "post domains": [lambda db, s, d: T.create_domain(s, d)],
-    "patch domains": [lambda db, s, d: T.update_domain(s, "default", d)],
-    "post groups": [lambda db, s, d: T.create_group(s, d)],
-    "patch groups": [lambda db, s, d: T.update_group(s, "default", "ml", d)],
-    "post users": [lambda db, s, d: T.create_user(s, d)],
-    "patch users": [lambda db, s, d: T.update_user(s, "alice", d)],
-    "post keypairs": [lambda db, s, d: T.issue_keypair(s, db.secrets, d)],
-    "patch keypairs": [lambda db, s, d: T.update_keypair(s, AK["alice"], d)],
+    "post domains": [lambda db, s, d: T.domains.create(s, d)],
+    "patch domains": [lambda db, s, d: T.domains.update(s, "default", d)],
+    "post groups": [lambda db, s, d: T.groups.create(s, d)],
+    "patch groups": [lambda db, s, d: T.groups.update(s, "default", "ml", d)],
+    "post users": [lambda db, s, d: T.users.create(s, d)],
+    "patch users": [lambda db, s, d: T.users.update(s, "alice", d)],
+    "post keypairs": [lambda db, s, d: T.keypairs.issue(s, db.secrets, d)],
+    "patch keypairs": [lambda db, s, d: T.keypairs.update(s, AK["alice"], d)],
     # policies are per kind; the API documents one body for all kinds, so any kind counts
-    "post resource-policies": [lambda db, s, d, k=k: T.create_policy(s, k, d) for k, _ in POLICY_SAMPLES],
-    "patch resource-policies": [lambda db, s, d, k=k, n=n: T.update_policy(s, k, n, d)
+    "post resource-policies": [lambda db, s, d, k=k: T.policies.create(s, k, d) for k, _ in POLICY_SAMPLES],
+    "patch resource-policies": [lambda db, s, d, k=k, n=n: T.policies.update(s, k, n, d)
                                 for k, n in POLICY_SAMPLES],
 }
 
@@ -199,16 +199,16 @@ def _tenancy_accepts(db: Database, op: str, field: str) -> bool:
 
 # what the tenancy layer accepts for each body (its constants, where it has them)
 EXPECTED_BODIES = {
-    ("post", "domains"): set(T.DOMAIN_FIELDS),
-    ("patch", "domains"): set(T.DOMAIN_FIELDS),
-    ("post", "groups"): set(T.GROUP_FIELDS),
-    ("patch", "groups"): set(T.GROUP_FIELDS) - {"domain"},
-    ("post", "users"): set(T.USER_FIELDS),
-    ("patch", "users"): set(T.USER_FIELDS) | {"add_groups", "remove_groups"},
-    ("post", "keypairs"): set(T.KEYPAIR_FIELDS),
+    ("post", "domains"): set(T.domains.FIELDS),
+    ("patch", "domains"): set(T.domains.FIELDS),
+    ("post", "groups"): set(T.groups.FIELDS),
+    ("patch", "groups"): set(T.groups.FIELDS) - {"domain"},
+    ("post", "users"): set(T.users.FIELDS),
+    ("patch", "users"): set(T.users.FIELDS) | {"add_groups", "remove_groups"},
+    ("post", "keypairs"): set(T.keypairs.FIELDS),
     ("patch", "keypairs"): {"resource_policy", "is_active"},  # update_keypair's own list, no constant
-    ("post", "resource-policies"): set().union(*T.POLICY_FIELDS.values()) | {"kind"},
-    ("patch", "resource-policies"): set().union(*T.POLICY_FIELDS.values()),
+    ("post", "resource-policies"): set().union(*T.policies.FIELDS.values()) | {"kind"},
+    ("patch", "resource-policies"): set().union(*T.policies.FIELDS.values()),
 }
 
 

@@ -8,19 +8,10 @@ from sqlalchemy import select
 from backendai_hub.errors import Forbidden
 from backendai_hub.models import Group, KernelSession, KeyPair, SessionStatus, User
 from backendai_hub.vfolders.mounts import session_mounts
-from tests.integration.vfolder_harness import Service, make_template
+from tests.integration.service_harness import service_fixtures
+from tests.integration.vfolder_harness import Service
 
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return make_template(tmp_path_factory.mktemp("vftenancy"))
-
-
-@pytest.fixture
-async def svc(template, tmp_path):
-    s = Service(template, tmp_path)
-    yield s
-    s.stop()
+template, svc = service_fixtures(Service)
 
 
 async def ok(svc, actor, method, path, body=None, status=(200, 201, 204)):
@@ -314,8 +305,8 @@ async def test_storage_host_permissions_limit_each_operation(svc):
         # a deactivated keypair's policy grants nothing, even to a session started with a hub token
         from backendai_hub import tenancy as T
 
-        T.create_policy(s, "keypair", {"name": "full-local", "allowed_vfolder_hosts": ["local"]})
-        T.issue_keypair(s, svc.db.secrets, {"user": "alice", "resource_policy": "full-local", "is_active": False})
+        T.policies.create(s, "keypair", {"name": "full-local", "allowed_vfolder_hosts": ["local"]})
+        T.keypairs.issue(s, svc.db.secrets, {"user": "alice", "resource_policy": "full-local", "is_active": False})
         with pytest.raises(Forbidden, match="does not grant 'mount-in-session'"):
             session_mounts(s, svc.storage, "alice", ["kept"])
     # a group's grant adds to the domain's: ml (alice's group) grants everything on 'local'

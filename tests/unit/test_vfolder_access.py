@@ -129,7 +129,7 @@ def test_a_folder_being_cloned_shows_only_its_info():
                                             "domain, groups and keypair policy allows: nfs)"),
 ])
 def test_host_permissions(levels, host, perm, outcome):
-    from backendai_hub.vfolders.access import check_host, merge_host_grants
+    from backendai_hub.host_permissions import check_host, merge_host_grants
 
     try:
         check_host(merge_host_grants(*levels), host, perm, "alice")
