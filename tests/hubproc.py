@@ -112,7 +112,8 @@ class HubProcess:
         """Take down the session network this hub made, with its host guard."""
         import docker
 
-        from backendai_hub.spawner.network import Firewall, bridge_name, remove_session_network
+        from backendai_hub.spawner.firewall import Firewall
+        from backendai_hub.spawner.network import bridge_name, remove_session_network
 
         client = docker.from_env()
         for c in client.containers.list(all=True, filters={"network": self.network}):

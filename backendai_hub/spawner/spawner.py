@@ -26,7 +26,8 @@ from ..errors import TenancyError
 from ..images import ImageCatalog
 from ..vfolders import StorageHosts, session_mounts
 from .jail import JailSettings, jail_create_kwargs, jail_host_config
-from .network import Firewall, FirewallError, SessionNetwork, ensure_session_network
+from .firewall import Firewall, FirewallError
+from .network import SessionNetwork, ensure_session_network
 from .options import SessionOptions, options_from_form, parse_options
 
 _templates = Environment(loader=PackageLoader("backendai_hub", "templates"), autoescape=select_autoescape())

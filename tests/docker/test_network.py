@@ -21,14 +21,8 @@ import urllib.request
 import pytest
 
 from backendai_hub.egress import METADATA_ADDRESS
-from backendai_hub.spawner.network import (
-    Firewall,
-    FirewallError,
-    egress_rules,
-    ensure_session_network,
-    host_guard_rules,
-    remove_session_network,
-)
+from backendai_hub.spawner.firewall import Firewall, FirewallError, egress_rules, host_guard_rules
+from backendai_hub.spawner.network import ensure_session_network, remove_session_network
 from tests.conftest import unavailable
 
 pytestmark = pytest.mark.docker

@@ -1,22 +1,21 @@
-"""The pure firewall builders of backendai_hub.spawner.network and the egress policy parser."""
+"""Session networking, pure parts: the egress policy parser, the firewall rule builders, the network options."""
 
 import pytest
 
 from backendai_hub.egress import METADATA_ADDRESS, AllowEntry, EgressPolicy, parse_allow_entry
-from backendai_hub.spawner import network
-from backendai_hub.spawner.network import (
+from backendai_hub.spawner import firewall
+from backendai_hub.spawner.firewall import (
     Firewall,
     FirewallUnavailable,
     Rule,
-    bridge_name,
     egress_chain,
     egress_rules,
     guard_chain,
     host_guard_rules,
     route_localnet_sysctl,
-    session_network_options,
     tag_comment,
 )
+from backendai_hub.spawner.network import bridge_name, session_network_options
 
 
 @pytest.mark.parametrize("entry, expected", [
@@ -202,14 +201,14 @@ def test_session_network_options():
 
 
 def test_firewall_needs_root(monkeypatch):
-    monkeypatch.setattr(network.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(firewall.os, "geteuid", lambda: 1000)
     with pytest.raises(FirewallUnavailable, match="root"):
         Firewall()
 
 
 def test_firewall_needs_iptables(monkeypatch):
-    monkeypatch.setattr(network.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(network.shutil, "which", lambda name: None)
+    monkeypatch.setattr(firewall.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(firewall.shutil, "which", lambda name: None)
     with pytest.raises(FirewallUnavailable, match="no iptables binary"):
         Firewall()
     with pytest.raises(FirewallUnavailable, match="not found"):
