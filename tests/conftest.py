@@ -33,6 +33,12 @@ def unavailable(what: str, how: str) -> None:
     pytest.skip(message)
 
 
+def need_loopback_quotas() -> None:
+    """Fail where loopback quotas cannot be made: they need root and mkfs.ext4."""
+    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
+        pytest.fail("loopback quotas need root and mkfs.ext4 (the docker test machine has both)", pytrace=False)
+
+
 def docker_ok() -> bool:
     return shutil.which("docker") is not None and subprocess.run(
         ["docker", "info"], capture_output=True).returncode == 0

@@ -3,7 +3,6 @@ and a loopback quota stops a process in the container with ENOSPC."""
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 
@@ -14,6 +13,7 @@ from backendai_hub.vfolders import transfer as X
 from backendai_hub.vfolders.mounts import Mountable, mounts_for
 from backendai_hub.vfolders.storage import StorageHosts
 from backendai_hub.vfolders.transfer import QuotaExceeded
+from tests.conftest import need_loopback_quotas
 
 pytestmark = pytest.mark.docker
 
@@ -108,8 +108,7 @@ def test_ro_mount_refuses_writes_rw_accepts_them(client, tmp_path):
 
 @pytest.fixture
 def loopback_storage(tmp_path):
-    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
-        pytest.fail("loopback quotas need root and mkfs.ext4 (the docker test machine has both)", pytrace=False)
+    need_loopback_quotas()
     storage = StorageHosts(hosts={"local": str(tmp_path / "vf")}, quota_backend="loopback")
     created = []
     yield storage, created

@@ -1,30 +1,19 @@
 """Loopback quotas through the REST service: the folder is its own filesystem from create to purge."""
 
 import os
-import shutil
 import subprocess
 
 import pytest
 
-from tests.integration.vfolder_harness import Service, make_template
+from tests.integration.service_harness import service_fixtures
+from tests.integration.vfolder_harness import Service
 
 pytestmark = pytest.mark.docker  # real parts: root, loop devices, mkfs.ext4 (the docker machine has them)
 MiB = 1 << 20
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
-        pytest.fail("loopback quotas need root and mkfs.ext4", pytrace=False)
-    return make_template(tmp_path_factory.mktemp("vfquota"))
-
-
-@pytest.fixture
-async def svc(template, tmp_path):
-    s = Service(template, tmp_path, quota_backend="loopback")
-    yield s
-    s.stop()
+template, svc = service_fixtures(Service, quota_backend="loopback")  # root and mkfs.ext4, or it fails
 
 
 async def test_quota_folder_lifecycle(svc):

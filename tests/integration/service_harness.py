@@ -1,13 +1,17 @@
-"""The REST service in process on a real port and a real SQLite database, called with signed requests."""
+"""The REST service in process on a real port and a real SQLite database, called with signed requests;
+the ``template`` and ``svc`` fixtures every module of service tests uses (see ``service_fixtures``)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
+from collections import namedtuple
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from jupyterhub.services.auth import HubOAuth
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
@@ -69,9 +73,10 @@ class Service:
     """A running service on 127.0.0.1 with its own copy of the template database."""
 
     keys = KEYS
+    tenancy = TENANCY
 
     def __init__(self, template: Path, workdir: Path, *, settings: dict | None = None,
-                 max_buffer_size: int | None = None):
+                 server_options: dict | None = None):
         shutil.copy(template / "template.sqlite", workdir / "db.sqlite")
         shutil.copy(template / "key", workdir / "key")
         (workdir / "key").chmod(0o600)
@@ -82,7 +87,7 @@ class Service:
         self.app.settings.update(settings or {})
         sockets = bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
-        self.server = HTTPServer(self.app, max_buffer_size=max_buffer_size)
+        self.server = HTTPServer(self.app, **(server_options or {}))
         self.server.add_sockets(sockets)
         self.base = f"http://127.0.0.1:{self.port}"
         self.client = AsyncHTTPClient()
@@ -113,6 +118,32 @@ class Service:
     def stop(self):
         self.server.stop()
         self.db.dispose()
+
+
+ServiceFixtures = namedtuple("ServiceFixtures", "template svc")
+
+
+def service_fixtures(service: type[Service] = Service, *, setup=None, **options):
+    """The fixtures ``template`` (module: ``service.tenancy`` in a database, made once) and ``svc`` (each
+    test: ``service(template, tmp_path, **options)`` on a real port, then ``setup(svc)``, awaited if async).
+    A module binds what it needs: ``template, svc = service_fixtures(...)``; tests/integration/conftest.py
+    binds the plain ones."""
+
+    def template(tmp_path_factory):
+        """The test tenancy, built once per module and copied for each test."""
+        return make_template(tmp_path_factory.mktemp("tenancy"), service.tenancy)
+
+    async def svc(template, tmp_path):
+        """The service on a real port with a fresh copy of the tenancy."""
+        s = service(template, tmp_path, **options)
+        try:
+            if setup is not None and inspect.isawaitable(done := setup(s)):
+                await done
+            yield s
+        finally:
+            s.stop()
+
+    return ServiceFixtures(pytest.fixture(scope="module")(template), pytest.fixture(svc))
 
 
 def path_of(url: str) -> str:

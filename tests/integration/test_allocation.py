@@ -16,7 +16,7 @@ from backendai_hub.accelerators.inventory import agent_id
 from backendai_hub.accelerators.mock import MockPlugin, mock_devices
 from backendai_hub.models import KernelSession, SessionStatus
 from backendai_hub.policy import parse_slots
-from tests.integration.service_harness import Service, make_template
+from tests.integration.service_harness import service_fixtures
 
 TENANCY = {
     "resource_policies": {"keypair": [{"name": "many", "max_concurrent_sessions": 50},
@@ -170,17 +170,11 @@ def test_cpuset_follows_the_devices_numa_node(db):
 # -- the agents resource ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return make_template(tmp_path_factory.mktemp("tenancy"))
+def two_mock_gpus(svc):
+    svc.app.settings["accelerators"] = registry(2)
 
 
-@pytest.fixture
-async def svc(template, tmp_path):
-    s = Service(template, tmp_path)
-    s.app.settings["accelerators"] = registry(2)
-    yield s
-    s.stop()
+template, svc = service_fixtures(setup=two_mock_gpus)
 
 
 async def test_superadmins_see_the_inventory_and_who_holds_each_device(svc):

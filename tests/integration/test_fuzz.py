@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from backendai_hub import signing
 from backendai_hub.service.app import API_ROUTES
 from backendai_hub.service.openapi import build_spec
-from tests.integration.service_harness import API, KEYS, PREFIX, Service, make_template
+from tests.integration.service_harness import API, KEYS, PREFIX, Service
 
 CHECKS = [not_a_server_error, response_schema_conformance]
 
@@ -137,11 +137,6 @@ class LiveLoop:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return make_template(tmp_path_factory.mktemp("tenancy"))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.vfolder_harness import KEYS, Service, make_template
+from tests.integration.service_harness import service_fixtures
+from tests.integration.vfolder_harness import KEYS, Service
 
 
 class ForkedCLI:
@@ -44,16 +45,7 @@ def cli(backend_ai_cli, tmp_path_factory):
     forked.close()
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return make_template(tmp_path_factory.mktemp("vfcompat"))
-
-
-@pytest.fixture
-async def svc(template, tmp_path):
-    s = Service(template, tmp_path)
-    yield s
-    s.stop()
+template, svc = service_fixtures(Service)
 
 
 async def bai(cli, svc, workdir, *args, who="alice", input=""):

@@ -9,30 +9,21 @@ import os
 import tarfile
 import zipfile
 
-import pytest
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
-
-from backendai_hub.service.app import HTTP_SERVER_OPTIONS
-from tests.integration.vfolder_harness import API, Service, make_template
+from backendai_hub.service.server import BackendAIService
+from tests.integration.service_harness import service_fixtures
+from tests.integration.vfolder_harness import API, Service
 
 MiB = 1 << 20
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return make_template(tmp_path_factory.mktemp("vftransfer"))
-
-
-@pytest.fixture
-async def svc(template, tmp_path):
-    s = Service(template, tmp_path)
-    code, _ = await s.call("alice", "POST", "vfolders", {"name": "data", "quota": "32m"})
+async def with_data_folder(svc):
+    code, _ = await svc.call("alice", "POST", "vfolders", {"name": "data", "quota": "32m"})
     assert code == 201
-    yield s
-    s.stop()
+
+
+template, svc = service_fixtures(Service, setup=with_data_folder)
 
 
 def meta(**kw):
@@ -200,18 +191,8 @@ class Keystream:
             yield data
 
 
-@pytest.fixture
-async def main_svc(template, tmp_path):
-    """The service behind an HTTP server with the options main() listens with (1 MiB pieces)."""
-    s = Service(template, tmp_path)
-    s.server.stop()
-    sockets = bind_sockets(0, "127.0.0.1")
-    s.port = sockets[0].getsockname()[1]
-    s.base = f"http://127.0.0.1:{s.port}"
-    s.server = HTTPServer(s.app, **HTTP_SERVER_OPTIONS)
-    s.server.add_sockets(sockets)
-    yield s
-    s.stop()
+# the service behind an HTTP server with the options main() listens with (1 MiB pieces)
+main_svc = service_fixtures(Service, server_options=BackendAIService().http_server_options()).svc
 
 
 def _stream(svc, method, location, *, sink, body=None, headers=None):

@@ -10,10 +10,10 @@ from tornado.httpclient import HTTPRequest
 
 from backendai_hub import signing
 from backendai_hub.vfolders.storage import StorageHosts
+from tests.conftest import need_loopback_quotas
 from tests.integration import service_harness as base
 
-PREFIX = "/services/backendai/"
-API = f"{PREFIX}api/v1/"
+PREFIX, API = base.PREFIX, base.API
 
 KEYS = {
     **base.KEYS,
@@ -54,11 +54,16 @@ class Service(base.Service):
     """The service with two storage hosts (and optionally loopback quotas) under ``workdir``."""
 
     keys = KEYS
+    tenancy = TENANCY
 
-    def __init__(self, template: Path, workdir: Path, *, quota_backend: str = "none"):
+    def __init__(self, template: Path, workdir: Path, *, quota_backend: str = "none",
+                 server_options: dict | None = None):
+        if quota_backend == "loopback":
+            need_loopback_quotas()
         self.storage = StorageHosts(hosts={"local": str(workdir / "vf-local"), "nfs": str(workdir / "vf-nfs")},
                                     quota_backend=quota_backend)
-        super().__init__(template, workdir, settings={"vfolder_storage": self.storage}, max_buffer_size=64 << 20)
+        super().__init__(template, workdir, settings={"vfolder_storage": self.storage},
+                         server_options=server_options or {"max_buffer_size": 64 << 20})
 
     def headers(self, actor: str, method: str, url_path: str, content_type: str = "application/json") -> dict:
         ak, sk = self.keys[actor]
