@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 
 from backendai_hub import cli
 from backendai_hub.db import Database, normalize_url
+from tests.hubproc import admin_token, hub_fixture, user_tokens
 
 REPO = Path(__file__).resolve().parent.parent
 STRICT = os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get("BACKENDAI_HUB_STRICT") == "1"
@@ -134,15 +135,20 @@ def run_cli(db_url, tmp_path, monkeypatch):
     return run
 
 
-@pytest.fixture(scope="session")
-def demo_hub(tmp_path_factory, docker_available):
-    """The embedded demo configuration running as a real hub (real configurable-http-proxy)."""
-    from tests.hubproc import HubProcess
+demo_hub = hub_fixture("demo", scope="session",
+                       doc="The embedded demo configuration running as a real hub (real configurable-http-proxy).")
 
-    hub = HubProcess(tmp_path_factory.mktemp("demo"))
-    hub.start()
-    yield hub
-    hub.stop()
+
+@pytest.fixture(scope="module")
+def admin(hub):
+    """An admin's API token on the module's ``hub``, the demo users signed in once."""
+    return admin_token(hub)
+
+
+@pytest.fixture(scope="module")
+def tokens(hub):
+    """API tokens of admin, manager and demo on the module's ``hub``."""
+    return user_tokens(hub)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,6 +130,20 @@ class HubProcess:
         return s, r
 
 
+def hub_fixture(name: str, *, scope: str = "module", doc: str | None = None, **extra_env: str):
+    """A fixture that runs a HubProcess of its own (state dir ``name``, ``extra_env`` over the demo
+    config) for the ``scope`` and stops it with its sessions; it needs the Docker engine."""
+
+    def hub(tmp_path_factory, docker_available):
+        h = HubProcess(tmp_path_factory.mktemp(name), extra_env=extra_env)
+        h.start()
+        yield h
+        h.stop()
+
+    hub.__doc__ = doc or f"A hub of its own ({name})."
+    return pytest.fixture(scope=scope)(hub)
+
+
 def hub_token(hub: HubProcess, username: str, password: str, note: str = "test") -> str:
     """Sign in through the form, then create an API token as that user (scopes: inherit)."""
     s, r = hub.login(username, password)
@@ -139,11 +154,23 @@ def hub_token(hub: HubProcess, username: str, password: str, note: str = "test")
     return r.json()["token"]
 
 
+def user_tokens(hub: HubProcess, users=("admin", "manager", "demo")) -> dict[str, str]:
+    """An API token for each of the demo's ``users``, signed in with their passwords."""
+    return {who: hub_token(hub, who, hub.credentials[who]["password"]) for who in users}
+
+
 def admin_token(hub: HubProcess) -> str:
     """An admin's API token, with the demo users signed in once so that they exist in the hub."""
     for who in ("demo", "manager"):
         assert hub.login(who, hub.credentials[who]["password"])[1].status_code == 302
     return hub_token(hub, "admin", hub.credentials["admin"]["password"])
+
+
+def session_container(user: str = "demo", name: str = ""):
+    """The Docker container of a user's (default or named) server."""
+    import docker
+
+    return docker.from_env().containers.get(f"jupyter-{user}" + (f"--{name}" if name else ""))
 
 
 def run_cli(hub: HubProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -157,8 +184,17 @@ def run_cli(hub: HubProcess, *args: str, stdin: str | None = None) -> subprocess
 
 def hub_api(hub: HubProcess, token: str, method: str, path: str, **kw) -> requests.Response:
     """A call to the hub's REST API (``path`` relative to /hub/api/) with a token."""
-    return requests.request(method, f"{hub.url}/hub/api/{path}", headers={"Authorization": f"token {token}"},
-                            timeout=kw.pop("timeout", 120), **kw)
+    return _with_token(token, method, f"{hub.url}/hub/api/{path}", kw.pop("timeout", 120), **kw)
+
+
+def service_api(hub: HubProcess, token: str, method: str, path: str, **kw) -> requests.Response:
+    """A call to our REST service through the hub's proxy (``path`` relative to its api/v1/) with a token."""
+    return _with_token(token, method, f"{hub.url}/services/backendai/api/v1/{path}", kw.pop("timeout", 60), **kw)
+
+
+def _with_token(token: str, method: str, url: str, timeout: float, headers: dict | None = None, **kw):
+    return requests.request(method, url, headers={"Authorization": f"token {token}", **(headers or {})},
+                            timeout=timeout, **kw)
 
 
 def server_path(user: str, name: str = "") -> str:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 import pytest
 
-from tests.hubproc import HubProcess, admin_token, hub_api, server_path, stop_server
+from tests.hubproc import hub_api, hub_fixture, server_path, session_container, stop_server
 from tests.hubproc import wait_ready as hub_wait_ready
 
 pytestmark = pytest.mark.docker
@@ -19,22 +19,9 @@ pytestmark = pytest.mark.docker
 GPU = {"resources": {"cpu": 1, "mem": "512m", "cuda.device": 1}}
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory, docker_available):
-    # the mock plugin's device list defaults to $BACKENDAI_HUB_MOCK_GPUS alike devices; CPUs and memory
-    # are declared ample (the demo config honours BACKENDAI_HUB_HOST_CAPACITY) so only GPUs run out
-    h = HubProcess(tmp_path_factory.mktemp("gpu"), extra_env={"BACKENDAI_HUB_MOCK_GPUS": "2",
-                                                              "BACKENDAI_HUB_HOST_CAPACITY": "cpu=8,mem=16g"})
-    h.start()
-    yield h
-    h.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(hub):
-    return admin_token(hub)
-
-
+# the mock plugin's device list defaults to $BACKENDAI_HUB_MOCK_GPUS alike devices; CPUs and memory
+# are declared ample (the demo config honours BACKENDAI_HUB_HOST_CAPACITY) so only GPUs run out
+hub = hub_fixture("gpu", BACKENDAI_HUB_MOCK_GPUS="2", BACKENDAI_HUB_HOST_CAPACITY="cpu=8,mem=16g")
 api = hub_api
 
 
@@ -75,8 +62,7 @@ def devices_of(hub, user) -> dict:
 
 
 def env(user, name="") -> dict[str, str]:
-    c = docker.from_env().containers.get(f"jupyter-{user}" + (f"--{name}" if name else ""))
-    out = c.exec_run(["env"], user="1000").output.decode()
+    out = session_container(user, name).exec_run(["env"], user="1000").output.decode()
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 

@@ -8,28 +8,26 @@ import docker
 import pytest
 import requests
 
-from tests.hubproc import HubProcess, admin_token, hub_api, hub_token, run_cli, server_path, stop_server, wait_ready
+from tests.hubproc import (
+    hub_api,
+    hub_fixture,
+    hub_token,
+    run_cli,
+    server_path,
+    session_container,
+    stop_server,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.docker
 
 SMALL = {"resources": {"cpu": 1, "mem": "512m"}}
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory, docker_available):
-    h = HubProcess(tmp_path_factory.mktemp("spawner"), extra_env={"BACKENDAI_HUB_CULL_INTERVAL": "1"})
-    h.start()
-    yield h
-    h.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(hub):
-    return admin_token(hub)
-
-
+hub = hub_fixture("spawner", BACKENDAI_HUB_CULL_INTERVAL="1")
 api = hub_api
 stop = stop_server
+container = session_container
 
 
 def spawn(hub, token, user="demo", name="", options=SMALL):
@@ -42,10 +40,6 @@ def clean(hub, admin):
     for user in ("demo", "admin", "manager"):
         for name in list(api(hub, admin, "GET", f"users/{user}").json()["servers"]):
             stop(hub, admin, user, name)
-
-
-def container(user="demo", name=""):
-    return docker.from_env().containers.get(f"jupyter-{user}" + (f"--{name}" if name else ""))
 
 
 def sh(c, cmd):

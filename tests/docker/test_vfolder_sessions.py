@@ -9,7 +9,7 @@ import docker
 import pytest
 import requests
 
-from tests.hubproc import HubProcess, hub_api, hub_token, server_path, stop_server, wait_ready
+from tests.hubproc import hub_api, hub_fixture, server_path, service_api, stop_server, wait_ready
 
 pytestmark = pytest.mark.docker
 
@@ -35,23 +35,8 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory, docker_available):
-    h = HubProcess(tmp_path_factory.mktemp("vfsessions"))
-    h.start()
-    yield h
-    h.stop()
-
-
-@pytest.fixture(scope="module")
-def tokens(hub):
-    return {who: hub_token(hub, who, hub.credentials[who]["password"]) for who in ("admin", "manager", "demo")}
-
-
-def svc(hub, token, method, path, **kw):
-    """Our REST service through the hub's proxy, as a hub token's owner."""
-    headers = {"Authorization": f"token {token}", **kw.pop("headers", {})}
-    return requests.request(method, f"{hub.url}/services/backendai/api/v1/{path}", headers=headers, timeout=60, **kw)
+hub = hub_fixture("vfsessions")
+svc = service_api  # our REST service through the hub's proxy, as a hub token's owner
 
 
 def ok(r, *codes):

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from backendai_hub import signing
-from tests.hubproc import hub_token, run_cli
+from tests.hubproc import run_cli, service_api
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +20,7 @@ def hub(demo_hub):
     return demo_hub
 
 
-@pytest.fixture(scope="module")
-def tokens(hub):
-    creds = hub.credentials
-    return {name: hub_token(hub, name, creds[name]["password"]) for name in ("admin", "manager", "demo")}
-
-
-def api(hub, token, method, path, **kw):
-    return requests.request(method, f"{hub.url}/services/backendai/api/v1/{path}",
-                            headers={"Authorization": f"token {token}"}, timeout=10, **kw)
+api = service_api
 
 
 @pytest.mark.parametrize("who, role, administers", [

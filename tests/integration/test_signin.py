@@ -2,19 +2,12 @@
 
 import json
 
-import pytest
 import requests
 
 from backendai_hub import signing
-from tests.hubproc import HubProcess, run_cli
+from tests.hubproc import hub_fixture, run_cli
 
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory, docker_available):
-    h = HubProcess(tmp_path_factory.mktemp("signin"))
-    h.start()
-    yield h
-    h.stop()
+hub = hub_fixture("signin")
 
 
 def signed(hub, method, path, who="admin"):
