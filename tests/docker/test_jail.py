@@ -7,10 +7,11 @@ import uuid
 import pytest
 
 from backendai_hub.spawner.jail import JailSettings, jail_create_kwargs, jail_host_config
+from tests.docker.conftest import IMAGE
 
-pytestmark = pytest.mark.docker
+# every test here needs the engine: fail in CI, skip only on a developer's bare pytest
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_available")]
 
-IMAGE = "backendai-hub/notebook:latest"
 MiB = 1 << 20
 SHARED = JailSettings(tmp_size="16m", scratch_size="64m", pids_limit=128)
 
@@ -155,21 +156,6 @@ with zipfile.ZipFile(path, "w") as z:
     z.writestr("hello-0.1.dist-info/RECORD", "")
 print(path)
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _needs_docker(docker_available):
-    """Every test here needs the engine: fail in CI, skip only on a developer's bare pytest."""
-
-
-@pytest.fixture(scope="module")
-def client(_needs_docker):
-    import docker
-
-    c = docker.from_env(timeout=120)
-    c.images.get(IMAGE)  # built by kernels/build.sh (tests/docker/test_images.py); never pulled
-    yield c
-    c.close()
 
 
 def _start(client, command, settings=SHARED, **limits):

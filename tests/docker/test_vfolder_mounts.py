@@ -14,10 +14,11 @@ from backendai_hub.vfolders.mounts import Mountable, mounts_for
 from backendai_hub.vfolders.storage import StorageHosts
 from backendai_hub.vfolders.transfer import QuotaExceeded
 from tests.conftest import need_loopback_quotas
+from tests.docker.conftest import IMAGE
 
-pytestmark = pytest.mark.docker
+# every test here needs the engine: fail in CI, skip only on a developer's bare pytest
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_available")]
 
-IMAGE = "backendai-hub/notebook:latest"
 MiB = 1 << 20
 JAIL = JailSettings(tmp_size="16m", scratch_size="16m", pids_limit=64)
 
@@ -52,21 +53,6 @@ except OSError as e:
     err = errno.errorcode[e.errno]
 print(json.dumps({"written": written, "error": err}))
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _needs_docker(docker_available):
-    """Every test here needs the engine: fail in CI, skip only on a developer's bare pytest."""
-
-
-@pytest.fixture(scope="module")
-def client(_needs_docker):
-    import docker
-
-    c = docker.from_env(timeout=120)
-    c.images.get(IMAGE)
-    yield c
-    c.close()
 
 
 def run_jailed(client, command, mounts):
