@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from backendai_hub import cli
+from backendai_hub import fixtures as F
 from backendai_hub.db import Database, normalize_url
 from tests.hubproc import admin_token, hub_fixture, user_tokens
 
@@ -100,6 +101,17 @@ def database(db_url, tmp_path, monkeypatch):
     db.upgrade()
     yield db
     db.dispose()
+
+
+def database_with(tenancy: dict):
+    """A fixture ``db``: the ``database`` of each backend, populated with ``tenancy``."""
+
+    def db(database):
+        with database.session() as s:
+            F.populate(s, database.secrets, tenancy)
+        return database
+
+    return pytest.fixture(db)
 
 
 class CLIResult:

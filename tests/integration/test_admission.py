@@ -5,11 +5,11 @@ from decimal import Decimal
 
 import pytest
 
-from backendai_hub import fixtures as F
 from backendai_hub import sessions as S
 from backendai_hub.errors import Forbidden
 from backendai_hub.models import SessionStatus
 from backendai_hub.policy import parse_slots
+from tests.conftest import database_with
 
 TENANCY = {
     "resource_policies": {"keypair": [{"name": "two", "total_resource_slots": {"cpu": 4, "mem": "8g"},
@@ -27,11 +27,7 @@ TENANCY = {
 }
 
 
-@pytest.fixture
-def db(database):
-    with database.session() as s:
-        F.populate(s, database.secrets, TENANCY)
-    return database
+db = database_with(TENANCY)
 
 
 def start(db, user, server="", group=None, slots="cpu=1", **kw):

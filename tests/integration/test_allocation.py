@@ -8,7 +8,6 @@ from decimal import Decimal
 import pytest
 from traitlets.config import Config
 
-from backendai_hub import fixtures as F
 from backendai_hub import sessions as S
 from backendai_hub.accelerators import Accelerators
 from backendai_hub.accelerators.allocation import DeviceAllocator
@@ -16,6 +15,7 @@ from backendai_hub.accelerators.inventory import agent_id
 from backendai_hub.accelerators.mock import MockPlugin, mock_devices
 from backendai_hub.models import KernelSession, SessionStatus
 from backendai_hub.policy import parse_slots
+from tests.conftest import database_with
 from tests.integration.service_harness import service_fixtures
 
 TENANCY = {
@@ -42,11 +42,7 @@ def registry(n=2, **mock):
     return Registry(config=cfg)
 
 
-@pytest.fixture
-def db(database):
-    with database.session() as s:
-        F.populate(s, database.secrets, TENANCY)
-    return database
+db = database_with(TENANCY)
 
 
 def start(db, user, server="", slots="cuda.device=1", allocator=None, **kw):
