@@ -24,7 +24,8 @@ from .. import sessions as S
 from ..db import Database
 from ..errors import TenancyError
 from ..images import ImageCatalog
-from ..vfolders import StorageHosts, session_mounts
+from ..vfolders import StorageHosts
+from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
 from .jail import JailSettings, jail_create_kwargs, jail_host_config
 from .firewall import Firewall, FirewallError
 from .network import SessionNetwork, ensure_session_network
@@ -236,8 +237,8 @@ class BackendAISpawner(DockerSpawner):
         started = time.monotonic()
         charge = None
         try:
-            opts, charge = await self._resolve_request()
-            await self._admit(opts, charge)
+            opts, charge, mounts = await self._resolve_request()
+            await self._admit(opts, charge, mounts)
         except TenancyError as e:
             metrics.DENIALS.labels(reason=_reason_label(e)).inc()
             self.log.warning("Refused session for %s: %s", self._log_name, e.message)
@@ -258,7 +259,8 @@ class BackendAISpawner(DockerSpawner):
             await self._release("failed to start")
             raise
 
-    async def _resolve_request(self) -> tuple[SessionOptions, S.Charge]:
+    async def _resolve_request(self) -> tuple[SessionOptions, S.Charge, list[Mount]]:
+        """Options, who is charged and the mount plan, all checked; nothing is changed yet."""
         self._event(5, "checking the request against your policies")
         await asyncio.get_running_loop().run_in_executor(None, self.catalog.images)
         raw = dict(self.user_options or {})
@@ -269,10 +271,10 @@ class BackendAISpawner(DockerSpawner):
                              allowed_images=charge.allowed_images)
         self._options = opts
         # refuse unknown or unreachable vfolders before anything is admitted
-        await self._db(lambda s: session_mounts(s, self.storage_hosts, self.user.name, opts.vfolders))
-        return opts, charge
+        mounts = await self._db(lambda s: plan_mounts(s, self.storage_hosts, self.user.name, opts.vfolders))
+        return opts, charge, mounts
 
-    async def _admit(self, opts: SessionOptions, charge: S.Charge) -> None:
+    async def _admit(self, opts: SessionOptions, charge: S.Charge, mounts: list[Mount]) -> None:
         capacity, host_cpus = await self._host()
         queue = self.queue_timeout > 0
         deadline = time.monotonic() + self.queue_timeout
@@ -295,16 +297,15 @@ class BackendAISpawner(DockerSpawner):
             await asyncio.sleep(self.queue_poll_interval)
             sid, status, position, allocation = await self._db(lambda s: attempt(s, sid))
         self._allocation = allocation
-        try:
-            self._vfolder_mounts = await self._db(lambda s: session_mounts(
-                s, self.storage_hosts, self.user.name, opts.vfolders, session_id=sid))
+        try:  # admitted: now the quota images are mounted and the planned mounts recorded
+            await self._db(lambda s: prepare_mounts(s, self.storage_hosts, mounts, sid))
         except TenancyError:
             await self._release("vfolder mounts refused")
             raise
         self._event(30, f"admitted to group {charge.group!r}: {P.format_slots(opts.resources)}")
-        self._apply(opts, charge, allocation)
+        self._apply(opts, charge, allocation, mounts)
 
-    def _apply(self, opts: SessionOptions, charge: S.Charge, allocation: dict) -> None:
+    def _apply(self, opts: SessionOptions, charge: S.Charge, allocation: dict, mounts: list[Mount]) -> None:
         """Container options from the admitted request (pure builders)."""
         self.image = opts.image.ref
         mem = opts.resources.get("mem")
@@ -314,7 +315,7 @@ class BackendAISpawner(DockerSpawner):
             cpuset=allocation.get("cpuset") or None), base_mounts=self.mount_binds)
         # vfolders at /home/work/<name>, read-only where the effective permission is ro
         self.extra_host_config["mounts"] = [*self.extra_host_config.get("mounts", self.mount_binds),
-                                            *(m.docker() for m in getattr(self, "_vfolder_mounts", ()))]
+                                            *(m.docker() for m in mounts)]
         self.extra_create_kwargs = {**jail_create_kwargs(self.jail_settings),
                                     "labels": {"ai.backend.hub.session": str(self.session_id),
                                                "ai.backend.hub.user": self.user.name}}

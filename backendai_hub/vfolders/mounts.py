@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, Forbidden, InvalidInput
-from ..models import User, VFolderMount, VFolderStatus
+from ..models import User, VFolder, VFolderMount, VFolderStatus
 from ..session_user import SESSION_HOME
 from . import access as A
 from .. import host_permissions as H
@@ -30,6 +30,7 @@ class Mount:
     read_only: bool
     vfolder_id: str = ""
     name: str = ""
+    host: str = ""  # the storage host, whose quota image must be mounted before the session starts
 
     def spawner(self) -> dict:
         """The mount as an entry of DockerSpawner's ``mounts`` (keyword arguments of ``docker.types.Mount``)."""
@@ -84,7 +85,7 @@ def mounts_for(requested: Sequence[str], folders: Sequence[Mountable], *, home: 
         if f.perm is None:  # pragma: no cover - callers pass reachable folders only
             raise Forbidden(f"vfolder {name!r} is not yours to mount")
         mounts.append(Mount(source=f.path, target=posixpath.join(home, name), read_only=f.perm == A.RO,
-                            vfolder_id=f.id, name=name))
+                            vfolder_id=f.id, name=name, host=f.host))
     return mounts
 
 
@@ -93,13 +94,12 @@ def subject_of(user: User) -> A.Subject:
                      groups=frozenset(g.name for g in user.groups), role=user.role.value)
 
 
-def session_mounts(s: Session, storage: StorageHosts, username: str, requested: Sequence[str] = (), *,
-                   session_id: int | None = None, home: str = SESSION_HOME) -> list[Mount]:
-    """The mounts of a session of ``username`` (the spawner calls this); records them for ``session_id``.
+def plan_mounts(s: Session, storage: StorageHosts, username: str, requested: Sequence[str] = (), *,
+                home: str = SESSION_HOME) -> list[Mount]:
+    """The mounts a session of ``username`` would get, checked but without side effects.
 
-    Quota images are mounted on the host first where a reboot unmounted them, so a session never
-    writes into an unquoted directory. Recorded mounts keep the folders from being deleted while
-    the session is live.
+    Reads only: refuses unknown, unreachable or unmountable folders with the reason, and neither
+    mounts quota images nor records anything (see :func:`prepare_mounts`).
     """
     user = s.scalar(select(User).where(User.username == username))
     if user is None:
@@ -115,14 +115,33 @@ def session_mounts(s: Session, storage: StorageHosts, username: str, requested: 
         if f.name in requested:
             H.check_host(grants, f.host, H.MOUNT_IN_SESSION, username)
     folders = [f for f in folders if H.MOUNT_IN_SESSION in grants.get(f.host, ())]
-    mounts = mounts_for(list(requested), folders, home=home)
-    hosts = {f.id: f.host for f in folders}
+    return mounts_for(list(requested), folders, home=home)
+
+
+def prepare_mounts(s: Session, storage: StorageHosts, mounts: Sequence[Mount], session_id: int | None = None) -> None:
+    """Make planned mounts real: quota images mounted on the host, and recorded for ``session_id``.
+
+    Quota images are mounted first where a reboot unmounted them, so a session never writes into
+    an unquoted directory. Recorded mounts keep the folders from being deleted while the session
+    is live.
+    """
     for m in mounts:
-        storage.ready_path(hosts[m.vfolder_id], m.vfolder_id)
+        vf = s.get(VFolder, m.vfolder_id)
+        if vf is None or vf.status != VFolderStatus.ready:
+            # what the plan would say now: a folder deleted since (a queued session waits) is gone
+            raise InvalidInput(f"vfolders: no vfolder {m.name!r} that you may mount", field="vfolders")
+    for m in mounts:
+        storage.ready_path(m.host, m.vfolder_id)
     if session_id is not None:
         for m in mounts:
             s.merge(VFolderMount(session_id=session_id, vfolder_id=m.vfolder_id, target=m.target,
                                  read_only=m.read_only))
         s.flush()
-    return mounts
 
+
+def session_mounts(s: Session, storage: StorageHosts, username: str, requested: Sequence[str] = (), *,
+                   session_id: int | None = None, home: str = SESSION_HOME) -> list[Mount]:
+    """Plan and prepare in one go: the mounts of a session of ``username``, ready and recorded."""
+    mounts = plan_mounts(s, storage, username, requested, home=home)
+    prepare_mounts(s, storage, mounts, session_id)
+    return mounts
