@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -127,6 +128,8 @@ class Domain(Base):
     total_resource_slots: Mapped[dict] = mapped_column(JSON, default=dict)
     allowed_images: Mapped[list] = mapped_column(JSON, default=list)  # empty: any image
     allowed_vfolder_hosts: Mapped[dict] = mapped_column(JSON, default=dict)  # host -> permissions
+    # policy kind -> names the domain's admins may assign (superadmins assign any)
+    allowed_resource_policies: Mapped[dict] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     groups: Mapped[list[Group]] = relationship(back_populates="domain")
@@ -177,6 +180,9 @@ class User(Base):
     domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"), index=True)
     resource_policy_id: Mapped[int | None] = mapped_column(
         ForeignKey("user_resource_policies.id", ondelete="RESTRICT"))
+    # the keypair browser sessions are charged to (Backend.AI's main_access_key): chosen by admins,
+    # the first one issued otherwise; no foreign key, as keypairs already reference their user
+    main_access_key: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     domain: Mapped[Domain] = relationship(back_populates="users")
@@ -185,6 +191,12 @@ class User(Base):
                                                order_by="Group.name")
     keypairs: Mapped[list[KeyPair]] = relationship(back_populates="user", cascade="all, delete-orphan",
                                                    passive_deletes=True, order_by="KeyPair.created_at")
+
+    @property
+    def main_keypair(self) -> KeyPair | None:
+        """The keypair browser sessions are charged to (Backend.AI's main key), active or not; only
+        admins choose it, so its policy is the one they meant for the user."""
+        return next((k for k in self.keypairs if k.access_key == self.main_access_key), None)
 
 
 class KeyPair(Base):

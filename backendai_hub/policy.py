@@ -16,6 +16,9 @@ _BINARY_SUFFIX = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 _AMOUNT_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*([kmgtpe]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 LEVEL_ORDER = ("keypair", "group", "domain")
+# the largest amount of any slot: what a 64-bit engine field holds (8 EiB of memory, 2^63 cores)
+MAX_AMOUNT = Decimal(2**63 - 1)
+MAX_AMOUNT_TEXT = 64  # characters of an amount given as text: more is no amount anyone means
 
 
 class SlotError(ValueError):
@@ -43,6 +46,8 @@ def parse_amount(slot: str, value: object, *, allow_zero: bool = True, field: st
     elif isinstance(value, float):
         amount = Decimal(repr(value))
     elif isinstance(value, str):
+        if len(value) > MAX_AMOUNT_TEXT:
+            raise SlotError(where, f"{value[:20]!r}… ({len(value)} characters) is not an amount")
         m = _AMOUNT_RE.match(value)
         if not m:
             raise SlotError(where, f"{value!r} is not an amount")
@@ -59,6 +64,8 @@ def parse_amount(slot: str, value: object, *, allow_zero: bool = True, field: st
         raise SlotError(where, f"{value!r} is not a finite amount")
     if amount < 0:
         raise SlotError(where, f"{value!r} is negative")
+    if amount > MAX_AMOUNT:
+        raise SlotError(where, f"{str(value)[:20]!r}… is too large (at most {MAX_AMOUNT})")
     if amount == 0 and not allow_zero:
         raise SlotError(where, f"{value!r} must be greater than zero")
     if is_bytes_slot(slot):

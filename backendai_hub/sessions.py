@@ -73,12 +73,6 @@ def levels_for(kp: KeyPair, group: Group) -> list[P.Level]:
     ]
 
 
-def main_keypair(user: User) -> KeyPair | None:
-    """The keypair browser sessions are charged to: the oldest active one (Backend.AI's main key)."""
-    active = [k for k in user.keypairs if k.is_active]
-    return min(active, key=lambda k: k.created_at) if active else None
-
-
 def resolve(s: Session, username: str, group: str | None = None, access_key: str | None = None) -> Charge:
     """The keypair, group and domain a session of ``username`` is charged to, or a clear refusal."""
     user = s.scalar(select(User).where(User.username == username))
@@ -95,10 +89,14 @@ def resolve(s: Session, username: str, group: str | None = None, access_key: str
         if not kp.is_active:
             raise Forbidden(f"keypair {access_key!r} is inactive")
     else:
-        kp = main_keypair(user)
+        kp = user.main_keypair
         if kp is None:
             raise Forbidden(f"user {username!r} has no active keypair; ask an admin to issue one "
                             f"(backendai-hub keypair issue {username})")
+        if not kp.is_active:
+            raise Forbidden(f"the main keypair {kp.access_key!r} of {username!r} is inactive; an admin can "
+                            f"re-activate it or make another keypair the main one "
+                            f"(backendai-hub user update {username} --main-keypair ACCESS_KEY)")
     groups = [g for g in user.groups if g.is_active]
     if not groups:
         raise Forbidden(f"user {username!r} belongs to no active group to charge sessions to")

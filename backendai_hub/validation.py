@@ -241,6 +241,47 @@ def host_permissions_out(value: Any) -> dict[str, list[str]]:
     return {h: [p for p in HOST_PERMISSIONS if p in perms] for h, perms in host_grants(value).items()}
 
 
+POLICY_KINDS = ("keypair", "user", "group")
+
+
+def policy_names(value: Any, field: str = "allowed_resource_policies") -> dict[str, list[str]]:
+    """Resource policies by kind, as stored: kind -> names.
+
+    Accepted: a mapping kind -> names (a list or comma-separated), or ``kind:name`` items (a list or
+    comma-separated string). Whether the named policies exist is the caller's check.
+    """
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidInput(f"{field}: not valid JSON", field=field) from None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        pairs: list[tuple[Any, Any]] = []
+        for item in value:
+            kind, sep, policy = item.partition(":") if isinstance(item, str) else (item, "", "")
+            if not sep:
+                raise InvalidInput(f"{field}: {item!r} is not kind:name (kind: {', '.join(POLICY_KINDS)})",
+                                   field=field)
+            pairs.append((kind.strip(), [policy.strip()]))
+    elif isinstance(value, Mapping):
+        pairs = list(value.items())
+    else:
+        raise InvalidInput(f"{field}: must map keypair/user/group to policy names", field=field)
+    out: dict[str, list[str]] = {}
+    for kind, names in pairs:
+        if kind not in POLICY_KINDS:
+            raise InvalidInput(f"{field}: {kind!r} is not one of {', '.join(POLICY_KINDS)}", field=field)
+        for n in str_list(names, field):
+            out.setdefault(kind, [])
+            if n not in out[kind]:
+                out[kind].append(n)
+    return {k: out[k] for k in POLICY_KINDS if k in out}
+
+
 def egress_mode(value: Any, field: str = "egress") -> str:
     if value not in E.POLICIES:
         raise InvalidInput(f"{field}: {value!r} is not one of {', '.join(E.POLICIES)}", field=field)

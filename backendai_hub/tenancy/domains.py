@@ -11,6 +11,7 @@ from .. import validation as V
 from ..db import flush_or_conflict
 from ..errors import Conflict, NotFound
 from ..models import Domain, Group, User
+from .policies import KINDS
 
 # what a domain and a group share: limits, allowed images and storage hosts
 SHARED_FIELDS: dict[str, V.Parser] = {
@@ -20,7 +21,24 @@ SHARED_FIELDS: dict[str, V.Parser] = {
     "allowed_images": V.images,
     "allowed_vfolder_hosts": V.host_permissions,
 }
-FIELDS: dict[str, V.Parser] = {"name": V.lower_name, **SHARED_FIELDS}
+FIELDS: dict[str, V.Parser] = {"name": V.lower_name, **SHARED_FIELDS, "allowed_resource_policies": V.policy_names}
+
+
+def _existing_policies(s: Session, names: dict[str, list[str]]) -> dict[str, list[str]]:
+    for kind, listed in names.items():
+        model = KINDS[kind]
+        known = set(s.scalars(select(model.name).where(model.name.in_(listed))))
+        missing = [n for n in listed if n not in known]
+        if missing:
+            raise NotFound(f"allowed_resource_policies: unknown {kind} resource policy {missing[0]!r}",
+                           field="allowed_resource_policies")
+    return names
+
+
+def _apply(s: Session, d: Domain, values: Mapping[str, Any]) -> None:
+    apply_shared(d, values)
+    if "allowed_resource_policies" in values:
+        d.allowed_resource_policies = _existing_policies(s, values["allowed_resource_policies"])
 
 
 def apply_shared(obj: Domain | Group, values: Mapping[str, Any]) -> None:
@@ -36,8 +54,8 @@ def create(s: Session, data: Mapping[str, Any]) -> Domain:
     if s.scalar(select(Domain).where(Domain.name == name)):
         raise Conflict(f"domain {name!r} already exists", field="name")
     d = Domain(name=name, description="", is_active=True, total_resource_slots={}, allowed_images=[],
-               allowed_vfolder_hosts={})
-    apply_shared(d, v)
+               allowed_vfolder_hosts={}, allowed_resource_policies={})
+    _apply(s, d, v)
     s.add(d)
     flush_or_conflict(s, f"domain {name!r}")
     return d
@@ -62,7 +80,7 @@ def update(s: Session, name: str, data: Mapping[str, Any]) -> Domain:
         if s.scalar(select(Domain).where(Domain.name == v["name"])):
             raise Conflict(f"domain {v['name']!r} already exists", field="name")
         d.name = v["name"]
-    apply_shared(d, v)
+    _apply(s, d, v)
     flush_or_conflict(s, f"domain {d.name!r}")
     return d
 
@@ -89,4 +107,6 @@ def shared_to_dict(obj: Domain | Group) -> dict:
 
 
 def to_dict(d: Domain) -> dict:
-    return {"name": d.name, **shared_to_dict(d), "created_at": d.created_at.isoformat() if d.created_at else None}
+    return {"name": d.name, **shared_to_dict(d),
+            "allowed_resource_policies": {k: list(v) for k, v in (d.allowed_resource_policies or {}).items()},
+            "created_at": d.created_at.isoformat() if d.created_at else None}

@@ -39,6 +39,8 @@ def issue(s: Session, box: SecretBox, data: Mapping[str, Any],
     kp = KeyPair(access_key=access_key, secret_key_encrypted=box.encrypt(secret), user=user,
                  resource_policy=policy, is_active=v.get("is_active", True))
     s.add(kp)
+    if user.main_access_key is None:  # a user's first keypair is their main one
+        user.main_access_key = access_key
     flush_or_conflict(s, "keypair")
     return kp, secret
 
@@ -69,8 +71,15 @@ def update(s: Session, access_key: str, data: Mapping[str, Any]) -> KeyPair:
 
 
 def delete(s: Session, access_key: str) -> None:
-    s.delete(get(s, access_key))
+    kp = get(s, access_key)
+    user = kp.user
+    s.delete(kp)
     s.flush()
+    if user.main_access_key == access_key:  # the next main: the oldest active one left, else the oldest
+        left = sorted((k for k in user.keypairs if k.access_key != access_key),
+                      key=lambda k: (not k.is_active, k.created_at))
+        user.main_access_key = left[0].access_key if left else None
+        s.flush()
 
 
 def to_dict(kp: KeyPair) -> dict:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from .. import validation as V
 from ..db import flush_or_conflict
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import Group, GroupResourcePolicy, KeyPair, KeyPairResourcePolicy, User, UserResourcePolicy
+from ..models import Domain, Group, GroupResourcePolicy, KeyPair, KeyPairResourcePolicy, User, UserResourcePolicy
 
 KINDS = {
     "keypair": KeyPairResourcePolicy,
@@ -97,6 +97,7 @@ def update(s: Session, kind: str, name: str, data: Mapping[str, Any]):
     if "name" in v and v["name"] != p.name:
         if s.scalar(select(model).where(model.name == v["name"])):
             raise Conflict(f"{kind} resource policy {v['name']!r} already exists", field="name")
+        _rename_in_domains(s, kind, p.name, v["name"])
         p.name = v["name"]
     _apply(kind, p, v)
     flush_or_conflict(s, f"{kind} resource policy {p.name!r}")
@@ -109,8 +110,24 @@ def delete(s: Session, kind: str, name: str) -> None:
     n = s.scalar(select(func.count()).select_from(holder).where(holder.resource_policy_id == p.id))
     if n:
         raise Conflict(f"{kind} resource policy {name!r} is used by {n} {label}(s)")
+    allowing = [d.name for d in _domains_allowing(s, kind, p.name)]
+    if allowing:
+        raise Conflict(f"{kind} resource policy {name!r} is allowed for domain(s) {', '.join(allowing)}; "
+                       "take it out of their allowed_resource_policies first")
     s.delete(p)
     s.flush()
+
+
+def _domains_allowing(s: Session, kind: str, name: str) -> list[Domain]:
+    return [d for d in s.scalars(select(Domain).order_by(Domain.name))
+            if name in (d.allowed_resource_policies or {}).get(kind, [])]
+
+
+def _rename_in_domains(s: Session, kind: str, old: str, new: str) -> None:
+    for d in _domains_allowing(s, kind, old):
+        allowed = {k: list(v) for k, v in d.allowed_resource_policies.items()}
+        allowed[kind] = [new if n == old else n for n in allowed[kind]]
+        d.allowed_resource_policies = allowed
 
 
 def to_dict(p) -> dict:

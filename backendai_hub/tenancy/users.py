@@ -50,7 +50,7 @@ FIELDS: dict[str, V.Parser] = {
     "resource_policy": V.opt_key,
 }
 UPDATE_FIELDS: dict[str, V.Parser] = {**FIELDS, "password": _changed_password, "add_groups": V.str_list,
-                                      "remove_groups": V.str_list}
+                                      "remove_groups": V.str_list, "main_access_key": V.access_key}
 
 
 def create(s: Session, data: Mapping[str, Any]) -> User:
@@ -127,6 +127,11 @@ def update(s: Session, name: str, data: Mapping[str, Any]) -> User:
     if "resource_policy" in v:
         rp = v["resource_policy"]
         u.resource_policy = None if rp is None else policies.get(s, "user", rp)
+    if "main_access_key" in v:
+        if v["main_access_key"] not in {k.access_key for k in u.keypairs}:
+            raise InvalidInput(f"main_access_key: {v['main_access_key']!r} is not a keypair of {u.username!r}",
+                               field="main_access_key")
+        u.main_access_key = v["main_access_key"]
     flush_or_conflict(s, f"user {u.username!r}")
     return u
 
@@ -149,5 +154,6 @@ def to_dict(u: User) -> dict:
         "groups": [g.name for g in u.groups],
         "resource_policy": u.resource_policy.name if u.resource_policy else None,
         "keypairs": [k.access_key for k in u.keypairs],
+        "main_access_key": u.main_access_key,
         "created_at": u.created_at.isoformat() if u.created_at else None,
     }
