@@ -5,7 +5,6 @@ BackendAIAuthenticator and BackendAISpawner, the example tenancy, and generated 
 Everything it writes lives under $BACKENDAI_HUB_STATE (default: .demo/ beside this file).
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import docker
 from backendai_hub.accelerators.mock import mock_devices
 from backendai_hub.db import Database
 from backendai_hub.demo import banner, bootstrap
-from backendai_hub.service.access import CUSTOM_SCOPES
-from backendai_hub.service.app import hub_service, hub_service_role
+from backendai_hub.scopes import CUSTOM_SCOPES
+from backendai_hub.service.server import hub_service, hub_service_role
 from backendai_hub.spawner.network import ensure_session_network
 
 c = get_config()  # noqa: F821 - provided by JupyterHub
@@ -51,16 +50,7 @@ c.MockPlugin.devices = mock_devices(mock_gpus)
 
 # -- the REST service at /services/backendai/ (admin API, Backend.AI-compatible routes) -------------
 c.JupyterHub.custom_scopes = CUSTOM_SCOPES
-c.JupyterHub.services = [
-    hub_service(f"http://127.0.0.1:{port + 3}", environment={
-        "BACKENDAI_HUB_DB_URL": c.Database.url,
-        "BACKENDAI_HUB_CRYPT_KEY_FILE": c.Database.crypt_key_file,
-        "BACKENDAI_HUB_CULL_INTERVAL": os.environ.get("BACKENDAI_HUB_CULL_INTERVAL", "60"),
-        "BACKENDAI_HUB_VFOLDER_HOSTS": json.dumps(c.StorageHosts.hosts),
-        "BACKENDAI_HUB_VFOLDER_QUOTA": c.StorageHosts.quota_backend,
-        "BACKENDAI_HUB_MOCK_GPUS": str(mock_gpus),
-    }),
-]
+c.BackendAIService.cull_interval = float(os.environ.get("BACKENDAI_HUB_CULL_INTERVAL", "60"))
 c.JupyterHub.load_roles = [hub_service_role()]
 
 # -- sign-in and sessions ----------------------------------------------------------------------------
@@ -82,6 +72,9 @@ if os.environ.get("BACKENDAI_HUB_HOST_CAPACITY"):  # e.g. "cpu=2,mem=4g": less t
         kv.split("=", 1) for kv in os.environ["BACKENDAI_HUB_HOST_CAPACITY"].split(","))
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
+
+# the service gets its settings from this config: call hub_service after everything above is set
+c.JupyterHub.services = [hub_service(f"http://127.0.0.1:{port + 3}", config=c)]
 
 # -- the example tenancy and how to sign in ------------------------------------------------------------
 db = Database.instance(config=c)

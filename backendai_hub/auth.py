@@ -10,14 +10,14 @@ from jupyterhub.auth import Authenticator
 from jupyterhub.roles import get_default_roles
 from sqlalchemy import select
 from tornado import web
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Float, Integer, List, TraitError, Unicode, default, validate
 
-from . import throttle
+from . import forwarded, throttle
 from .db import Database
 from .errors import NotFound
 from .keys import CryptKeyError, hash_password, password_needs_rehash, verify_password
 from .models import KeyPair, User, UserRole, UserStatus
-from .service.access import DOMAIN_GROUP_PREFIX, SCOPE_ADMIN, SCOPE_DOMAIN_ADMIN, SCOPE_SELF
+from .scopes import DOMAIN_GROUP_PREFIX, SCOPE_ADMIN, SCOPE_DOMAIN_ADMIN, SCOPE_SELF
 from .tenancy import users
 from .validation import ACCESS_KEY_RE
 
@@ -80,7 +80,7 @@ class BackendAIAuthenticator(Authenticator):
 
     The login form takes a username or email with its password, or an access key with its secret
     key. Inactive users, keypairs and domains are refused with a message saying which; repeated
-    failures lock the user and the client address for a while.
+    failures lock the account (whichever of its names they used) and the client address for a while.
     """
 
     @default("allow_all")
@@ -112,6 +112,25 @@ class BackendAIAuthenticator(Authenticator):
 
     lock_seconds = Float(300, help="Seconds a user or client address stays locked.").tag(config=True)
 
+    trusted_proxies = List(
+        Unicode(), list(forwarded.LOOPBACK_PROXIES),
+        help="IP addresses or networks (CIDR) of the proxies in front of the hub, whose X-Forwarded-For "
+             "decides the client address that failed sign-ins count against. A request from any other "
+             "peer is counted against that peer, whatever its headers say; X-Real-Ip is never believed. "
+             "The default is configurable-http-proxy on this host (it connects from loopback and appends "
+             "the client's address); add a load balancer or TLS proxy in front of it here. "
+             "``JupyterHub.trusted_downstream_ips`` does not do this: tornado's xheaders believe "
+             "X-Real-Ip and X-Forwarded-For from anyone.",
+    ).tag(config=True)
+
+    @validate("trusted_proxies")
+    def _valid_trusted_proxies(self, proposal):
+        try:
+            forwarded.parse_networks(proposal.value)
+        except ValueError as e:
+            raise TraitError(f"BackendAIAuthenticator.trusted_proxies: {e}") from None
+        return proposal.value
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         # fail at hub start, not at first sign-in, when the schema is missing or outdated
@@ -125,6 +144,18 @@ class BackendAIAuthenticator(Authenticator):
     def rules(self) -> throttle.ThrottleRules:
         return throttle.ThrottleRules(self.max_failures, timedelta(seconds=self.failure_window),
                                       timedelta(seconds=self.lock_seconds))
+
+    def client_address(self, handler) -> str | None:
+        """The address failed sign-ins from ``handler``'s request count against (see ``trusted_proxies``)."""
+        if handler is None:
+            return None
+        request = handler.request
+        peer = forwarded.peer_address(request)
+        trusted = forwarded.parse_networks(self.trusted_proxies)
+        if request.headers.get("X-Forwarded-For") and not forwarded.is_trusted(peer, trusted):
+            self.log.warning("Sign-in from %s carries X-Forwarded-For, but %s is not in "
+                             "BackendAIAuthenticator.trusted_proxies: counted against %s", peer, peer, peer)
+        return forwarded.request_client_address(request, trusted)
 
     async def load_managed_roles(self):
         """None up front: every role is created (and kept current) at sign-in by sync_roles.
@@ -155,13 +186,16 @@ class BackendAIAuthenticator(Authenticator):
 
     def _check_credentials(self, login: str, secret: str, address: str | None) -> dict:
         """Blocking (run in an executor): {"model": ...} | {"refused": msg, "status": n} | {}."""
-        keys = throttle.keys_for(login, address)
         with self.database.session() as s:
+            account, keypair = self._find(s, login)
+            # the account's own name, whichever of its names (or keys) was typed: one count, one lock;
+            # a login that names no account is counted as typed, so that locks do not tell them apart
+            keys = throttle.keys_for(account.username if account is not None else login, address)
             lock = throttle.locked(s, keys)
             if lock:
                 self.log.warning("Refused sign-in for %r: %s is locked", login, lock[0])
                 return {"refused": f"too many failed sign-ins; try again in {lock[1]} seconds", "status": 429}
-            user, keypair = self._lookup(s, login, secret)
+            user = account if self._verify(account, keypair, login, secret) else None
             if user is None:
                 throttle.record_failure(s, keys, self.rules)
                 self.log.warning("Failed sign-in for %r from %s", login, address)
@@ -175,23 +209,25 @@ class BackendAIAuthenticator(Authenticator):
                 user.password_hash = hash_password(secret)
             return {"model": self._auth_model(user)}
 
-    def _lookup(self, s, login: str, secret: str) -> tuple[User | None, KeyPair | None]:
+    def _find(self, s, login: str) -> tuple[User | None, KeyPair | None]:
+        """The account a login names (by access key, email or username, in any case), and the keypair."""
         if ACCESS_KEY_RE.match(login):
             kp = s.get(KeyPair, login)
+            return (kp.user, kp) if kp is not None else (None, None)
+        col = User.email if "@" in login else User.username
+        return s.scalar(select(User).where(col == login.lower())), None
+
+    def _verify(self, user: User | None, keypair: KeyPair | None, login: str, secret: str) -> bool:
+        """Whether ``secret`` is the keypair's secret key (an access key was typed) or the password."""
+        if ACCESS_KEY_RE.match(login):
             try:
-                stored = self.database.secrets.decrypt(kp.secret_key_encrypted) if kp else ""
+                stored = self.database.secrets.decrypt(keypair.secret_key_encrypted) if keypair else ""
             except CryptKeyError:
                 self.log.error("Cannot decrypt the secret key of %s: check the crypt key", login)
                 stored = ""
             # constant-time comparison; an unknown key compares against an empty string
-            if kp is not None and hmac.compare_digest(stored.encode(), secret.encode()):
-                return kp.user, kp
-            return None, None
-        col = User.email if "@" in login else User.username
-        user = s.scalar(select(User).where(col == login.lower()))
-        if not verify_password(user.password_hash if user else None, secret):
-            return None, None
-        return user, None
+            return keypair is not None and hmac.compare_digest(stored.encode(), secret.encode())
+        return verify_password(user.password_hash if user else None, secret)
 
     async def authenticate(self, handler, data):
         """Return the hub user model for valid credentials, else None (the form shows the error)."""
@@ -199,7 +235,7 @@ class BackendAIAuthenticator(Authenticator):
         secret = (data or {}).get("password") or ""
         if not login or not secret:
             return None
-        address = handler.request.remote_ip if handler is not None else None
+        address = self.client_address(handler)
         result = await asyncio.get_running_loop().run_in_executor(
             None, self._check_credentials, login, secret, address)
         if "refused" in result:

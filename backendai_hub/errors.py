@@ -1,4 +1,8 @@
-"""Typed errors of tenancy operations; the CLI maps them to exit 2, the REST service to 4xx."""
+"""Typed errors that reach a user: the CLI maps them to exit 2, the REST service to their HTTP status.
+
+Every error a caller sees as a status lives here; errors internal to one module (a firewall that
+cannot be set up, a slot that does not parse) stay in that module and are translated at its edge.
+"""
 
 
 class TenancyError(Exception):
@@ -32,3 +36,15 @@ class NotFound(TenancyError):
 
 class Conflict(TenancyError):
     status = 409
+
+
+class Unauthorized(TenancyError):
+    """No valid hub token or keypair signature."""
+
+    status = 401
+
+
+class RemoteError(TenancyError):
+    """The hub could not be reached, or failed on its side."""
+
+    status = 502

@@ -14,6 +14,7 @@ from . import validation as V
 from .errors import InvalidInput, NotFound, TenancyError
 from .keys import SecretBox
 from .models import KeyPair
+from .resources import REGISTRY, Resource
 
 SECTIONS = ("resource_policies", "domains", "groups", "users", "keypairs")
 
@@ -46,71 +47,55 @@ def load(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _items(data: dict) -> list[tuple[str, str, dict]]:
-    """Fixture objects in dependency order as (kind, label, record)."""
-    out: list[tuple[str, str, dict]] = []
+# sections in dependency order, and the resource each describes
+RESOURCE_OF = {"resource_policies": "policy", "domains": "domain", "groups": "group", "users": "user",
+               "keypairs": "keypair"}
+DEFAULTS = {"domain": "default"}  # a group's domain when its record names none
+
+
+def _items(data: dict) -> list[tuple[str, str, Resource, dict]]:
+    """Fixture objects in dependency order as (kind, label, resource, record)."""
+    out: list[tuple[str, str, Resource, dict]] = []
     for kind, records in (data.get("resource_policies") or {}).items():
-        out += [(f"{kind}-policy", str(r.get("name")), r) for r in records or []]
-    out += [("domain", str(r.get("name")), r) for r in data.get("domains") or []]
-    out += [("group", f"{r.get('domain', 'default')}/{r.get('name')}", r) for r in data.get("groups") or []]
-    out += [("user", str(r.get("username")), r) for r in data.get("users") or []]
-    out += [("keypair", str(r.get("access_key") or f"(new for {r.get('user')})"), r)
-            for r in data.get("keypairs") or []]
-    for kind, label, r in out:
+        for r in records or []:
+            out.append((f"{kind}-policy", str(r.get("name") if isinstance(r, dict) else r), REGISTRY["policy"],
+                        {"kind": kind, **r} if isinstance(r, dict) else r))
+    for section in SECTIONS[1:]:
+        res = REGISTRY[RESOURCE_OF[section]]
+        for r in data.get(section) or []:
+            if res.name == "keypair":
+                label = str(r.get("access_key") or f"(new for {r.get('user')})") if isinstance(r, dict) else str(r)
+            else:
+                label = res.label(res.key_of(r, DEFAULTS)) if isinstance(r, dict) else str(r)
+            out.append((res.name, label, res, {**DEFAULTS, **r} if res.name == "group" and isinstance(r, dict) else r))
+    for kind, label, _res, r in out:
         if not isinstance(r, dict):
             raise InvalidInput(f"fixture: {kind} entry {label!r} must be a mapping", field=kind)
     return out
 
 
-def _find(s: Session, kind: str, r: dict):
+def _find(s: Session, res: Resource, r: dict):
+    if res.name == "keypair" and not r.get("access_key"):
+        return None  # a new keypair, generated at populate
     try:
-        if kind.endswith("-policy"):
-            return T.policies.get(s, kind[:-7], r.get("name"))
-        if kind == "domain":
-            return T.domains.get(s, r.get("name"))
-        if kind == "group":
-            return T.groups.get(s, r.get("domain", "default"), r.get("name"))
-        if kind == "user":
-            return T.users.get(s, r.get("username"))
-        if kind == "keypair" and r.get("access_key"):
-            return T.keypairs.get(s, r["access_key"])
+        return res.get(s, *res.key_of(r))
     except NotFound:
         return None
-    return None
 
 
 def populate(s: Session, box: SecretBox, data: dict) -> list[dict]:
     """Create what is missing and update what exists, in one transaction (the caller's)."""
     report = []
-    for kind, label, r in _items(data):
+    for kind, label, res, r in _items(data):
         try:
-            existing = _find(s, kind, r)
+            existing = _find(s, res, r)
             action = "updated" if existing is not None else "created"
-            if kind.endswith("-policy"):
-                pk = kind[:-7]
-                if existing is None:
-                    T.policies.create(s, pk, r)
-                else:
-                    T.policies.update(s, pk, r["name"], {k: v for k, v in r.items() if k != "name"})
-            elif kind == "domain":
-                if existing is None:
-                    T.domains.create(s, r)
-                else:
-                    T.domains.update(s, r["name"], {k: v for k, v in r.items() if k != "name"})
-            elif kind == "group":
-                rec = {"domain": "default", **r}
-                if existing is None:
-                    T.groups.create(s, rec)
-                else:
-                    T.groups.update(s, rec["domain"], rec["name"],
-                                   {k: v for k, v in rec.items() if k not in ("name", "domain")})
-            elif kind == "user":
-                if existing is None:
-                    T.users.create(s, r)
-                else:
-                    T.users.update(s, r["username"], {k: v for k, v in r.items() if k != "username"})
-            elif kind == "keypair":
+            if res.name == "keypair":
                 _populate_keypair(s, box, r, existing)
+            elif existing is None:
+                res.create(s, box, r)
+            else:
+                res.update(s, *res.key_of(r), {k: v for k, v in r.items() if k not in res.key})
         except TenancyError as e:
             raise type(e)(f"fixture {kind} {label!r}: {e.message}", field=e.field) from None
         report.append({"kind": kind, "name": label, "action": action})
@@ -134,25 +119,14 @@ def _populate_keypair(s: Session, box: SecretBox, r: dict, existing: KeyPair | N
 
 def status(s: Session, data: dict) -> list[dict]:
     """Each fixture object and whether it exists in the database now."""
-    return [{"kind": kind, "name": label, "present": _find(s, kind, r) is not None}
-            for kind, label, r in _items(data)]
+    return [{"kind": kind, "name": label, "present": _find(s, res, r) is not None}
+            for kind, label, res, r in _items(data)]
 
 
 def reset(s: Session, box: SecretBox, data: dict) -> list[dict]:
     """Delete the fixture's objects (dependents first), then populate them afresh."""
-    for kind, _label, r in reversed(_items(data)):
-        obj = _find(s, kind, r)
-        if obj is None:
-            continue
-        if kind == "keypair":
-            s.delete(obj)
-        elif kind == "user":
-            T.users.delete(s, obj.username)
-        elif kind == "group":
-            T.groups.delete(s, obj.domain.name, obj.name)
-        elif kind == "domain":
-            T.domains.delete(s, obj.name)
-        else:
-            T.policies.delete(s, kind[:-7], obj.name)
-        s.flush()
+    for _kind, _label, res, r in reversed(_items(data)):
+        if _find(s, res, r) is not None:
+            res.delete(s, *res.key_of(r))
+            s.flush()
     return populate(s, box, data)

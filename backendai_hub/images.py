@@ -11,6 +11,8 @@ from . import policy as P
 
 KERNELSPEC_LABEL = "ai.backend.kernelspec"
 MIN_PREFIX = "ai.backend.resource.min."
+# short names users may give for images (BackendAISpawner.image_aliases, BackendAIService.image_aliases)
+DEFAULT_ALIASES = {"python:3.11": "backendai-hub/notebook:python3.11"}
 
 
 @dataclass(frozen=True)

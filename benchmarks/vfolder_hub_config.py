@@ -12,12 +12,11 @@ come from the environment:
   BENCH_VF_STORAGE  the root of storage host "local", required
 """
 
-import json
 import os
 from pathlib import Path
 
-from backendai_hub.service.access import CUSTOM_SCOPES
-from backendai_hub.service.app import hub_service, hub_service_role
+from backendai_hub.scopes import CUSTOM_SCOPES
+from backendai_hub.service.server import hub_service, hub_service_role
 
 c = get_config()  # noqa: F821 - provided by JupyterHub
 
@@ -36,14 +35,11 @@ c.ConfigurableHTTPProxy.command = [str(here / "node_modules" / ".bin" / "configu
 c.JupyterHub.authenticator_class = "null"
 
 c.JupyterHub.custom_scopes = CUSTOM_SCOPES
-c.JupyterHub.services = [
-    hub_service(f"http://127.0.0.1:{port + 3}", environment={
-        "BACKENDAI_HUB_DB_URL": os.environ["BENCH_VF_DB"],
-        "BACKENDAI_HUB_CRYPT_KEY_FILE": os.environ["BENCH_VF_KEY"],
-        "BACKENDAI_HUB_CULL_INTERVAL": "3600",
-        "BACKENDAI_HUB_VFOLDER_HOSTS": json.dumps({"local": os.environ["BENCH_VF_STORAGE"]}),
-        "BACKENDAI_HUB_VFOLDER_QUOTA": "none",
-        "BACKENDAI_HUB_MOCK_GPUS": "0",
-    }),
-]
+c.Database.url = os.environ["BENCH_VF_DB"]
+c.Database.crypt_key_file = os.environ["BENCH_VF_KEY"]
+c.StorageHosts.hosts = {"local": os.environ["BENCH_VF_STORAGE"]}
+c.StorageHosts.quota_backend = "none"
+c.MockPlugin.devices = []
+c.BackendAIService.cull_interval = 3600
+c.JupyterHub.services = [hub_service(f"http://127.0.0.1:{port + 3}", config=c)]
 c.JupyterHub.load_roles = [hub_service_role()]

@@ -1,5 +1,5 @@
 """`python -m backendai_hub.service`: run the REST service (the hub does this)."""
 
-from .app import main
+from .server import main
 
 main()

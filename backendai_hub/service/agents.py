@@ -10,8 +10,10 @@ from tornado import web
 from ..accelerators import Accelerators
 from ..accelerators.inventory import Inventory, agent_id, live_holders
 from ..errors import NotFound
-from .access import check_agents
+from .rules import check_agents
+from ..resources import NULLABLE_STR, SLOTS_OUT, STR, TIMESTAMP
 from .base import APIHandler
+from .routes import Op, Route
 
 T = TypeVar("T")
 
@@ -62,8 +64,25 @@ class AgentLiveStatsHandler(_AgentHandler):
         self.write_json(await self.blocking(self.inventory.live_stats))
 
 
+SCHEMAS = {
+    # GET agents, agents/{agent_id} (inventory) and agents/{agent_id}/live-stats
+    # (id, collected_at, cpu, memory, accelerators: the same keys with live figures)
+    "Agent": {"id": STR, "hostname": STR, "status": STR, "architecture": NULLABLE_STR, "os": STR,
+              "cpu": {"type": "object", "description": "vendor, model, sockets, cores, threads, frequency_mhz, "
+                                                       "max_frequency_mhz, flags; live: utilisation_percent, "
+                                                       "load_average"},
+              "memory": {"type": "object", "description": "total, available (bytes); live: used"},
+              "numa_nodes": {"type": "array", "items": {"type": "object"}},
+              "disks": {"type": "array", "items": {"type": "object"}},
+              "accelerators": {"type": "array", "items": {"type": "object"},
+                               "description": "per plugin: summary (driver/runtime versions, totals) and "
+                                              "devices (model, memory, NUMA node, live utilisation, held_by)"},
+              "capacity": SLOTS_OUT, "occupied": SLOTS_OUT,
+              "failed_plugins": {"type": "object", "additionalProperties": STR},
+              "collected_at": TIMESTAMP},
+}
 ROUTES = [
-    (r"agents", AgentsHandler),
-    (r"agents/([^/]+)", AgentHandler),
-    (r"agents/([^/]+)/live-stats", AgentLiveStatsHandler),
+    Route(r"agents", AgentsHandler, ops={"get": Op(page="Agent")}),
+    Route(r"agents/([^/]+)", AgentHandler, params=("agent_id",), ops={"get": Op(answer="Agent")}),
+    Route(r"agents/([^/]+)/live-stats", AgentLiveStatsHandler, params=("agent_id",), ops={"get": Op(answer="Agent")}),
 ]

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 from typing import Any, Callable, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 from tornado import web
 
 from .. import signing
+from .. import validation as V
 from ..db import Database
-from ..errors import InvalidInput, TenancyError
-from ..models import KeyPair, User, UserRole, UserStatus
-from .access import DOMAIN_ADMIN, SUPERADMIN, USER, Principal, role_from_scopes
+from ..errors import InvalidInput, TenancyError, Unauthorized
+from ..models import Domain, KeyPair, User, UserRole, UserStatus
+from .rules import DOMAIN_ADMIN, SUPERADMIN, USER, Principal, role_from_scopes
 
 T = TypeVar("T")
 
@@ -21,8 +24,9 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 
 
-class Unauthorized(TenancyError):
-    status = 401
+def _parse_int(text: str) -> int | Decimal:
+    """JSON integers; one too long for ``int()`` stays a Decimal, so the field's parser names it."""
+    return int(text) if len(text) <= V.MAX_NUMBER_TEXT else Decimal(text)
 
 
 class APIHandler(web.RequestHandler):
@@ -33,10 +37,6 @@ class APIHandler(web.RequestHandler):
     @property
     def db(self) -> Database:
         return self.settings["db"]
-
-    def check_xsrf_cookie(self):
-        # API calls authenticate with a token or a signature, never with a cookie alone
-        return
 
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -126,19 +126,30 @@ class APIHandler(web.RequestHandler):
                          admin_domains=frozenset(admin_domains),
                          groups=frozenset(g.name for g in user.groups), access_key=access_key)
 
+    def allowed_policies(self, s: Session, domain: str, changes: dict) -> dict[str, list[str]]:
+        """The policies ``domain``'s admins may assign, when ``changes`` assigns one (else nothing to check)."""
+        if "resource_policy" not in changes or self.principal.is_superadmin:
+            return {}
+        d = s.scalar(select(Domain).where(Domain.name == domain)) if isinstance(domain, str) else None
+        return dict(d.allowed_resource_policies or {}) if d is not None else {}
+
     # -- input and output ---------------------------------------------------------------------------
 
     def body(self) -> dict[str, Any]:
         if not self.request.body:
             return {}
         try:
-            data = json.loads(self.request.body)
+            data = json.loads(self.request.body, parse_int=_parse_int)
         except (ValueError, UnicodeDecodeError):
             raise InvalidInput("body: not valid JSON", field="body") from None
+        except RecursionError:  # "[[[[…" a hundred thousand deep: the parser's stack, not our bug
+            raise InvalidInput("body: nested too deeply", field="body") from None
         if not isinstance(data, dict):
             raise InvalidInput("body: must be a JSON object", field="body")
         try:  # "\ud800" is valid JSON but no text: nothing below could store or compare it
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
+            json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
+        except RecursionError:
+            raise InvalidInput("body: nested too deeply", field="body") from None
         except UnicodeEncodeError:
             raise InvalidInput("body: contains an unpaired surrogate (\\ud800-\\udfff), which is not text",
                                field="body") from None

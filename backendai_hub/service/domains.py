@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .. import tenancy as T
-from .access import check_domain, domain_visible
+from ..resources import REGISTRY
+from .rules import check_domain, domain_visible
 from .base import APIHandler
+from .routes import resource_routes
 
 
 class DomainsHandler(APIHandler):
@@ -36,7 +38,4 @@ class DomainHandler(APIHandler):
         self.finish()
 
 
-ROUTES = [
-    (r"domains", DomainsHandler),
-    (r"domains/([^/]+)", DomainHandler),
-]
+ROUTES = resource_routes(REGISTRY["domain"], DomainsHandler, DomainHandler)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .. import tenancy as T
-from .access import check_group, group_visible
+from ..resources import REGISTRY
+from .rules import check_group, group_visible
 from .base import APIHandler
+from .routes import resource_routes
 
 
 class GroupsHandler(APIHandler):
@@ -18,7 +20,13 @@ class GroupsHandler(APIHandler):
         domain = data.get("domain", self.principal.domain)
         check_group(self.principal, "create", domain if isinstance(domain, str) else "", None)
         data = {**data, "domain": domain}
-        self.write_json(await self.run(lambda s: T.groups.to_dict(T.groups.create(s, data))), 201)
+
+        def work(s):
+            check_group(self.principal, "create", domain, None, changes=data,
+                        allowed_policies=self.allowed_policies(s, domain, data))
+            return T.groups.to_dict(T.groups.create(s, data))
+
+        self.write_json(await self.run(work), 201)
 
 
 class GroupHandler(APIHandler):
@@ -29,7 +37,13 @@ class GroupHandler(APIHandler):
     async def patch(self, domain, name):
         data = self.body()
         check_group(self.principal, "update", domain, name)
-        self.write_json(await self.run(lambda s: T.groups.to_dict(T.groups.update(s, domain, name, data))))
+
+        def work(s):
+            check_group(self.principal, "update", domain, name, changes=data,
+                        allowed_policies=self.allowed_policies(s, domain, data))
+            return T.groups.to_dict(T.groups.update(s, domain, name, data))
+
+        self.write_json(await self.run(work))
 
     async def delete(self, domain, name):
         check_group(self.principal, "delete", domain, name)
@@ -38,7 +52,4 @@ class GroupHandler(APIHandler):
         self.finish()
 
 
-ROUTES = [
-    (r"groups", GroupsHandler),
-    (r"groups/([^/]+)/([^/]+)", GroupHandler),
-]
+ROUTES = resource_routes(REGISTRY["group"], GroupsHandler, GroupHandler)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .. import tenancy as T
-from .access import check_keypair, user_visible
+from ..resources import REGISTRY
+from .rules import check_keypair, user_visible
 from .base import APIHandler
+from .routes import resource_routes
 
 
 class KeyPairsHandler(APIHandler):
@@ -22,7 +24,13 @@ class KeyPairsHandler(APIHandler):
         def work(s):
             owner = T.users.get(s, data["user"])
             check_keypair(self.principal, "create", owner=owner.username, owner_domain=owner.domain.name,
-                          owner_role=owner.role.value, changes=data)
+                          owner_role=owner.role.value, changes=data,
+                          allowed_policies=self.allowed_policies(s, owner.domain.name, data))
+            main = owner.main_keypair
+            if "resource_policy" not in data and not self.principal.is_superadmin and main is not None:
+                # a key issued without a policy by anyone but a superadmin gets the owner's main key's:
+                # a user cannot leave the policy an admin assigned by issuing themselves a fresh key
+                data["resource_policy"] = main.resource_policy.name
             kp, secret = T.keypairs.issue(s, box, data)
             return {**T.keypairs.to_dict(kp), "secret_key": secret}
 
@@ -33,7 +41,8 @@ class KeyPairHandler(APIHandler):
     def _check(self, s, verb, access_key, changes=None):
         kp = T.keypairs.get(s, access_key)
         check_keypair(self.principal, verb, owner=kp.user.username, owner_domain=kp.user.domain.name,
-                      owner_role=kp.user.role.value, changes=changes, access_key=access_key)
+                      owner_role=kp.user.role.value, changes=changes, access_key=access_key,
+                      allowed_policies=self.allowed_policies(s, kp.user.domain.name, changes or {}))
         return kp
 
     async def get(self, access_key):
@@ -58,7 +67,4 @@ class KeyPairHandler(APIHandler):
         self.finish()
 
 
-ROUTES = [
-    (r"keypairs", KeyPairsHandler),
-    (r"keypairs/([^/]+)", KeyPairHandler),
-]
+ROUTES = resource_routes(REGISTRY["keypair"], KeyPairsHandler, KeyPairHandler)

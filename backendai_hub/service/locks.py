@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from .. import throttle
 from ..errors import NotFound
-from .access import check_login_locks
+from .rules import check_login_locks
 from .base import APIHandler
+from .routes import Op, Route
 
 
 class LocksHandler(APIHandler):
@@ -23,7 +24,10 @@ class LockHandler(APIHandler):
         self.finish()
 
 
+SCHEMAS = {"LoginLock": {"key": {"type": "string"}, "locked_until": {"type": "string"},
+                         "seconds_left": {"type": "integer"}}}
 ROUTES = [
-    (r"login-locks", LocksHandler),
-    (r"login-locks/([^/]+)", LockHandler),
+    Route(r"login-locks", LocksHandler, ops={"get": Op(page="LoginLock")}),
+    Route(r"login-locks/([^/]+)", LockHandler, params=("key",),
+          ops={"delete": Op(status="204", errors={"409": "still in use"})}),
 ]

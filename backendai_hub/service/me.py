@@ -6,6 +6,7 @@ from .. import tenancy as T
 from ..policy import effective_limits, slots_to_json
 from ..sessions import levels_for
 from .base import APIHandler
+from .routes import Route
 
 
 class MeHandler(APIHandler):
@@ -28,4 +29,4 @@ class MeHandler(APIHandler):
         self.write_json(await self.run(work))
 
 
-ROUTES = [(r"me", MeHandler)]
+ROUTES = [Route(r"me", MeHandler)]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .. import tenancy as T
-from .access import check_policy
+from ..resources import REGISTRY
+from .rules import check_policy
 from .base import APIHandler
+from .routes import resource_routes
 
 
 class PoliciesHandler(APIHandler):
@@ -37,7 +39,4 @@ class PolicyHandler(APIHandler):
         self.finish()
 
 
-ROUTES = [
-    (r"resource-policies", PoliciesHandler),
-    (r"resource-policies/([^/]+)/([^/]+)", PolicyHandler),
-]
+ROUTES = resource_routes(REGISTRY["policy"], PoliciesHandler, PolicyHandler)

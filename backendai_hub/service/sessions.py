@@ -5,10 +5,15 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from .. import sessions as S
+from .. import validation as V
 from ..errors import NotFound
 from ..models import KernelSession
-from .access import user_visible
+from .rules import user_visible
+from ..resources import NULLABLE_STR, SLOTS_OUT, STR, TIMESTAMP
 from .base import APIHandler
+from .routes import Op, Route
+
+INT = {"type": "integer"}
 
 
 def _visible(p, row: KernelSession) -> bool:
@@ -31,7 +36,7 @@ class SessionsHandler(APIHandler):
 class SessionHandler(APIHandler):
     async def get(self, session_id):
         def work(s):
-            row = s.get(KernelSession, int(session_id)) if session_id.isdigit() else None
+            row = s.get(KernelSession, V.integer(session_id, "session_id")) if session_id.isdigit() else None
             if row is None or not _visible(self.principal, row):
                 raise NotFound(f"unknown session {session_id!r}")
             return S.session_to_dict(row)
@@ -39,20 +44,14 @@ class SessionHandler(APIHandler):
         self.write_json(await self.run(work))
 
 
-class ImagesHandler(APIHandler):
-    async def get(self):
-        catalog = self.settings["image_catalog"]
-        images = await self._executor(catalog.images)
-        self.write_page([i.to_dict() for i in images])
-
-    async def _executor(self, fn):
-        import asyncio
-
-        return await asyncio.get_running_loop().run_in_executor(None, fn)
-
-
+SCHEMAS = {
+    "Session": {"id": INT, "user": STR, "server_name": STR, "access_key": STR, "group": STR, "domain": STR,
+                "image": STR, "app": STR, "resources": SLOTS_OUT,
+                "status": {"type": "string", "enum": ["queued", "starting", "running", "terminated"]},
+                "status_info": STR, "container_id": NULLABLE_STR,
+                "created_at": TIMESTAMP, "started_at": TIMESTAMP, "terminated_at": TIMESTAMP},
+}
 ROUTES = [
-    (r"sessions", SessionsHandler),
-    (r"sessions/([^/]+)", SessionHandler),
-    (r"images", ImagesHandler),
+    Route(r"sessions", SessionsHandler, ops={"get": Op(page="Session", query=("status", "user"))}),
+    Route(r"sessions/([^/]+)", SessionHandler, params=("session_id",), ops={"get": Op(answer="Session")}),
 ]

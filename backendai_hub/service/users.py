@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .. import tenancy as T
-from .access import check_user, user_visible
+from ..resources import REGISTRY
+from .rules import check_user, user_visible
 from .base import APIHandler
+from .routes import resource_routes
 
 
 class UsersHandler(APIHandler):
@@ -20,14 +22,20 @@ class UsersHandler(APIHandler):
         check_user(self.principal, "create", username=None, domain=domain if isinstance(domain, str) else "",
                    changes=data)
         data = {**data, "domain": domain}
-        self.write_json(await self.run(lambda s: T.users.to_dict(T.users.create(s, data))), 201)
+
+        def work(s):
+            check_user(self.principal, "create", username=None, domain=domain, changes=data,
+                       allowed_policies=self.allowed_policies(s, domain, data))
+            return T.users.to_dict(T.users.create(s, data))
+
+        self.write_json(await self.run(work), 201)
 
 
 class UserHandler(APIHandler):
     def _check(self, s, verb, name, changes=None):
         u = T.users.get(s, name)
         check_user(self.principal, verb, username=u.username, domain=u.domain.name, role=u.role.value,
-                   changes=changes)
+                   changes=changes, allowed_policies=self.allowed_policies(s, u.domain.name, changes or {}))
         return u
 
     async def get(self, name):
@@ -52,7 +60,4 @@ class UserHandler(APIHandler):
         self.finish()
 
 
-ROUTES = [
-    (r"users", UsersHandler),
-    (r"users/([^/]+)", UserHandler),
-]
+ROUTES = resource_routes(REGISTRY["user"], UsersHandler, UserHandler)

@@ -1,7 +1,7 @@
-"""Admin operations behind one interface: on the local database, or on a running hub's REST API.
+"""The CLI's two back ends behind one interface: the local database, or a running hub's REST API.
 
 The CLI talks to a backend; it does not care which. Both answer with the same dictionaries
-(``tenancy.*_to_dict``) and raise the same :mod:`backendai_hub.errors` types.
+(the registry's ``to_dict``) and raise the same :mod:`backendai_hub.errors` types.
 """
 
 from __future__ import annotations
@@ -10,36 +10,15 @@ import json
 import os
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from . import signing
-from . import tenancy as T
-from .db import Database
-from .errors import Conflict, Forbidden, InvalidInput, NotFound, TenancyError
-
-RESOURCES = ("domain", "group", "user", "keypair", "policy")
-
-
-class RemoteError(TenancyError):
-    """The hub could not be reached, or failed on its side."""
-
-    status = 502
-
+from .. import signing
+from ..db import Database
+from ..resources import REGISTRY
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, RemoteError
 
 # -- local: straight on the database ---------------------------------------------------------------
-
-_LOCAL: dict[str, dict[str, Callable]] = {
-    "domain": dict(create=T.domains.create, get=T.domains.get, list=T.domains.list_, update=T.domains.update,
-                   delete=T.domains.delete, to_dict=T.domains.to_dict),
-    "group": dict(create=T.groups.create, get=T.groups.get, list=T.groups.list_, update=T.groups.update,
-                  delete=T.groups.delete, to_dict=T.groups.to_dict),
-    "user": dict(create=T.users.create, get=T.users.get, list=T.users.list_, update=T.users.update,
-                 delete=T.users.delete, to_dict=T.users.to_dict),
-    "keypair": dict(get=T.keypairs.get, list=T.keypairs.list_, update=T.keypairs.update, delete=T.keypairs.delete,
-                    to_dict=T.keypairs.to_dict),
-}
-
 
 class LocalBackend:
     """Operations on the database, each in one transaction."""
@@ -49,44 +28,27 @@ class LocalBackend:
 
     def create(self, resource: str, data: dict) -> dict:
         with self.db.session() as s:
-            if resource == "keypair":
-                kp, secret = T.keypairs.issue(s, self.db.secrets, data)
-                return {**T.keypairs.to_dict(kp), "secret_key": secret}
-            if resource == "policy":
-                data = dict(data)
-                kind = data.pop("kind", "keypair")
-                return T.policies.to_dict(T.policies.create(s, kind, data))
-            ops = _LOCAL[resource]
-            return ops["to_dict"](ops["create"](s, data))
+            return REGISTRY[resource].create(s, self.db.secrets, data)
 
     def list(self, resource: str, **filters) -> list[dict]:
+        res = REGISTRY[resource]
         filters = {k: v for k, v in filters.items() if v is not None}
         with self.db.session() as s:
-            if resource == "policy":
-                return [T.policies.to_dict(p) for p in T.policies.list_(s, filters.get("kind"))]
-            ops = _LOCAL[resource]
-            return [ops["to_dict"](o) for o in ops["list"](s, **filters)]
+            return [res.to_dict(o) for o in res.list(s, **filters)]
 
     def show(self, resource: str, key: tuple) -> dict:
+        res = REGISTRY[resource]
         with self.db.session() as s:
-            if resource == "policy":
-                return T.policies.to_dict(T.policies.get(s, *key))
-            ops = _LOCAL[resource]
-            return ops["to_dict"](ops["get"](s, *key))
+            return res.to_dict(res.get(s, *key))
 
     def update(self, resource: str, key: tuple, data: dict) -> dict:
+        res = REGISTRY[resource]
         with self.db.session() as s:
-            if resource == "policy":
-                return T.policies.to_dict(T.policies.update(s, *key, data))
-            ops = _LOCAL[resource]
-            return ops["to_dict"](ops["update"](s, *key, data))
+            return res.to_dict(res.update(s, *key, data))
 
     def delete(self, resource: str, key: tuple) -> None:
         with self.db.session() as s:
-            if resource == "policy":
-                T.policies.delete(s, *key)
-            else:
-                _LOCAL[resource]["delete"](s, *key)
+            REGISTRY[resource].delete(s, *key)
 
     def close(self) -> None:
         self.db.dispose()
@@ -94,10 +56,6 @@ class LocalBackend:
 
 # -- remote: the hub's REST service, with keypair-signed requests --------------------------------------
 
-_PATHS = {"domain": "domains", "group": "groups", "user": "users", "keypair": "keypairs",
-          "policy": "resource-policies"}
-_FILTERS = {"group": {"domain": "domain"}, "user": {"domain": "domain", "group": "group"},
-            "keypair": {"user": "user"}, "policy": {"kind": "kind"}}
 _STATUS = {400: InvalidInput, 401: Forbidden, 403: Forbidden, 404: NotFound, 409: Conflict}
 
 
@@ -147,16 +105,16 @@ class RemoteBackend:
         return json.loads(payload) if payload else None
 
     def _item(self, resource: str, key: tuple) -> str:
-        return "/".join([_PATHS[resource], *(quote(str(k), safe="") for k in key)])
+        return "/".join([REGISTRY[resource].path, *(quote(str(k), safe="") for k in key)])
 
     def create(self, resource: str, data: dict) -> dict:
-        return self.request("POST", _PATHS[resource], data)
+        return self.request("POST", REGISTRY[resource].path, data)
 
     def list(self, resource: str, **filters) -> list[dict]:
-        query = {q: filters.get(f) for f, q in _FILTERS.get(resource, {}).items()}
+        query = {f: filters.get(f) for f in REGISTRY[resource].filters}
         items, offset = [], 0
         while True:
-            page = self.request("GET", _PATHS[resource], query={**query, "limit": 1000, "offset": offset})
+            page = self.request("GET", REGISTRY[resource].path, query={**query, "limit": 1000, "offset": offset})
             items += page["items"]
             offset += len(page["items"])
             if not page["items"] or offset >= page["total"]:

@@ -7,24 +7,10 @@ see but not make answer 403 naming the rule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from ..errors import Forbidden, NotFound
-
-SUPERADMIN, DOMAIN_ADMIN, USER = "superadmin", "domain-admin", "user"
-
-# custom scopes declared in JupyterHub.custom_scopes; the hub grants them through managed roles
-SCOPE_ADMIN = "custom:backendai:admin"
-SCOPE_DOMAIN_ADMIN = "custom:backendai:domain-admin"
-SCOPE_SELF = "custom:backendai:self"
-DOMAIN_GROUP_PREFIX = "domain:"  # hub group holding every user of a domain
-
-CUSTOM_SCOPES = {
-    SCOPE_ADMIN: {"description": "Administer every domain, group, user, keypair and resource policy."},
-    SCOPE_DOMAIN_ADMIN: {"description": "Administer the groups, users and keypairs of one domain "
-                                        "(filtered with !group=domain:<name>)."},
-    SCOPE_SELF: {"description": "Read your own tenancy and manage your own keypairs."},
-}
-
+from ..scopes import DOMAIN_ADMIN, DOMAIN_GROUP_PREFIX, SCOPE_ADMIN, SCOPE_DOMAIN_ADMIN, SCOPE_SELF, SUPERADMIN, USER
 
 @dataclass(frozen=True)
 class Principal:
@@ -72,6 +58,19 @@ def _invisible(kind: str, name: str) -> NotFound:
     return NotFound(f"unknown {kind} {name!r}")
 
 
+def check_policy_choice(p: Principal, kind: str, changes: dict, allowed: Mapping[str, list[str]]) -> None:
+    """A domain admin assigns only the ``kind`` policies their domain allows (``allowed``: the domain's
+    allowed_resource_policies); superadmins assign any. Removing a policy lifts its limits: superadmins only."""
+    if "resource_policy" not in changes or p.is_superadmin:
+        return
+    name, permitted = changes["resource_policy"], list(allowed.get(kind, []))
+    if name is None:
+        raise Forbidden(f"only superadmins remove a {kind} resource policy (that lifts its limits)")
+    if name not in permitted:
+        raise Forbidden(f"domain admins assign only the {kind} resource policies their domain allows "
+                        f"({', '.join(permitted) or 'none'}), not {name!r}")
+
+
 def domain_visible(p: Principal, domain: str) -> bool:
     return p.is_superadmin or domain == p.domain
 
@@ -91,7 +90,8 @@ def group_visible(p: Principal, domain: str, group: str) -> bool:
     return p.administers(domain) or (domain == p.domain and group in p.groups)
 
 
-def check_group(p: Principal, verb: str, domain: str, group: str | None) -> None:
+def check_group(p: Principal, verb: str, domain: str, group: str | None, *, changes: dict | None = None,
+                allowed_policies: Mapping[str, list[str]] | None = None) -> None:
     if group is not None and not group_visible(p, domain, group):
         raise _invisible("group", group)
     if verb == "read":
@@ -100,6 +100,7 @@ def check_group(p: Principal, verb: str, domain: str, group: str | None) -> None
         raise Forbidden("only superadmins and domain admins manage groups")
     if not p.administers(domain):
         raise Forbidden(f"domain admins manage only their own domain {p.domain!r}")
+    check_policy_choice(p, "group", changes or {}, allowed_policies or {})
 
 
 def user_visible(p: Principal, username: str, domain: str) -> bool:
@@ -110,7 +111,7 @@ USER_SELF_FIELDS = frozenset({"full_name", "password"})
 
 
 def check_user(p: Principal, verb: str, *, username: str | None, domain: str, role: str | None = None,
-               changes: dict | None = None) -> None:
+               changes: dict | None = None, allowed_policies: Mapping[str, list[str]] | None = None) -> None:
     """``role`` is the target's current role; ``changes`` the fields of a create or update."""
     changes = changes or {}
     if username is not None and not user_visible(p, username, domain):
@@ -135,10 +136,14 @@ def check_user(p: Principal, verb: str, *, username: str | None, domain: str, ro
         raise Forbidden("only superadmins can make someone superadmin")
     if "domain" in changes and changes["domain"] != domain:
         raise Forbidden("only superadmins move users between domains")
+    check_policy_choice(p, "user", changes, allowed_policies or {})
 
 
 def check_keypair(p: Principal, verb: str, *, owner: str, owner_domain: str, owner_role: str,
-                  changes: dict | None = None, access_key: str | None = None) -> None:
+                  changes: dict | None = None, access_key: str | None = None,
+                  allowed_policies: Mapping[str, list[str]] | None = None) -> None:
+    """Users issue and deactivate their own keypairs; only admins choose a keypair's policy, and only
+    admins re-activate one (an admin's deactivation stands until an admin lifts it)."""
     changes = changes or {}
     if not user_visible(p, owner, owner_domain):
         if access_key is not None:
@@ -149,11 +154,14 @@ def check_keypair(p: Principal, verb: str, *, owner: str, owner_domain: str, own
     if owner == p.username and not p.is_admin:
         if "resource_policy" in changes:
             raise Forbidden("only admins choose a keypair's resource policy")
+        if verb == "update" and changes.get("is_active") is True:
+            raise Forbidden("only admins re-activate a keypair")
         return
     if not p.is_admin:  # pragma: no cover - user_visible already limits users to themselves
         raise Forbidden("users manage only their own keypairs")
     if not p.is_superadmin and owner_role == SUPERADMIN and owner != p.username:
         raise Forbidden("domain admins cannot manage a superadmin's keypairs")
+    check_policy_choice(p, "keypair", changes, allowed_policies or {})
 
 
 def check_policy(p: Principal, verb: str) -> None:

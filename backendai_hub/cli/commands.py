@@ -1,0 +1,154 @@
+"""The CLI's commands: each takes a back end (or, for database-only verbs, the database) and the arguments."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from typing import Sequence
+
+from .. import fixtures
+from ..accelerators import Accelerators
+from ..accelerators.inventory import Inventory, live_holders, render_table
+from ..db import Database, current_revision, head_revision
+from ..keys import generate_password
+from ..resources import REGISTRY
+from .output import emit
+
+FIXTURE_COLUMNS = ("kind", "name", "action", "present")
+
+
+class UsageError(Exception):
+    """Bad command-line input that argparse itself cannot see."""
+
+
+def columns(resource: str) -> Sequence[str]:
+    return FIXTURE_COLUMNS if resource == "fixture" else REGISTRY[resource].columns
+
+
+UNLIMITED_WORDS = ("none", "unlimited")
+NULLABLE = ("max_concurrent_sessions", "max_session_lifetime", "idle_timeout", "max_vfolder_count",
+            "max_quota_size", "max_quota_scope_size")
+
+
+def _data(args: argparse.Namespace, drop: Sequence[str] = ()) -> dict:
+    """Only the options the user gave (subparsers use argparse.SUPPRESS as default)."""
+    skip = {"resource", "verb", "output", "db_url", "endpoint", "func", *drop}
+    out = {}
+    for k, v in vars(args).items():
+        if k in skip:
+            continue
+        if k in NULLABLE and isinstance(v, str) and v.lower() in UNLIMITED_WORDS:
+            v = None
+        out[k] = v
+    return out
+
+
+def _out(args) -> str:
+    return getattr(args, "output", "table")
+
+
+def _one(args, kind: str, obj: dict) -> None:
+    emit(obj, columns(kind), _out(args), single=True)
+
+
+def cmd_db_upgrade(db: Database, args) -> None:
+    db.upgrade()
+    print(f"database at revision {current_revision(db.engine)}")
+
+
+def cmd_db_current(db: Database, args) -> None:
+    rev = current_revision(db.engine)
+    emit({"current": rev, "head": head_revision()}, (), _out(args), single=True)
+
+
+def _key(args) -> tuple:
+    """The object a command names: its resource's key, from the positionals (see the registry)."""
+    return tuple(getattr(args, a) for a in REGISTRY[args.resource].key)
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        pw = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != pw:
+            raise UsageError("passwords do not match")
+        return pw
+    return sys.stdin.readline().rstrip("\n")
+
+
+def cmd_create(backend, args):
+    resource = args.resource
+    data = _data(args, ("password_stdin", "no_password"))
+    generated = None
+    if resource == "user":
+        if getattr(args, "password_stdin", False):
+            data["password"] = _read_password()
+        elif getattr(args, "no_password", False):
+            data["password"] = None
+        elif "password" not in data:
+            data["password"] = generated = generate_password()
+    obj = backend.create(resource, data)
+    if generated and _out(args) == "json":
+        obj["password"] = generated
+    _one(args, resource, obj)
+    if generated and _out(args) != "json":
+        print(f"password  {generated}  (generated; shown once)")
+    if resource == "keypair" and _out(args) != "json":
+        print("(the secret key is shown only now: store it safely)", file=sys.stderr)
+
+
+def cmd_list(backend, args):
+    filters = {f: getattr(args, f, None) for f in REGISTRY[args.resource].filters}
+    emit(backend.list(args.resource, **filters), columns(args.resource), _out(args))
+
+
+def cmd_show(backend, args):
+    _one(args, args.resource, backend.show(args.resource, _key(args)))
+
+
+def cmd_update(backend, args):
+    res = REGISTRY[args.resource]
+    data = _data(args, (*res.key, "password_stdin"))
+    if "new_name" in data:
+        data[res.rename] = data.pop("new_name")
+    if getattr(args, "password_stdin", False):
+        data["password"] = _read_password()
+    _one(args, args.resource, backend.update(args.resource, _key(args), data))
+
+
+def cmd_delete(backend, args):
+    backend.delete(args.resource, _key(args))
+    print(f"deleted {args.resource} {'/'.join(map(str, _key(args)))}")
+
+
+def _fixture(db, args, run, columns):
+    data = fixtures.load(args.file)
+    box = db.secrets
+    with db.session() as s:
+        emit(run(s, box, data), columns, _out(args))
+
+
+def cmd_fixture_populate(db, args):
+    _fixture(db, args, fixtures.populate, ("kind", "name", "action"))
+
+
+def cmd_fixture_list(db, args):
+    _fixture(db, args, lambda s, _box, data: fixtures.status(s, data), ("kind", "name", "present"))
+
+
+def cmd_fixture_reset(db, args):
+    _fixture(db, args, fixtures.reset, ("kind", "name", "action"))
+
+
+def cmd_agent_show(db, args):
+    with db.session(readonly=True) as s:
+        info = Inventory(Accelerators.instance()).agent(live_holders(s))
+    if _out(args) == "json":
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        print(render_table(info), end="")
+
+
+LOCAL_ONLY = (cmd_db_upgrade, cmd_db_current, cmd_fixture_populate, cmd_fixture_list, cmd_fixture_reset,
+              cmd_agent_show)

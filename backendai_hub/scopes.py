@@ -1,0 +1,18 @@
+"""The roles and custom hub scopes of backendai-hub: what the authenticator grants and the service reads."""
+
+from __future__ import annotations
+
+SUPERADMIN, DOMAIN_ADMIN, USER = "superadmin", "domain-admin", "user"
+
+# custom scopes declared in JupyterHub.custom_scopes; the hub grants them through managed roles
+SCOPE_ADMIN = "custom:backendai:admin"
+SCOPE_DOMAIN_ADMIN = "custom:backendai:domain-admin"
+SCOPE_SELF = "custom:backendai:self"
+DOMAIN_GROUP_PREFIX = "domain:"  # hub group holding every user of a domain
+
+CUSTOM_SCOPES = {
+    SCOPE_ADMIN: {"description": "Administer every domain, group, user, keypair and resource policy."},
+    SCOPE_DOMAIN_ADMIN: {"description": "Administer the groups, users and keypairs of one domain "
+                                        "(filtered with !group=domain:<name>)."},
+    SCOPE_SELF: {"description": "Read your own tenancy and manage your own keypairs."},
+}

@@ -1,0 +1,165 @@
+"""The service process: its settings (traitlets), how the hub starts it, and its start-up.
+
+The hub passes the service its whole configuration one way: ``hub_service(url, config=c)`` copies
+the sections of the classes the service uses from the hub's config into one JSON environment
+variable, which :func:`main` loads as the service's traitlets config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from datetime import timedelta
+from urllib.parse import urlparse
+
+from tornado import ioloop
+from tornado.log import enable_pretty_logging
+from traitlets import Dict, Float, Integer, List, TraitError, Unicode, validate
+from traitlets.config import Application, Config
+
+from ..accelerators import Accelerators
+from ..db import Database
+from ..forwarded import LOOPBACK_PROXIES, ProxiedHTTPServer, parse_networks
+from ..images import DEFAULT_ALIASES
+from ..vfolders.storage import StorageHosts
+from ..scopes import CUSTOM_SCOPES
+from .app import make_app, recover
+from .culler import SERVICE_SCOPES, Culler
+
+CONFIG_ENV = "BACKENDAI_HUB_SERVICE_CONFIG"
+# the configurables the service process instantiates: their sections of the hub's config reach it
+CONFIG_SECTIONS = ("BackendAIService", "Database", "StorageHosts", "Accelerators", "MockPlugin", "CUDAPlugin")
+# environment the service inherits from the hub when set there (secrets stay out of the config)
+PASSED_ENV = ("BACKENDAI_HUB_CRYPT_KEY",)
+
+
+class BackendAIService(Application):
+    """The REST service at ``/services/backendai/``: tenancy admin, vfolders, Backend.AI-compatible routes."""
+
+    name = "backendai-hub-service"
+    description = __doc__
+
+    cull_interval = Float(
+        60, help="Seconds between two passes of the culler that stops sessions past their keypair policy's "
+                 "``idle_timeout`` or ``max_session_lifetime``.",
+    ).tag(config=True)
+
+    max_clock_skew = Float(
+        900, help="Seconds a keypair-signed request's Date may differ from the service's clock (Backend.AI: "
+                  "15 minutes); signatures are remembered this long to refuse replays.",
+    ).tag(config=True)
+
+    image_aliases = Dict(
+        DEFAULT_ALIASES,
+        help="Short image names shown by the ``images`` route, as the spawner's. ``hub_service`` copies "
+             "``BackendAISpawner.image_aliases`` here unless this is set.",
+    ).tag(config=True)
+
+    http_chunk_size = Integer(
+        1 << 20,
+        help="Bytes a streamed body (a tus PATCH) reaches its handler in: each piece is one recv and one trip "
+             "through the event loop, so tornado's 64 KiB default bounded uploads.",
+    ).tag(config=True)
+
+    http_max_buffer_size = Integer(
+        64 << 20, help="Largest body read whole (JSON; transfers are streamed), in bytes.",
+    ).tag(config=True)
+
+    trusted_proxies = List(
+        Unicode(), list(LOOPBACK_PROXIES),
+        help="IP addresses or networks (CIDR) of the proxies in front of the service (the hub's "
+             "configurable-http-proxy on this host by default): only their X-Forwarded-For and "
+             "X-Forwarded-Proto say the client's address (access log) and scheme (upload URLs); from "
+             "any other peer those headers are ignored, and X-Real-Ip always is. As "
+             "``BackendAIAuthenticator.trusted_proxies`` for the hub.",
+    ).tag(config=True)
+
+    @validate("trusted_proxies")
+    def _valid_trusted_proxies(self, proposal):
+        try:
+            parse_networks(proposal.value)
+        except ValueError as e:
+            raise TraitError(f"BackendAIService.trusted_proxies: {e}") from None
+        return proposal.value
+
+    def http_server_options(self) -> dict:
+        return {"chunk_size": self.http_chunk_size, "max_buffer_size": self.http_max_buffer_size}
+
+    def start(self) -> None:
+        enable_pretty_logging()
+        logging.getLogger().setLevel(logging.INFO)
+        log = logging.getLogger("backendai_hub.service")
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/backendai/")
+        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
+        db = Database.instance(config=self.config)
+        db.ensure_schema()
+        Accelerators.instance(config=self.config)
+        app = make_app(db, prefix=prefix, max_clock_skew=timedelta(seconds=self.max_clock_skew),
+                       image_aliases=self.image_aliases, storage=StorageHosts.instance(config=self.config))
+        recover(app)
+        ProxiedHTTPServer(app, trusted_proxies=self.trusted_proxies, **self.http_server_options()).listen(
+            url.port or 80, address=url.hostname or "127.0.0.1")
+        api_url, token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
+        if api_url and token:
+            culler = Culler(db, api_url, token, interval=self.cull_interval)
+            ioloop.IOLoop.current().add_callback(culler.run_forever)
+        log.info("backendai-hub service at %s%s", url.geturl(), prefix)
+        loop = ioloop.IOLoop.current()
+
+        def stop(signum, _frame):
+            log.info("Stopping on signal %s", signum)
+            loop.add_callback_from_signal(loop.stop)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        loop.start()
+        db.dispose()
+
+
+def service_config(config: Config) -> dict:
+    """The sections of the hub's ``config`` that the service reads, as plain JSON-able data."""
+    out = {name: dict(config[name]) for name in CONFIG_SECTIONS if name in config and config[name]}
+    aliases = config["BackendAISpawner"].get("image_aliases") if "BackendAISpawner" in config else None
+    if aliases is not None and "image_aliases" not in out.get("BackendAIService", {}):
+        out.setdefault("BackendAIService", {})["image_aliases"] = dict(aliases)
+    try:
+        json.dumps(out)
+    except TypeError as e:
+        raise ValueError(f"the service's settings must be plain data (JSON): {e}") from None
+    return out
+
+
+def hub_service_role(name: str = "backendai") -> dict:
+    """The role (for ``c.JupyterHub.load_roles``) that lets the service stop overdue servers."""
+    return {"name": f"{name}-service", "description": "backendai-hub service: enforce session lifetimes",
+            "scopes": SERVICE_SCOPES, "services": [name]}
+
+
+def hub_service(url: str, *, config: Config | None = None, name: str = "backendai") -> dict:
+    """The entry for ``c.JupyterHub.services`` that runs this service under the hub.
+
+    ``config`` is the hub's config (``c`` in ``jupyterhub_config.py``): the service gets the
+    sections of ``Database``, ``StorageHosts``, ``BackendAIService`` and the accelerator plugins
+    from it, and the spawner's image aliases. Pass it after those are set.
+    """
+    environment = {CONFIG_ENV: json.dumps(service_config(config if config is not None else Config()))}
+    environment.update({k: os.environ[k] for k in PASSED_ENV if os.environ.get(k)})
+    return {
+        "name": name,
+        "url": url,
+        "command": [sys.executable, "-m", "backendai_hub.service"],
+        "environment": environment,
+        "oauth_client_allowed_scopes": sorted(CUSTOM_SCOPES),
+        "oauth_no_confirm": True,
+        "display": True,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point the hub starts (see ``hub_service``)."""
+    service = BackendAIService(config=Config(json.loads(os.environ.get(CONFIG_ENV) or "{}")))
+    service.parse_command_line(argv if argv is not None else sys.argv[1:])
+    service.start()
