@@ -1,7 +1,8 @@
 """The spawner glue: JupyterHub hooks over DockerSpawner, calling the pure builders.
 
-``start()`` reads as its steps: options -> tenancy -> admission (maybe queued) -> container options
--> create and start -> record. Whatever a failed start reserved is released.
+``start()`` reads as its steps: options, tenancy and mount plan -> admission (maybe queued) -> mounts
+-> container options -> network -> create and start -> egress -> record. Whatever a failed start
+reserved is released.
 """
 
 from __future__ import annotations
@@ -235,21 +236,23 @@ class BackendAISpawner(DockerSpawner):
         """Validate options, admit within every policy, then start the jailed container."""
         self._events = []
         started = time.monotonic()
-        charge = None
         try:
             opts, charge, mounts = await self._resolve_request()
-            await self._admit(opts, charge, mounts)
+            allocation = await self._admit(opts, charge)
+            await self._mount(mounts)
         except TenancyError as e:
             metrics.DENIALS.labels(reason=_reason_label(e)).inc()
             self.log.warning("Refused session for %s: %s", self._log_name, e.message)
             raise web.HTTPError(e.status, e.message) from None
         metrics.ADMISSIONS.inc()
         metrics.STAGE.labels(stage="admission").observe(time.monotonic() - started)
+        self._event(30, f"admitted to group {charge.group!r}: {P.format_slots(opts.resources)}")
         try:
+            self._apply(opts, charge, allocation, mounts)
             await self._ensure_network()
             self._event(40, "creating the container")
             t = time.monotonic()
-            ip_port = await super().start()
+            ip_port = await self._launch_container()
             metrics.STAGE.labels(stage="container").observe(time.monotonic() - t)
             await self._allow_egress(ip_port[0], charge)
             await self._db(lambda s: S.mark_running(s, self.session_id, self.container_id))
@@ -274,7 +277,8 @@ class BackendAISpawner(DockerSpawner):
         mounts = await self._db(lambda s: plan_mounts(s, self.storage_hosts, self.user.name, opts.vfolders))
         return opts, charge, mounts
 
-    async def _admit(self, opts: SessionOptions, charge: S.Charge, mounts: list[Mount]) -> None:
+    async def _admit(self, opts: SessionOptions, charge: S.Charge) -> dict:
+        """Record the session within every policy, waiting in the queue for host capacity; its allocation."""
         capacity, host_cpus = await self._host()
         queue = self.queue_timeout > 0
         deadline = time.monotonic() + self.queue_timeout
@@ -288,22 +292,29 @@ class BackendAISpawner(DockerSpawner):
 
         sid, status, position, allocation = await self._db(attempt)
         self.session_id = sid
-        while status == S.SessionStatus.queued:
-            self._event(10, f"queued for free capacity: position {position}")
-            if time.monotonic() > deadline:
-                await self._release("left the queue: timed out")
-                raise S.AdmissionDenied(f"waited {self.queue_timeout:.0f} s in the queue without free capacity",
-                                        level="host")
-            await asyncio.sleep(self.queue_poll_interval)
-            sid, status, position, allocation = await self._db(lambda s: attempt(s, sid))
-        self._allocation = allocation
-        try:  # admitted: now the quota images are mounted and the planned mounts recorded
-            await self._db(lambda s: prepare_mounts(s, self.storage_hosts, mounts, sid))
-        except TenancyError:
-            await self._release("vfolder mounts refused")
+        try:
+            while status == S.SessionStatus.queued:
+                self._event(10, f"queued for free capacity: position {position}")
+                if time.monotonic() > deadline:
+                    await self._release("left the queue: timed out")
+                    raise S.AdmissionDenied(f"waited {self.queue_timeout:.0f} s in the queue without free capacity",
+                                            level="host")
+                await asyncio.sleep(self.queue_poll_interval)
+                sid, status, position, allocation = await self._db(lambda s: attempt(s, sid))
+        except asyncio.CancelledError:
+            # the user stopped the server while it waited: the hub cancels start(), we leave the queue
+            await self._release("left the queue: cancelled")
             raise
-        self._event(30, f"admitted to group {charge.group!r}: {P.format_slots(opts.resources)}")
-        self._apply(opts, charge, allocation, mounts)
+        return allocation
+
+    async def _mount(self, mounts: list[Mount]) -> None:
+        """Once admitted: mount the planned folders' quota images and record the mounts."""
+        sid = self.session_id
+        try:
+            await self._db(lambda s: prepare_mounts(s, self.storage_hosts, mounts, sid))
+        except BaseException as e:
+            await self._release("vfolder mounts refused" if isinstance(e, TenancyError) else "failed to start")
+            raise
 
     def _apply(self, opts: SessionOptions, charge: S.Charge, allocation: dict, mounts: list[Mount]) -> None:
         """Container options from the admitted request (pure builders)."""
@@ -342,22 +353,11 @@ class BackendAISpawner(DockerSpawner):
         """
         port = self._session_hub_port()
         key = (self.network_name, port, self.firewall)
-        if key in _networks:
-            if self.hub_connect_url is None:
-                self.hub_connect_url = f"http://{_networks[key].gateway}:{port}"
-            return
-
-        def setup():
-            # the host guard is iptables on this machine: the engine must be the local one
-            net = ensure_session_network(docker.from_env(), self.network_name)
-            if self.firewall:
-                Firewall().install_host_guard(net.bridge, net.gateway, port)
-            return net
-
-        try:
-            _networks[key] = await asyncio.get_running_loop().run_in_executor(None, setup)
-        except FirewallError as e:
-            raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
+        if key not in _networks:
+            try:
+                _networks[key] = await asyncio.get_running_loop().run_in_executor(None, self._setup_network, port)
+            except FirewallError as e:
+                raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
         if self.hub_connect_url is None:
             self.hub_connect_url = f"http://{_networks[key].gateway}:{port}"
 
@@ -371,6 +371,28 @@ class BackendAISpawner(DockerSpawner):
     async def check_allowed(self, image):
         # DockerSpawner's own image check: ours already resolved aliases and policy in _resolve_request
         return self._options.image.ref if self._options else self.image
+
+    # -- the engine: tests/mocking.py replaces these to test the glue without Docker -------------------
+
+    def _setup_network(self, port: int) -> SessionNetwork:
+        """Blocking: the session network, with the host guard where the firewall is on."""
+        # the host guard is iptables on this machine: the engine must be the local one
+        net = ensure_session_network(docker.from_env(), self.network_name)
+        if self.firewall:
+            Firewall().install_host_guard(net.bridge, net.gateway, port)
+        return net
+
+    async def _launch_container(self) -> tuple[str, int]:
+        """Create and start the session container (DockerSpawner's start); its (ip, port)."""
+        return await super().start()
+
+    async def _remove_container(self, now: bool = False) -> None:
+        """Stop and remove the container (DockerSpawner's stop); it clears the state."""
+        await super().stop(now=now)
+
+    async def _container_status(self):
+        """None while the container runs, else its exit status (DockerSpawner's poll)."""
+        return await super().poll()
 
     # -- stop, poll, release --------------------------------------------------------------------------
 
@@ -389,13 +411,13 @@ class BackendAISpawner(DockerSpawner):
     async def stop(self, now=False):
         sid = self.session_id  # DockerSpawner.stop clears the state
         try:
-            await super().stop(now=now)
+            await self._remove_container(now)
         finally:
             await self._release("stopped", sid)
 
     async def poll(self):
         sid = self.session_id
-        status = await super().poll()
+        status = await self._container_status()
         if status is not None:
             await self._release(f"container exited ({status})", sid)
         return status
