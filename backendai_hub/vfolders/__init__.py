@@ -1,6 +1,6 @@
-"""Virtual folders: storage hosts, access rules, safe paths, quotas, operations, session mounts, transfer."""
+"""Virtual folders: storage hosts, permission rules, safe paths, quotas, operations, session mounts, transfers."""
 
-from .access import Access, FolderView, Subject, check, effective_permission
+from .permissions import Access, FolderView, Subject, check, effective_permission
 from .mounts import Mount, mounts_for, session_mounts
 from .storage import StorageHosts
 

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 from ..errors import Conflict, Forbidden, InvalidInput
 from ..models import User, VFolder, VFolderMount, VFolderStatus
 from ..session_user import SESSION_HOME
-from . import access as A
+from . import permissions as A
 from .. import host_permissions as H
-from .ops import HEX32_RE, host_grants_for, list_for
+from .fields import HEX32_RE
+from .lookup import host_grants_for, list_for
 from .storage import StorageHosts
 
 # folders that come along without being asked for: dot-folders the user owns or reaches through

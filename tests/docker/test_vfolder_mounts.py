@@ -9,10 +9,10 @@ import uuid
 import pytest
 
 from backendai_hub.spawner.jail import JailSettings, jail_create_kwargs, jail_host_config
-from backendai_hub.vfolders import transfer as X
+from backendai_hub.vfolders import uploads as X
 from backendai_hub.vfolders.mounts import Mountable, mounts_for
 from backendai_hub.vfolders.storage import StorageHosts
-from backendai_hub.vfolders.transfer import QuotaExceeded
+from backendai_hub.vfolders.uploads import QuotaExceeded
 from tests.conftest import need_loopback_quotas
 from tests.docker.conftest import IMAGE
 

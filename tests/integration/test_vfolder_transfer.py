@@ -301,7 +301,7 @@ async def test_abandoned_uploads_free_their_reservation(svc):
     import json
     import time
 
-    from backendai_hub.vfolders import transfer as X
+    from backendai_hub.vfolders import uploads as X
 
     root = await root_of(svc)
     old = (await create(svc, "old.bin", 30 * MiB)).headers["Location"]  # reserves 30 of the 32m quota
@@ -377,7 +377,7 @@ async def test_archives_keep_odd_names_and_a_failure_mid_stream_cuts_the_downloa
     with tarfile.open(fileobj=io.BytesIO(resp.body)) as tf:
         assert tf.extractfile("vfolder/caf\udce9.txt").read() == b"latin-1 name"
 
-    from backendai_hub.vfolders import transfer as X
+    from backendai_hub.vfolders import downloads as X
 
     def failing(root, rel, fmt, out):
         out.write(b"x" * (3 * MiB))

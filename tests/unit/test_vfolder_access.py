@@ -3,7 +3,7 @@
 import pytest
 
 from backendai_hub.errors import Conflict, Forbidden, NotFound
-from backendai_hub.vfolders.access import FolderView, Subject, check, effective_permission
+from backendai_hub.vfolders.permissions import FolderView, Subject, check, effective_permission
 
 ALICE = Subject("alice", "default", frozenset({"ml"}))
 BOB = Subject("bob", "default", frozenset({"cv"}))  # invited ro

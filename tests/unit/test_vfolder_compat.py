@@ -3,7 +3,7 @@
 import pytest
 
 from backendai_hub.errors import InvalidInput
-from backendai_hub.vfolders import compat as C
+from backendai_hub.vfolders import backendai_format as C
 
 # what backend.ai-client 23.9 sends for `vfolder list -g ml` (ai.backend.client.pagination), verbatim
 CLIENT_QUERY = """query($limit:Int!, $offset:Int!, $group_id: UUID, $filter: String, $order: String) {

@@ -5,9 +5,10 @@ import base64
 import pytest
 
 from backendai_hub.errors import InvalidInput
-from backendai_hub.vfolders import compat as C
-from backendai_hub.vfolders.ops import check_name
-from backendai_hub.vfolders.transfer import RangeNotSatisfiable, parse_length, parse_metadata, parse_range
+from backendai_hub.vfolders import transfer_tokens as C
+from backendai_hub.vfolders.fields import check_name
+from backendai_hub.vfolders.downloads import RangeNotSatisfiable, parse_range
+from backendai_hub.vfolders.uploads import parse_length, parse_metadata
 
 RANGES = [
     (None, 100, None), ("", 100, None), ("bytes=0-9", 100, (0, 9)), ("bytes=90-", 100, (90, 99)),

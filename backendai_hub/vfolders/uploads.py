@@ -1,54 +1,40 @@
-"""File transfer: resumable uploads (tus 1.0 core + creation + termination), ranged and archived downloads.
-
-Uploads stream to ``<folder>/.upload/<id>.part`` (inside the folder, so a loopback quota counts
-them) beside ``<id>.json`` (target path, declared length, owner). The offset is the part file's
-size, so an upload interrupted at any byte resumes there, even after a service restart. The last
-PATCH moves the part file to its target. Memory stays bounded: bodies are written as they arrive,
-downloads are read in :data:`CHUNK` pieces, archives are produced by a thread into a bounded queue.
-"""
+"""Resumable uploads (tus 1.0 core, creation, termination): upload records, the part writer, finishing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import errno
 import fcntl
-import io
 import json
 import os
-import queue
-import re
 import stat as st
-import tarfile
-import threading
 import time
 import uuid
-import zipfile
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 from ..errors import Conflict, InvalidInput, NotFound, TenancyError
 from . import paths
+from .fields import HEX32_RE
 from .files import RESERVED
 from .storage import UPLOAD_DIR, StorageHosts, usage
 
+# Uploads stream to <folder>/.upload/<id>.part (inside the folder, so a loopback quota counts them)
+# beside <id>.json (target path, declared length, owner). The offset is the part file's size, so an
+# upload interrupted at any byte resumes there, even after a service restart. The last PATCH moves
+# the part file to its target. Memory stays bounded: bodies are written as they arrive.
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination"
-CHUNK = 1 << 20
 MAX_UPLOAD = 1 << 42  # 4 TiB: what one upload may declare
 UPLOAD_TTL = 24 * 3600.0  # an upload no byte reached for this long is abandoned (its reservation freed)
-_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 class QuotaExceeded(TenancyError):
     status = 413
 
 
-class RangeNotSatisfiable(TenancyError):
-    status = 416
-
-    def __init__(self, message: str, size: int):
-        super().__init__(message, field="Range")
-        self.size = size
+class UploadLocked(TenancyError):
+    status = 423
 
 
 @dataclass
@@ -113,7 +99,7 @@ def reserved(root: str, now: float | None = None) -> int:
     except (FileNotFoundError, NotADirectoryError):
         return 0
     for name in names:
-        if name.endswith(".json") and _ID_RE.match(name[:-5]):
+        if name.endswith(".json") and HEX32_RE.match(name[:-5]):
             try:
                 up = _read(root, name[:-5])
                 if _expired(root, up, now):
@@ -193,7 +179,7 @@ def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quo
 
 def load_upload(root: str, upload_id: str, user: str) -> tuple[Upload, int]:
     """The upload and its offset; uploads of other users (and abandoned ones) read as unknown."""
-    if not isinstance(upload_id, str) or not _ID_RE.match(upload_id):
+    if not isinstance(upload_id, str) or not HEX32_RE.match(upload_id):
         raise NotFound(f"unknown upload {upload_id!r}", field="upload")
     up = _read(root, upload_id)
     if up.user != user:
@@ -205,10 +191,6 @@ def load_upload(root: str, upload_id: str, user: str) -> tuple[Upload, int]:
         return up, _part_size(root, up.id)
     except FileNotFoundError:
         raise NotFound(f"unknown upload {upload_id!r}", field="upload") from None
-
-
-class UploadLocked(TenancyError):
-    status = 423
 
 
 def open_part(root: str, up: Upload) -> tuple[int, int]:
@@ -292,216 +274,111 @@ def _drop_upload_dir(root: str) -> None:
         pass  # uploads still pending (or it went meanwhile)
 
 
-# -- downloads --------------------------------------------------------------------------------------
+class PartWriter:
+    """One PATCH's bytes, appended to its upload's part file as they arrive (:meth:`feed`), then
+    :meth:`finish`: every byte received is written, or the error that stopped the writing is raised.
 
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """One ``bytes=`` range as inclusive (first, last); None: send everything (absent, several, or odd units)."""
-    if not header:
-        return None
-    header = header.strip()
-    if not header.startswith("bytes=") or "," in header:
-        return None
-    spec = header[6:].strip()
-    first, sep, last = spec.partition("-")
-    if not sep:
-        return None
-    try:
-        if first == "":
-            n = int(last)
-            if n <= 0 or size == 0:
-                raise RangeNotSatisfiable(f"Range: {spec!r} selects nothing of {size} bytes", size)
-            return max(0, size - n), size - 1
-        a = int(first)
-        b = int(last) if last else size - 1
-    except ValueError:
-        return None
-    if a >= size:
-        raise RangeNotSatisfiable(f"Range: starts at {a}, the file has {size} bytes", size)
-    if b < a:
-        return None
-    return a, min(b, size - 1)
+    The writer holds the part file locked (:func:`open_part`: one writer per upload). The body is
+    written while the next piece is read: one write at a time runs on the executor, and :meth:`feed`
+    returns as soon as it is handed over, so the server reads the socket meanwhile. Pieces are
+    gathered, uncopied, until :attr:`FLUSH_AT` bytes, then go out in one writev: an executor hop
+    costs more than writing 100 KiB, and through the proxy pieces arrive in 64 KiB steps. Per upload
+    at most one write and one gathering (about 2 MiB) are held. A dropped connection keeps what
+    arrived (:meth:`close`): HEAD tells the client where to resume.
+    """
 
+    FLUSH_AT = 1 << 20
 
-def read_range(fd: int, first: int, last: int) -> Iterator[bytes]:
-    pos = first
-    while pos <= last:
-        data = os.pread(fd, min(CHUNK, last - pos + 1), pos)
-        if not data:
+    def __init__(self, up: Upload, fd: int, offset: int):
+        self.up, self.offset = up, offset
+        self.room = up.length - offset  # the body may not run past the declared length
+        self.error: BaseException | None = None
+        self._fd: int | None = fd
+        self._pieces: list | None = None
+        self._gathered = 0
+        self._pending: asyncio.Future | None = None
+        self._pending_len = 0
+        self._received = 0
+
+    @classmethod
+    def open(cls, root: str, up: Upload, offset: int) -> PartWriter:
+        """The writer of ``up`` resuming at ``offset``, which must be where the part file ends."""
+        fd, current = open_part(root, up)
+        if offset != current:
+            os.close(fd)
+            raise Conflict(f"Upload-Offset: {offset} does not match the upload's offset {current}",
+                           field="Upload-Offset")
+        return cls(up, fd, current)
+
+    @property
+    def complete(self) -> bool:
+        """Every declared byte is in the part file."""
+        return self.offset == self.up.length
+
+    async def feed(self, chunk: bytes) -> None:
+        if self._fd is None or self.error is not None:
             return
-        pos += len(data)
-        yield data
-
-
-class _QueueWriter(io.RawIOBase):
-    """A write-only stream into a bounded queue, in CHUNK pieces (what tarfile/zipfile write to)."""
-
-    def __init__(self, q: queue.Queue, cancelled: threading.Event):
-        self.q, self.cancelled, self.pos, self.buf = q, cancelled, 0, bytearray()
-
-    def writable(self):
-        return True
-
-    def write(self, b) -> int:
-        n = len(b)
-        self.buf += b
-        self.pos += n
-        if len(self.buf) >= CHUNK:
-            self.flush()
-        return n
-
-    def flush(self):
-        if not self.buf:
+        self._received += len(chunk)
+        if self._received > self.room:
+            self.error = InvalidInput("Upload-Length: the body runs past the declared length", field="body")
             return
-        data = bytes(self.buf)
-        self.buf.clear()
-        while True:
-            if self.cancelled.is_set():
-                raise BrokenPipeError("download cancelled")
+        if self._pieces is None:
+            self._pieces = []
+        self._pieces.append(chunk)
+        self._gathered += len(chunk)
+        if self._gathered >= self.FLUSH_AT:
+            await self._write(self._take())
+
+    async def finish(self) -> int:
+        """Write what is gathered, wait for it and close: the new offset, or the error of a write."""
+        if self._pieces and self.error is None:
+            await self._write(self._take())
+        await self._wait_write()
+        self.close()
+        if self.error is not None:
+            raise self.error
+        return self.offset
+
+    def close(self) -> None:
+        """Release the part file (what arrived stays written); safe to call more than once."""
+        if self._fd is None:
+            return
+        if self._pending is not None and not self._pending.done():
+            # a write still running on the executor owns the descriptor until it returns (closing
+            # it now could hand its number to another file mid-write)
+            self._pending.add_done_callback(lambda _: self.close())
+            return
+        if self._pending is not None and not self._pending.cancelled() and self._pending.exception():
+            self.error = self._pending.exception()  # a failed write: what follows it stays unwritten
+        pieces = self._take()
+        if pieces and self.error is None:
+            # the connection dropped: keep what arrived (less than FLUSH_AT bytes, written inline)
             try:
-                self.q.put(data, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+                write_all(self._fd, pieces)
+            except (OSError, TenancyError):
+                pass
+        os.close(self._fd)
+        self._fd = None
 
-    def tell(self):  # zipfile asks where it is in an unseekable stream
-        return self.pos
+    def _take(self) -> list:
+        pieces, self._pieces, self._gathered = self._pieces or [], None, 0
+        return pieces
 
+    async def _write(self, data: list) -> None:
+        await self._wait_write()
+        if self._fd is None or self.error is not None:
+            return
+        self._pending = asyncio.get_running_loop().run_in_executor(None, write_all, self._fd, data)
+        self._pending_len = sum(map(len, data))
 
-def _entries(root: str, base_rel: str) -> Iterator[tuple[str, os.stat_result]]:
-    """(path relative to the root, lstat) of base_rel and everything below it, links not followed."""
-    top = paths.resolve(root, base_rel)
-    yield base_rel, os.lstat(top)
-    stack = [base_rel]
-    while stack:
-        rel = stack.pop()
+    async def _wait_write(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
         try:
-            with paths.open_dir(root, rel) as fd:
-                names = sorted(os.listdir(fd))
-                stats = []
-                for name in names:
-                    if not rel and name == UPLOAD_DIR:
-                        continue
-                    try:
-                        stats.append((name, os.stat(name, dir_fd=fd, follow_symlinks=False)))
-                    except FileNotFoundError:
-                        continue
-        except (NotFound, InvalidInput):
-            continue
-        for name, s in stats:
-            child = f"{rel}/{name}" if rel else name
-            yield child, s
-            if st.S_ISDIR(s.st_mode):
-                stack.append(child)
-
-
-def _open_checked(root: str, rel: str, s: os.stat_result):
-    """Open a regular file only if it is still the entry we listed (no swap for a link meanwhile)."""
-    try:
-        fd = paths.open_file(root, rel, os.O_RDONLY)
-    except (NotFound, InvalidInput):
-        return None
-    fs = os.fstat(fd)
-    if (fs.st_dev, fs.st_ino) != (s.st_dev, s.st_ino):
-        os.close(fd)
-        return None
-    return os.fdopen(fd, "rb")
-
-
-def _exactly(f, size: int) -> Iterator[bytes]:
-    """``size`` bytes of ``f`` in CHUNK pieces: a file that grew meanwhile is cut, one that shrank is
-    padded with zeros (as GNU tar does), so the archive stays well-formed while sessions write."""
-    left = size
-    while left > 0:
-        data = f.read(min(CHUNK, left)) or b"\0" * min(CHUNK, left)
-        left -= len(data)
-        yield data
-
-
-class _ExactReader(io.RawIOBase):
-    """What tarfile reads a member from: :func:`_exactly` as a file."""
-
-    def __init__(self, f, size: int):
-        self._it, self._buf = _exactly(f, size), b""
-
-    def readable(self):
-        return True
-
-    def read(self, n=-1):
-        while (n < 0 or len(self._buf) < n) and (piece := next(self._it, None)) is not None:
-            self._buf += piece
-        out, self._buf = (self._buf, b"") if n < 0 else (self._buf[:n], self._buf[n:])
-        return out
-
-
-def _zip_name(name: str) -> str:
-    # zip stores UTF-8: a file name that is not UTF-8 on disk (escaped by Python) is shown with U+FFFD
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def write_archive(root: str, rel: str, fmt: str, out) -> None:
-    """Write directory ``rel`` of the folder as a tar or zip stream to ``out`` (names relative to it)."""
-    prefix = os.path.basename(rel) or "vfolder"
-
-    def arcname(path: str) -> str:
-        sub = path[len(rel):].lstrip("/") if rel else path
-        return f"{prefix}/{sub}" if sub else prefix
-
-    if fmt == "tar":
-        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-            for path, s in _entries(root, rel):
-                info = tarfile.TarInfo(arcname(path))
-                info.mtime, info.mode = int(s.st_mtime), st.S_IMODE(s.st_mode)
-                if st.S_ISDIR(s.st_mode):
-                    info.type = tarfile.DIRTYPE
-                    tf.addfile(info)
-                elif st.S_ISLNK(s.st_mode):
-                    with paths.open_parent(root, path) as (fd, name):
-                        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=fd)
-                    tf.addfile(info)
-                elif st.S_ISREG(s.st_mode):
-                    f = _open_checked(root, path, s)
-                    if f is None:
-                        continue
-                    with f:
-                        info.size = s.st_size
-                        tf.addfile(info, _ExactReader(f, s.st_size))
-        return
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for path, s in _entries(root, rel):
-            name = _zip_name(arcname(path))
-            if st.S_ISDIR(s.st_mode):
-                zf.writestr(zipfile.ZipInfo(name + "/", time.gmtime(s.st_mtime)[:6]), b"")
-            elif st.S_ISREG(s.st_mode):
-                f = _open_checked(root, path, s)
-                if f is None:
-                    continue
-                info = zipfile.ZipInfo(name, time.gmtime(max(s.st_mtime, 315532800))[:6])
-                info.file_size = s.st_size
-                with f, zf.open(info, "w", force_zip64=s.st_size > 0x7FFFFFFF) as w:
-                    for data in _exactly(f, s.st_size):
-                        w.write(data)
-
-
-def archive_producer(root: str, rel: str, fmt: str, depth: int = 8):
-    """(queue, cancel event, thread): the thread fills the queue with chunks, then None (or an exception)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    cancelled = threading.Event()
-
-    def run():
-        try:
-            w = _QueueWriter(q, cancelled)
-            write_archive(root, rel, fmt, w)
-            w.flush()
-            end = None
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            end = e
-        while not cancelled.is_set():
-            try:
-                q.put(end, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-    t = threading.Thread(target=run, name="vfolder-archive", daemon=True)
-    t.start()
-    return q, cancelled, t
+            await asyncio.shield(pending)  # cancelled here, the write still owns the descriptor
+        except TenancyError as e:
+            self.error = e
+        else:
+            self.offset += self._pending_len
+        self._pending = None

@@ -118,10 +118,6 @@ class Access:
 NONE = Access(None)
 
 
-def higher(a: str | None, b: str | None) -> str | None:
-    return a if _RANK[a] >= _RANK[b] else b
-
-
 def effective_permission(who: SubjectLike, folder: FolderView, grants: Mapping[str, str]) -> Access:
     """The subject's access to ``folder``; ``grants`` maps usernames to their per-user permission."""
     if folder.domain != who.domain and not who.is_superadmin:
@@ -193,10 +189,3 @@ def check(who: SubjectLike, folder: FolderView, grants: Mapping[str, str], op: s
         raise Forbidden(f"vfolder {folder.name!r} is not cloneable; its owner may set cloneable=true")
     return access
 
-
-def allowed(who: SubjectLike, folder: FolderView, grants: Mapping[str, str], op: str) -> bool:
-    try:
-        check(who, folder, grants, op)
-    except (NotFound, Forbidden, Conflict):
-        return False
-    return True

@@ -1,10 +1,4 @@
-"""Backend.AI-compatible routes the official client (backend.ai-client 23.9) calls.
-
-The version handshake, ``folders/_/hosts``, everything else the client's ``VFolder`` functions call
-under ``folders/`` and the GraphQL vfolder lists behind ``vfolder list``: the same operations as our
-own vfolder API (vfolders/ops.py, files.py, transfer.py), in the manager's request, answer and error
-shapes (vfolders/compat.py).
-"""
+"""Backend.AI-compatible routes the official client (backend.ai-client 23.9) calls, in the manager's shapes."""
 
 from __future__ import annotations
 
@@ -14,17 +8,32 @@ from typing import Any
 
 from tornado import iostream, web
 
+from .. import host_permissions as H
 from .. import tenancy as T
 from .. import validation as V
 from ..errors import Forbidden, InvalidInput, NotFound
-from ..vfolders import access as A
-from .. import host_permissions as H
-from ..vfolders import compat as C
-from ..vfolders import files as F
-from ..vfolders import ops as O
-from ..vfolders import transfer as X
+from ..vfolders import (
+    backendai_format,
+    fields,
+    files,
+    folders,
+    invitations,
+    lookup,
+    paths,
+    permissions,
+    sharing,
+    transfer_tokens,
+    uploads,
+)
 from ..vfolders.clone import DONE, RUNNING
-from .vfolders import DownloadHandler, UploadHandler, VFolderBase
+from . import storage_proxy
+from .storage_proxy import token_secret
+from .vfolder_base import VFolderBase
+
+# The version handshake, folders/_/hosts, everything else the client's VFolder functions call under
+# folders/ and the GraphQL vfolder lists behind `vfolder list`: the same operations as our own vfolder
+# API (vfolders/folders.py, invitations.py, sharing.py, files.py, uploads.py), in the manager's request,
+# answer and error shapes (vfolders/backendai_format.py); its transfers are in storage_proxy.py.
 
 # the API revision of backend.ai-client 23.9.x (ai.backend.client.config.API_VERSION)
 API_VERSION = "v7.20230615"
@@ -51,7 +60,7 @@ class CompatBase(VFolderBase):
 
     def finish(self, chunk=None):
         if self._problem and isinstance(chunk, str):
-            chunk = json.dumps(C.problem(self.get_status(), json.loads(chunk)))
+            chunk = json.dumps(backendai_format.problem(self.get_status(), json.loads(chunk)))
         return super().finish(chunk)
 
 
@@ -62,7 +71,7 @@ class VFolderHostsHandler(CompatBase):
         p = self.principal
 
         def work(s):
-            grants = O.host_grants_for(s, T.users.get(s, p.username), p.access_key)
+            grants = lookup.host_grants_for(s, T.users.get(s, p.username), p.access_key)
             allowed = sorted(h for h, perms in grants.items() if perms)
             default = self.settings.get("default_vfolder_host", "local")
             return {"default": default if default in allowed else None, "allowed": allowed,
@@ -72,11 +81,6 @@ class VFolderHostsHandler(CompatBase):
 
 
 # -- vfolders (what the client's VFolder functions call under folders/) ------------------------------
-
-def _token_secret(handler: web.RequestHandler) -> bytes:
-    secret = handler.settings.get("cookie_secret") or b"backendai-hub"
-    return secret if isinstance(secret, bytes) else str(secret).encode()
-
 
 def _flag(data: dict, field: str) -> bool:
     """A boolean the client sends (absent or null: false); "false" is not true."""
@@ -91,57 +95,58 @@ def _compat_quota(value: Any) -> Any:
 
 class CompatFoldersHandler(CompatBase):
     async def get(self):
-        self.write_json(await self.run(lambda s: [C.folder_dict(O.to_dict(vf, acc))
-                                                  for vf, acc in O.list_for(s, self.principal)]))
+        self.write_json(await self.run(lambda s: [backendai_format.folder_dict(folders.to_dict(vf, acc))
+                                                  for vf, acc in lookup.list_for(s, self.principal)]))
 
     async def post(self):
         data = self.body()
         if data.get("unmanaged_path"):
             raise Forbidden("unmanaged vfolders (host paths) are not supported")
-        req = {k: v for k, v in data.items() if k in O.CREATE_FIELDS and v is not None}
+        req = {k: v for k, v in data.items() if k in fields.CREATE and v is not None}
         if "quota" in req:
             req["quota"] = _compat_quota(req["quota"])
             if req["quota"] is None:
                 del req["quota"]
-        self.write_json(await self.run(lambda s: C.folder_dict(O.to_dict(
-            *O.create(s, self.storage, self.principal, req)))), 201)
+        self.write_json(await self.run(lambda s: backendai_format.folder_dict(folders.to_dict(
+            *folders.create(s, self.storage, self.principal, req)))), 201)
 
     async def delete(self):
         data = self.body()
-        await self.run(lambda s: O.delete(s, self.principal, data.get("id")))
+        await self.run(lambda s: folders.delete(s, self.principal, data.get("id")))
         self.no_content()
 
 
 class CompatFolderHandler(CompatBase):
     async def get(self, name):
-        self.write_json(await self.run(lambda s: C.folder_dict(O.info(s, self.storage, self.principal, name))))
+        self.write_json(await self.run(
+            lambda s: backendai_format.folder_dict(folders.info(s, self.storage, self.principal, name))))
 
     async def delete(self, name):
-        await self.run(lambda s: O.delete(s, self.principal, name))
+        await self.run(lambda s: folders.delete(s, self.principal, name))
         self.no_content()
 
 
 class CompatRenameHandler(CompatBase):
     async def post(self, name):
-        new_name = O.check_name(self.body().get("new_name"), "new_name")
-        await self.run(lambda s: O.update(s, self.storage, self.principal, name, {"name": new_name}))
+        new_name = fields.check_name(self.body().get("new_name"), "new_name")
+        await self.run(lambda s: folders.update(s, self.storage, self.principal, name, {"name": new_name}))
         self.no_content()
 
 
 class CompatMkdirHandler(CompatBase):
     async def post(self, name):
         data = self.body()
-        paths = data.get("path")
-        paths = paths if isinstance(paths, list) else [paths]
+        targets = data.get("path")
+        targets = targets if isinstance(targets, list) else [targets]
         parents, exist_ok = _flag(data, "parents"), _flag(data, "exist_ok")
 
         def work(s):
             _, _, root = self.root_for(s, name, "write")
-            for p in paths:
-                F.mkdir(self.storage, root, p, parents=parents, exist_ok=exist_ok)
+            for p in targets:
+                files.mkdir(self.storage, root, p, parents=parents, exist_ok=exist_ok)
 
         await self.run(work)
-        self.write_json({"results": {"success": [str(p) for p in paths], "failed": []}}, 201)
+        self.write_json({"results": {"success": [str(p) for p in targets], "failed": []}}, 201)
 
 
 class CompatFilesHandler(CompatBase):
@@ -152,11 +157,11 @@ class CompatFilesHandler(CompatBase):
 
         def work(s):
             _, _, root = self.root_for(s, name, "read")
-            return F.list_dir(root, path)
+            return files.list_dir(root, path)
 
         entries = await self.run(work)
-        self.write_json({"files": json.dumps(C.file_entries(entries)), "items": C.file_entries(entries),
-                         "folder_path": path})
+        shown = backendai_format.file_entries(entries)
+        self.write_json({"files": json.dumps(shown), "items": shown, "folder_path": path})
 
 
 class CompatRenameFileHandler(CompatBase):
@@ -167,11 +172,11 @@ class CompatRenameFileHandler(CompatBase):
             raise InvalidInput("new_name: must be a name without '/'", field="new_name")
         if not isinstance(target, str):
             raise InvalidInput("target_path: must be a path", field="target_path")
-        parent = X.paths.clean(target, field="target_path", allow_root=False).rpartition("/")[0]
+        parent = paths.clean(target, field="target_path", allow_root=False).rpartition("/")[0]
 
         def work(s):
             _, _, root = self.root_for(s, name, "write")
-            F.move(root, target, f"{parent}/{new_name}" if parent else new_name)
+            files.move(root, target, f"{parent}/{new_name}" if parent else new_name)
 
         await self.run(work)
         self.write_json({})
@@ -183,14 +188,14 @@ class CompatMoveFileHandler(CompatBase):
 
         def work(s):
             _, _, root = self.root_for(s, name, "write")
-            dst = X.paths.clean(data.get("dst"), field="dst", allow_root=True)
+            dst = paths.clean(data.get("dst"), field="dst", allow_root=True)
             try:
-                if F.stat(root, dst)["type"] == "dir":  # into an existing directory, as mv does
-                    src = X.paths.clean(data.get("src"), field="src", allow_root=False)
+                if files.stat(root, dst)["type"] == "dir":  # into an existing directory, as mv does
+                    src = paths.clean(data.get("src"), field="src", allow_root=False)
                     dst = f"{dst}/{src.rpartition('/')[2]}" if dst else src.rpartition("/")[2]
             except NotFound:
                 pass
-            F.move(root, data.get("src"), dst, overwrite=True)
+            files.move(root, data.get("src"), dst, overwrite=True)
 
         await self.run(work)
         self.write_json({})
@@ -199,15 +204,15 @@ class CompatMoveFileHandler(CompatBase):
 class CompatDeleteFilesHandler(CompatBase):
     async def delete(self, name):
         data = self.body()
-        files = data.get("files")
-        if not isinstance(files, list) or not files:
+        targets = data.get("files")
+        if not isinstance(targets, list) or not targets:
             raise InvalidInput("files: must be a list of paths", field="files")
         recursive = _flag(data, "recursive")
 
         def work(s):
             _, _, root = self.root_for(s, name, "delete-files")
-            for f in files:
-                F.delete(root, f, recursive=recursive)
+            for f in targets:
+                files.delete(root, f, recursive=recursive)
 
         await self.run(work)
         self.write_json({})
@@ -225,12 +230,13 @@ class CompatRequestUploadHandler(CompatBase):
 
         def work(s):
             vf, _, root = self.root_for(s, name, "write")
-            up = X.create_upload(self.storage, root, host=vf.host, vfid=vf.id, quota=vf.quota,
+            up = uploads.create_upload(self.storage, root, host=vf.host, vfid=vf.id, quota=vf.quota,
                                  path=data.get("path"), length=length, user=user, overwrite=True)
             return vf.id, up
 
         vfid, up = await self.run(work)
-        token = C.make_token(_token_secret(self), {"kind": "upload", "user": user, "vfolder": vfid, "upload": up.id})
+        token = transfer_tokens.make_token(token_secret(self), {"kind": "upload", "user": user, "vfolder": vfid,
+                                                                "upload": up.id})
         self.write_json({"token": token, "url": self._transfer_url("upload")})
 
     def _transfer_url(self, what: str) -> str:
@@ -247,12 +253,13 @@ class CompatRequestDownloadHandler(CompatRequestUploadHandler):
 
         def work(s):
             vf, _, root = self.root_for(s, name, "read")
-            X.paths.resolve(root, data.get("path"), reserved=F.RESERVED)  # refuse a bad path now, not at download time
+            # refuse a bad path now, not at download time
+            paths.resolve(root, data.get("path"), reserved=files.RESERVED)
             return vf.id
 
         vfid = await self.run(work)
-        token = C.make_token(_token_secret(self), {"kind": "download", "user": user, "vfolder": vfid,
-                                                   "path": X.paths.clean(data.get("path")),
+        token = transfer_tokens.make_token(token_secret(self), {"kind": "download", "user": user, "vfolder": vfid,
+                                                   "path": paths.clean(data.get("path")),
                                                    "archive": _flag(data, "archive")})
         self.write_json({"token": token, "url": self._transfer_url("download")})
 
@@ -264,12 +271,12 @@ class CompatInviteHandler(CompatBase):
         req = {"emails": data.get("user_ids", data.get("emails")),
                "permission": data.get("perm", data.get("permission", "rw"))}
         self.write_json({"invited_ids": await self.run(lambda s: [
-            i.invitee.email for i in O.invite(s, self.principal, name, req)])}, 201)
+            i.invitee.email for i in invitations.invite(s, self.principal, name, req)])}, 201)
 
 
 class CompatInvitationsHandler(CompatBase):
     async def get(self):
-        got = await self.run(lambda s: O.list_invitations(s, self.principal))
+        got = await self.run(lambda s: invitations.list_invitations(s, self.principal))
         self.write_json({"invitations": [{**i, "inviter": i["inviter_email"], "invitee": i["invitee_email"],
                                           "perm": i["permission"], "vfolder_id": i["vfolder"]}
                                          for i in got["incoming"]]})
@@ -278,7 +285,7 @@ class CompatInvitationsHandler(CompatBase):
 class CompatAcceptInvitationHandler(CompatBase):
     async def post(self):
         inv_id = self.body().get("inv_id")
-        await self.run(lambda s: O.answer_invitation(s, self.principal, inv_id, True))
+        await self.run(lambda s: invitations.answer_invitation(s, self.principal, inv_id, True))
         self.write_json({})
 
 
@@ -288,10 +295,10 @@ class CompatDeleteInvitationHandler(CompatBase):
         inv_id = self.body().get("inv_id")
 
         def work(s):
-            if any(i["id"] == inv_id for i in O.list_invitations(s, self.principal)["incoming"]):
-                O.answer_invitation(s, self.principal, inv_id, False)
+            if any(i["id"] == inv_id for i in invitations.list_invitations(s, self.principal)["incoming"]):
+                invitations.answer_invitation(s, self.principal, inv_id, False)
             else:
-                O.cancel_invitation(s, self.principal, inv_id)
+                invitations.cancel_invitation(s, self.principal, inv_id)
 
         await self.run(work)
         self.write_json({})
@@ -308,7 +315,7 @@ class CompatShareHandler(CompatBase):
         emails = _emails(data.get("emails"))
 
         def work(s):
-            got = O.share(s, self.principal, name, {"emails": emails, "permission": data.get("permission", "rw")})
+            got = sharing.share(s, self.principal, name, {"emails": emails, "permission": data.get("permission", "rw")})
             asked = {e.lower() for e in emails}  # share() accepted them: a list of strings
             return [c["email"] for c in got if c["state"] == "granted" and asked & {c["email"], c["user"]}]
 
@@ -318,7 +325,7 @@ class CompatShareHandler(CompatBase):
 class CompatUnshareHandler(CompatBase):
     async def delete(self, name):
         emails = _emails(self.body().get("emails"))
-        await self.run(lambda s: O.unshare(s, self.principal, name, {"emails": emails}))
+        await self.run(lambda s: sharing.unshare(s, self.principal, name, {"emails": emails}))
         self.write_json({"unshared_emails": emails})
 
 
@@ -332,7 +339,7 @@ class CompatLeaveHandler(CompatBase):
             if other is not None and other not in (me.username, me.email):
                 raise Forbidden("shared_user_uuid: you may only leave yourself; the folder's owner removes "
                                 "other users")
-            O.leave(s, self.principal, name)
+            sharing.leave(s, self.principal, name)
 
         await self.run(work)
         self.write_json({"msg": "left the shared vfolder"})
@@ -343,15 +350,16 @@ class CompatCloneHandler(CompatBase):
         """Admit the clone and answer its ``bgtask_id``; the client follows it on ``events/background-task``."""
         data = self.body()
         perm = data.get("permission")
-        if perm is not None and perm not in A.PERMISSIONS:
-            raise InvalidInput(f"permission: {perm!r} is not one of {', '.join(A.PERMISSIONS)}", field="permission")
-        O.check_name(data.get("target_name"), "target_name")  # the field the client sent, in the answer
+        if perm is not None and perm not in permissions.PERMISSIONS:
+            raise InvalidInput(f"permission: {perm!r} is not one of {', '.join(permissions.PERMISSIONS)}",
+                               field="permission")
+        fields.check_name(data.get("target_name"), "target_name")  # the field the client sent, in the answer
         # a clone is a user folder, and its owner always has wd: the manager's "permission" changes nothing
         req = {k: v for k, v in (("name", data.get("target_name")), ("host", data.get("target_host")),
                                  ("usage_mode", data.get("usage_mode")), ("cloneable", data.get("cloneable")))
                if v is not None}
         job, task = await self.start_clone(name, req)
-        self.write_json({**C.folder_dict(job.folder), "bgtask_id": task.id}, 201)
+        self.write_json({**backendai_format.folder_dict(job.folder), "bgtask_id": task.id}, 201)
 
 
 class CompatBackgroundTaskHandler(CompatBase):
@@ -398,78 +406,38 @@ class CompatUpdateOptionsHandler(CompatBase):
     async def post(self, name):
         data = self.body()
         req = {k: data[k] for k in ("cloneable", "permission") if data.get(k) is not None}
-        await self.run(lambda s: O.update(s, self.storage, self.principal, name, req))
+        await self.run(lambda s: folders.update(s, self.storage, self.principal, name, req))
         self.write_json({}, 201)
 
 
 class CompatGraphQLHandler(CompatBase):
     """``POST <prefix>admin/gql``: only the paginated vfolder lists the client's ``vfolder list`` commands
-    send (vfolders/compat.py parses exactly that query); the folders are those our own API lists."""
+    send (vfolders/backendai_format.py parses exactly that query); the folders are those our own API lists."""
 
     async def post(self):
-        root, fields, args, limit, offset = C.parse_list_query(self.body())
+        root, asked, args, limit, offset = backendai_format.parse_list_query(self.body())
         group = args.get("group_id")
         if group is not None and not isinstance(group, str):
             raise InvalidInput("group_id: must be a group name", field="group_id")
-        keep = {"vfolder_own_list": lambda acc, d: acc.via == A.OWNER,
-                "vfolder_invited_list": lambda acc, d: acc.via == A.INVITED,
+        keep = {"vfolder_own_list": lambda acc, d: acc.via == permissions.OWNER,
+                "vfolder_invited_list": lambda acc, d: acc.via == permissions.INVITED,
                 "vfolder_project_list": lambda acc, d: d["type"] == "group"}.get(root, lambda acc, d: True)
-        sizes = bool({"num_files", "cur_size"} & set(fields))
+        sizes = bool({"num_files", "cur_size"} & set(asked))
 
         def work(s):
-            found = [(vf, d) for vf, acc in O.list_for(s, self.principal)
-                     for d in [C.folder_dict(O.to_dict(vf, acc))]
+            found = [(vf, d) for vf, acc in lookup.list_for(s, self.principal)
+                     for d in [backendai_format.folder_dict(folders.to_dict(vf, acc))]
                      if keep(acc, d) and (group is None or d["group"] == group)]
-            page = [C.folder_dict(O.info(s, self.storage, self.principal, vf.id)) if sizes else d
+            page = [backendai_format.folder_dict(folders.info(s, self.storage, self.principal, vf.id)) if sizes else d
                     for vf, d in found[offset:offset + limit]]
-            return {"items": [C.gql_item(d, fields) for d in page], "total_count": len(found)}
+            return {"items": [backendai_format.gql_item(d, asked) for d in page], "total_count": len(found)}
 
         self.write_json({"data": {root: await self.run(work, readonly=True)}})
-
-
-class _TokenAuth:
-    """Authenticate by the ``?token=`` a request-upload/-download answer handed out (no signature)."""
-
-    token_kind = ""
-    claims: dict
-
-    async def authenticate(self):
-        self.claims = C.read_token(_token_secret(self), self.get_query_argument("token", None), self.token_kind)
-        username = self.claims["user"]
-
-        def work(s):
-            from ..models import User, UserRole
-
-            user = s.query(User).filter(User.username == username).one_or_none()
-            if user is None:
-                raise C.BadToken("token: its user is gone", field="token")
-            self._check_active(user)
-            admin = frozenset({user.domain.name}) if user.role == UserRole.domain_admin else frozenset()
-            return self._principal(user, user.role.value, admin, via="token")
-
-        principal = await self.run(work)
-        self.path_args = [self.claims["vfolder"]] + ([self.claims["upload"]] if "upload" in self.claims else [])
-        return principal
-
-
-class CompatTusUploadHandler(_TokenAuth, UploadHandler):
-    token_kind = "upload"
-
-
-class CompatTusDownloadHandler(_TokenAuth, DownloadHandler):
-    token_kind = "download"
-    default_archive = "zip"
-
-    def download_path(self) -> str:
-        return self.claims["path"]
-
 
 
 # vfolder routes, relative to the service prefix
 VFOLDER_ROUTES: list[tuple[str, Any]] = [
     (r"folders/?", CompatFoldersHandler),
-    (r"folders/_/tus/upload", CompatTusUploadHandler),
-    (r"folders/_/tus/download", CompatTusDownloadHandler),
     (r"folders/invitations/list", CompatInvitationsHandler),
     (r"folders/invitations/accept", CompatAcceptInvitationHandler),
     (r"folders/invitations/delete", CompatDeleteInvitationHandler),
@@ -497,5 +465,5 @@ def routes(prefix: str) -> list:
     return [
         (prefix.rstrip("/") + "/?", VersionHandler),
         (f"{prefix}folders/_/hosts", VFolderHostsHandler),
-        *[(f"{prefix}{route}", handler) for route, handler in VFOLDER_ROUTES],
+        *[(f"{prefix}{route}", handler) for route, handler in storage_proxy.ROUTES + VFOLDER_ROUTES],
     ]

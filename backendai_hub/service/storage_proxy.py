@@ -1,0 +1,59 @@
+"""Backend.AI's storage-proxy routes: tus uploads and downloads authenticated by a request-upload/-download token."""
+
+from __future__ import annotations
+
+from tornado import web
+
+from ..models import User, UserRole
+from ..vfolders import transfer_tokens
+from .downloads import DownloadHandler
+from .uploads import UploadHandler
+
+
+def token_secret(handler: web.RequestHandler) -> bytes:
+    """What signs the transfer tokens: the service's cookie secret."""
+    secret = handler.settings.get("cookie_secret") or b"backendai-hub"
+    return secret if isinstance(secret, bytes) else str(secret).encode()
+
+
+class _TokenAuth:
+    """Authenticate by the ``?token=`` a request-upload/-download answer handed out (no signature)."""
+
+    token_kind = ""
+    claims: dict
+
+    async def authenticate(self):
+        self.claims = transfer_tokens.read_token(token_secret(self), self.get_query_argument("token", None),
+                                                 self.token_kind)
+        username = self.claims["user"]
+
+        def work(s):
+            user = s.query(User).filter(User.username == username).one_or_none()
+            if user is None:
+                raise transfer_tokens.BadToken("token: its user is gone", field="token")
+            self._check_active(user)
+            admin = frozenset({user.domain.name}) if user.role == UserRole.domain_admin else frozenset()
+            return self._principal(user, user.role.value, admin, via="token")
+
+        principal = await self.run(work)
+        self.path_args = [self.claims["vfolder"]] + ([self.claims["upload"]] if "upload" in self.claims else [])
+        return principal
+
+
+class CompatTusUploadHandler(_TokenAuth, UploadHandler):
+    token_kind = "upload"
+
+
+class CompatTusDownloadHandler(_TokenAuth, DownloadHandler):
+    token_kind = "download"
+    default_archive = "zip"
+
+    def download_path(self) -> str:
+        return self.claims["path"]
+
+
+# relative to the service prefix (the URLs request-upload and request-download answer)
+ROUTES = [
+    (r"folders/_/tus/upload", CompatTusUploadHandler),
+    (r"folders/_/tus/download", CompatTusDownloadHandler),
+]

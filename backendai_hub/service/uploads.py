@@ -1,0 +1,160 @@
+"""REST resource: tus uploads into a vfolder (create, offset, append, abort); the bytes go to the part writer."""
+
+from __future__ import annotations
+
+from tornado import web
+
+from .. import host_permissions as H
+from ..errors import InvalidInput, TenancyError
+from ..vfolders import uploads
+from .routes import Route
+from .vfolder_base import VFolderBase, flag, op
+
+
+class PreconditionFailed(TenancyError):
+    status = 412
+
+
+class UnsupportedMediaType(TenancyError):
+    status = 415
+
+
+def _tus_headers(handler: web.RequestHandler) -> None:
+    handler.set_header("Tus-Resumable", uploads.TUS_VERSION)
+    handler.set_header("Cache-Control", "no-store")
+
+
+class UploadsHandler(VFolderBase):
+    """``POST``: create a tus upload (``Upload-Length``; the target in ``Upload-Metadata: path <b64>``
+    or ``?path=``); answers 201 with its ``Location``."""
+
+    host_perm = H.UPLOAD_FILE
+
+    async def post(self, ref):
+        _tus_headers(self)
+        version = self.request.headers.get("Tus-Resumable")
+        if version is not None and version != uploads.TUS_VERSION:
+            self.set_header("Tus-Version", uploads.TUS_VERSION)
+            raise PreconditionFailed(f"Tus-Resumable: only {uploads.TUS_VERSION} is supported")
+        length = uploads.parse_length(self.request.headers.get("Upload-Length"), "Upload-Length")
+        meta = uploads.parse_metadata(self.request.headers.get("Upload-Metadata"))
+        path = self.get_query_argument("path", None) or meta.get("path") or meta.get("filename")
+        if not path:
+            raise InvalidInput("path: name the target in Upload-Metadata (path) or ?path=", field="path")
+        overwrite = self.flag("overwrite") or flag(meta.get("overwrite"), "overwrite")
+        user = self.principal.username
+
+        def work(s):
+            vf, _, root = self.root_for(s, ref, "write")
+            return uploads.create_upload(self.storage, root, host=vf.host, vfid=vf.id, quota=vf.quota, path=path,
+                                         length=length, user=user, overwrite=overwrite)
+
+        up = await self.run(work)
+        location = f"{self.request.path.rstrip('/')}/{up.id}"
+        self.set_header("Location", location)
+        self.set_header("Upload-Offset", "0")
+        self.write_json({"id": up.id, "location": location, "path": up.path, "length": up.length,
+                         "offset": 0, "complete": up.length == 0}, 201)
+
+    async def options(self, ref):
+        _tus_headers(self)
+        self.set_header("Tus-Version", uploads.TUS_VERSION)
+        self.set_header("Tus-Extension", uploads.TUS_EXTENSIONS)
+        self.set_header("Tus-Max-Size", str(uploads.MAX_UPLOAD))
+        self.set_status(204)
+        self.finish()
+
+
+@web.stream_request_body
+class UploadHandler(VFolderBase):
+    """``HEAD``: the offset; ``PATCH``: append at ``Upload-Offset`` (streamed to disk); ``DELETE``: abort."""
+
+    host_perm = H.UPLOAD_FILE
+    writer: uploads.PartWriter | None = None  # PATCH: where the body goes
+
+    async def prepare(self):
+        await super().prepare()
+        _tus_headers(self)
+        if self.request.method != "PATCH":
+            self.request.connection.set_max_body_size(0)
+            return
+        ref, upload_id = self.path_args
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/offset+octet-stream":
+            raise UnsupportedMediaType("Content-Type: PATCH bodies must be application/offset+octet-stream",
+                                       field="Content-Type")
+        offset = uploads.parse_length(self.request.headers.get("Upload-Offset"), "Upload-Offset")
+        user = self.principal.username
+
+        def work(s):
+            _, _, root = self.root_for(s, ref, "write")
+            up, _ = uploads.load_upload(root, upload_id, user)
+            return root, uploads.PartWriter.open(root, up, offset)  # locked: one writer per upload
+
+        self._root, self.writer = await self.run(work)
+        # the body may not run past the declared length (tornado answers 400 and closes otherwise)
+        self.request.connection.set_max_body_size(self.writer.room)
+
+    async def data_received(self, chunk: bytes):
+        if self.writer is not None:
+            await self.writer.feed(chunk)
+
+    def on_connection_close(self):
+        # what arrived stays on disk: HEAD tells the client where to resume
+        if self.writer is not None:
+            self.writer.close()
+        super().on_connection_close()
+
+    def on_finish(self):
+        if self.writer is not None:
+            self.writer.close()
+
+    async def head(self, ref, upload_id):
+        user = self.principal.username
+
+        def work(s):
+            _, _, root = self.root_for(s, ref, "write")
+            return uploads.load_upload(root, upload_id, user)
+
+        up, offset = await self.run(work)
+        self.set_header("Upload-Offset", str(offset))
+        self.set_header("Upload-Length", str(up.length))
+        self.set_status(200)
+        self.finish()
+
+    async def patch(self, ref, upload_id):
+        writer, root = self.writer, self._root
+        offset = await writer.finish()
+        if writer.complete:
+            await self.run(lambda s: (self.root_for(s, ref, "write"),
+                                      uploads.finish_upload(self.storage, root, writer.up)))
+        self.set_header("Upload-Offset", str(offset))
+        self.set_status(204)
+        self.finish()
+
+    async def delete(self, ref, upload_id):
+        user = self.principal.username
+
+        def work(s):
+            _, _, root = self.root_for(s, ref, "write")
+            up, _ = uploads.load_upload(root, upload_id, user)
+            uploads.abort_upload(root, up)
+
+        await self.run(work)
+        self.set_status(204)
+        self.finish()
+
+
+_STR = {"type": "string"}
+ROUTES = [
+    Route(r"vfolders/([^/]+)/uploads", UploadsHandler, ("vfolder",), tag="vfolders", ops={"post": op(
+        status="201", query=("path", "overwrite"),
+        headers=({"name": "Upload-Length", "in": "header", "required": True,
+                  "schema": {"type": "integer", "minimum": 0}},
+                 {"name": "Upload-Metadata", "in": "header", "schema": _STR},
+                 {"name": "Tus-Resumable", "in": "header",
+                  "schema": {"type": "string", "enum": [uploads.TUS_VERSION]}}),
+        errors={"412": "unsupported Tus-Resumable version", "413": "the upload does not fit in the folder's quota"})}),
+    Route(r"vfolders/([^/]+)/uploads/([^/]+)", UploadHandler, ("vfolder", "upload"), tag="vfolders",
+          ops={"patch": op(status="204"), "delete": op(status="204")}),
+]
