@@ -22,8 +22,14 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def keys_for(login: str, address: str | None) -> list[str]:
-    keys = [f"user:{login.strip().lower()}"]
+def keys_for(account: str, address: str | None) -> list[str]:
+    """The counters a failed sign-in adds to: the account's and the client address's.
+
+    ``account`` is the account's username whichever of its names or keys was typed (the caller
+    resolves it; as typed when it names no account), ``address`` the client address from
+    ``forwarded.client_address``, never a header the client chose.
+    """
+    keys = [f"user:{account.strip().lower()}"]
     if address:
         keys.append(f"addr:{address}")
     return keys
