@@ -55,7 +55,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OperationalError, ProgrammingError) as e:
         return _fail(f"database error: {str(e.orig).splitlines()[0] if e.orig else e}")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
