@@ -84,7 +84,7 @@ class MockSpawner(BackendAISpawner):
             self._mock_catalog = ImageCatalog(lambda: self.engine, self.image_aliases)
         return self._mock_catalog
 
-    def _setup_network(self, port: int) -> SessionNetwork:
+    def setup_network(self, port: int) -> SessionNetwork:
         return SessionNetwork(self.network_name, "mock-network", "bhub-mock", "127.0.0.1", "127.0.0.0/8")
 
     async def _create_container(self) -> FakeContainer:
@@ -98,13 +98,13 @@ class MockSpawner(BackendAISpawner):
         container.server.add_sockets(sockets)
         return sockets[0].getsockname()[1]
 
-    async def _launch_container(self) -> tuple[str, int]:
+    async def launch_container(self) -> tuple[str, int]:
         self.container = container = await self._create_container()
         self.object_id = container.id
         container.port = await self._serve(container)
         return "127.0.0.1", container.port
 
-    async def _remove_container(self, now: bool = False) -> None:
+    async def remove_container(self, now: bool = False) -> None:
         if self.container is not None:
             self.container.running = False
             if self.container.server is not None:
@@ -112,7 +112,7 @@ class MockSpawner(BackendAISpawner):
         self.object_id = ""
         self.clear_state()
 
-    async def _container_status(self):
+    async def container_status(self):
         # as DockerSpawner: a container that is gone reads as exited with 0
         return None if self.container is not None and self.container.running else 0
 
@@ -122,15 +122,15 @@ class SlowSpawner(MockSpawner):
 
     delay = Float(0.3, help="Seconds the container step takes.").tag(config=True)
 
-    async def _launch_container(self) -> tuple[str, int]:
+    async def launch_container(self) -> tuple[str, int]:
         await asyncio.sleep(self.delay)
-        return await super()._launch_container()
+        return await super().launch_container()
 
 
 class BadSpawner(MockSpawner):
     """The engine refuses to start the container: a failure after admission."""
 
-    async def _launch_container(self) -> tuple[str, int]:
+    async def launch_container(self) -> tuple[str, int]:
         self.container = await self._create_container()
         raise RuntimeError("the engine refused to start the container")
 
@@ -138,7 +138,7 @@ class BadSpawner(MockSpawner):
 class NeverSpawner(MockSpawner):
     """The container step never returns (the hub gives up after ``start_timeout``)."""
 
-    async def _launch_container(self) -> tuple[str, int]:
+    async def launch_container(self) -> tuple[str, int]:
         self.container = await self._create_container()
         await asyncio.Event().wait()
 

@@ -252,7 +252,7 @@ class BackendAISpawner(DockerSpawner):
             await self._ensure_network()
             self._event(40, "creating the container")
             t = time.monotonic()
-            ip_port = await self._launch_container()
+            ip_port = await self.launch_container()
             metrics.STAGE.labels(stage="container").observe(time.monotonic() - t)
             await self._allow_egress(ip_port[0], charge)
             await self._db(lambda s: S.mark_running(s, self.session_id, self.container_id))
@@ -355,7 +355,7 @@ class BackendAISpawner(DockerSpawner):
         key = (self.network_name, port, self.firewall)
         if key not in _networks:
             try:
-                _networks[key] = await asyncio.get_running_loop().run_in_executor(None, self._setup_network, port)
+                _networks[key] = await asyncio.get_running_loop().run_in_executor(None, self.setup_network, port)
             except FirewallError as e:
                 raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
         if self.hub_connect_url is None:
@@ -374,7 +374,7 @@ class BackendAISpawner(DockerSpawner):
 
     # -- the engine: tests/mocking.py replaces these to test the glue without Docker -------------------
 
-    def _setup_network(self, port: int) -> SessionNetwork:
+    def setup_network(self, port: int) -> SessionNetwork:
         """Blocking: the session network, with the host guard where the firewall is on."""
         # the host guard is iptables on this machine: the engine must be the local one
         net = ensure_session_network(docker.from_env(), self.network_name)
@@ -382,15 +382,15 @@ class BackendAISpawner(DockerSpawner):
             Firewall().install_host_guard(net.bridge, net.gateway, port)
         return net
 
-    async def _launch_container(self) -> tuple[str, int]:
+    async def launch_container(self) -> tuple[str, int]:
         """Create and start the session container (DockerSpawner's start); its (ip, port)."""
         return await super().start()
 
-    async def _remove_container(self, now: bool = False) -> None:
+    async def remove_container(self, now: bool = False) -> None:
         """Stop and remove the container (DockerSpawner's stop); it clears the state."""
         await super().stop(now=now)
 
-    async def _container_status(self):
+    async def container_status(self):
         """None while the container runs, else its exit status (DockerSpawner's poll)."""
         return await super().poll()
 
@@ -411,13 +411,13 @@ class BackendAISpawner(DockerSpawner):
     async def stop(self, now=False):
         sid = self.session_id  # DockerSpawner.stop clears the state
         try:
-            await self._remove_container(now)
+            await self.remove_container(now)
         finally:
             await self._release("stopped", sid)
 
     async def poll(self):
         sid = self.session_id
-        status = await self._container_status()
+        status = await self.container_status()
         if status is not None:
             await self._release(f"container exited ({status})", sid)
         return status

@@ -33,10 +33,6 @@ class Mount:
     name: str = ""
     host: str = ""  # the storage host, whose quota image must be mounted before the session starts
 
-    def spawner(self) -> dict:
-        """The mount as an entry of DockerSpawner's ``mounts`` (keyword arguments of ``docker.types.Mount``)."""
-        return {"source": self.source, "target": self.target, "type": "bind", "read_only": self.read_only}
-
     def docker(self) -> dict:
         """The mount as docker-py's ``docker.types.Mount`` (a dict) for ``host_config["mounts"]``."""
         return {"Target": self.target, "Source": self.source, "Type": "bind", "ReadOnly": self.read_only}
