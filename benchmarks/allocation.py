@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from backendai_hub import fixtures as F
-from backendai_hub import sessions as S
+from backendai_hub import admission as S
 from backendai_hub.accelerators import Accelerators, Device, DeviceAllocator
 from backendai_hub.accelerators.base import COUNT, SHARE
 from backendai_hub.accelerators.inventory import Inventory

@@ -148,7 +148,7 @@ def _measure_micro(template: Path, workdir: Path, n: int) -> tuple[dict[str, lis
     from backendai_hub.db import Database
     from backendai_hub.models import KeyPair
     from backendai_hub.policy import effective_limits, slots_to_json
-    from backendai_hub.sessions import levels_for
+    from backendai_hub.admission import levels_for
 
     shutil.copy(template / "template.sqlite", workdir / "micro.sqlite")
     shutil.copy(template / "key", workdir / "micro.key")

@@ -1,6 +1,6 @@
 """Device allocation: pure, NUMA-aware choice of free devices (and a CPU set beside them).
 
-The admission hook (:class:`DeviceAllocator`) runs inside ``sessions.admit``'s transaction, under
+The admission hook (:class:`DeviceAllocator`) runs inside ``admission.admit``'s transaction, under
 the admission lock, so two sessions never get the same device; what it returns is stored in
 ``KernelSession.allocation`` and freed when the row is terminated.
 """
@@ -158,7 +158,7 @@ def numa_cpuset(cpu_load: Mapping[int, int], cpus: int, host_cpus: int, node_cpu
 
 
 class DeviceAllocator:
-    """The ``allocator`` hook of ``sessions.admit``: picks free devices under the admission lock.
+    """The ``allocator`` hook of ``admission.admit``: picks free devices under the admission lock.
 
     ``numa_cpus`` maps NUMA node -> its CPUs (from /sys); with it, a session holding devices on one
     node is pinned to CPUs of that node.

@@ -134,7 +134,7 @@ class Accelerators(SingletonConfigurable):
         return out
 
     def allocator(self) -> DeviceAllocator | None:
-        """The admission hook for ``sessions.admit``; None when the host has no devices."""
+        """The admission hook for ``admission.admit``; None when the host has no devices."""
         with self._lock:
             if self._allocator is None:
                 devices = self.devices()

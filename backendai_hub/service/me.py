@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import tenancy as T
 from ..policy import effective_limits, slots_to_json
-from ..sessions import levels_for
+from ..admission import levels_for
 from .base import APIHandler
 from .routes import Route
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from .. import sessions as S
+from .. import admission as S
 from .. import validation as V
 from ..errors import NotFound
 from ..models import KernelSession

@@ -21,7 +21,7 @@ from traitlets import Bool, Dict, Float, Integer, Unicode, default
 from .. import metrics
 from ..accelerators import Accelerators  # [accelerators]
 from .. import policy as P
-from .. import sessions as S
+from .. import admission as S
 from ..db import Database
 from ..errors import TenancyError
 from ..images import ImageCatalog

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from backendai_hub import sessions as S
+from backendai_hub import admission as S
 from backendai_hub.errors import Forbidden
 from backendai_hub.models import SessionStatus
 from backendai_hub.policy import parse_slots

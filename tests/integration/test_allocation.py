@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from traitlets.config import Config
 
-from backendai_hub import sessions as S
+from backendai_hub import admission as S
 from backendai_hub.accelerators import Accelerators
 from backendai_hub.accelerators.allocation import DeviceAllocator
 from backendai_hub.accelerators.inventory import agent_id

@@ -12,7 +12,7 @@ from backendai_hub.db import VERSION_TABLE, Database, current_revision, head_rev
 from backendai_hub.errors import Conflict, InvalidInput, NotFound
 from backendai_hub.models import Base, KeyPair, User
 from backendai_hub.policy import Usage, admit, parse_slots
-from backendai_hub.sessions import levels_for
+from backendai_hub.admission import levels_for
 from backendai_hub.host_permissions import HOST_PERMISSIONS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from backendai_hub import sessions as S
+from backendai_hub import admission as S
 from backendai_hub.errors import Forbidden
 from tests.integration.service_harness import KEYS
 
