@@ -349,10 +349,8 @@ class CompatCloneHandler(CompatBase):
     async def post(self, name):
         """Admit the clone and answer its ``bgtask_id``; the client follows it on ``events/background-task``."""
         data = self.body()
-        perm = data.get("permission")
-        if perm is not None and perm not in permissions.PERMISSIONS:
-            raise InvalidInput(f"permission: {perm!r} is not one of {', '.join(permissions.PERMISSIONS)}",
-                               field="permission")
+        if data.get("permission") is not None:
+            fields.permission(data["permission"], "permission")
         fields.check_name(data.get("target_name"), "target_name")  # the field the client sent, in the answer
         # a clone is a user folder, and its owner always has wd: the manager's "permission" changes nothing
         req = {k: v for k, v in (("name", data.get("target_name")), ("host", data.get("target_host")),

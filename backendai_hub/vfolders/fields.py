@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from typing import Any, Mapping
 
@@ -35,18 +36,21 @@ def check_name(value: Any, field: str = "name") -> str:
     return value
 
 
-def permission(value: Any, field: str = "permission") -> VFolderPermission:
-    try:
-        return VFolderPermission(value)
-    except ValueError:
-        raise InvalidInput(f"{field}: {value!r} is not one of ro, rw, wd", field=field) from None
+def _member_of(cls: type[enum.Enum]) -> V.Parser:
+    """A parser into the member of ``cls`` that a value names."""
+    values = ", ".join(m.value for m in cls)
+
+    def parse_member(value: Any, field: str):
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidInput(f"{field}: {value!r} is not one of {values}", field=field) from None
+
+    return parse_member
 
 
-def usage_mode(value: Any, field: str = "usage_mode") -> VFolderUsageMode:
-    try:
-        return VFolderUsageMode(value)
-    except ValueError:
-        raise InvalidInput(f"{field}: {value!r} is not one of general, data, model", field=field) from None
+permission = _member_of(VFolderPermission)  # ro, rw, wd
+usage_mode = _member_of(VFolderUsageMode)  # general, data, model
 
 
 def quota(value: Any, field: str = "quota") -> int | None:

@@ -24,7 +24,6 @@ from typing import Mapping, Protocol
 from ..errors import Conflict, Forbidden, NotFound
 
 RO, RW, WD = "ro", "rw", "wd"
-PERMISSIONS = (RO, RW, WD)
 _RANK = {None: 0, RO: 1, RW: 2, WD: 3}
 
 # how a subject reaches the folder
