@@ -17,7 +17,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from sqlalchemy import select
+
 from .. import policy as P
+from ..models import LIVE_STATUSES, KernelSession
+from .base import summarize_stats
 
 PROC, SYS_NODE, SYS_CPU = Path("/proc"), Path("/sys/devices/system/node"), Path("/sys/devices/system/cpu")
 
@@ -164,10 +168,6 @@ def holders_from(rows: Iterable[tuple[int, str, str, Mapping | None]]) -> dict[t
 
 def live_holders(s) -> dict[tuple[str, str], list[dict]]:
     """Who holds each device, read from the live sessions of our database (``s``: an ORM session)."""
-    from sqlalchemy import select
-
-    from ..models import LIVE_STATUSES, KernelSession
-
     q = select(KernelSession).where(KernelSession.status.in_(LIVE_STATUSES)).order_by(KernelSession.id)
     return holders_from((r.id, r.user.username, r.server_name, r.allocation) for r in s.scalars(q))
 
@@ -214,8 +214,6 @@ class Inventory:
             physical = plugin.get_physical_info()
             entry = {"plugin": plugin.key, "summary": plugin.get_physical_info_summary(), "devices": []}
             if live:
-                from .base import summarize_stats
-
                 entry["live"] = summarize_stats(stats)
             for d in devices:
                 dev = dict(physical.get(d.device_id, d.to_dict()))
@@ -274,8 +272,6 @@ class Inventory:
         for plugin in self.accelerators.active():
             if not plugin.list_devices():
                 continue
-            from .base import summarize_stats
-
             stats = plugin.collect_live_stats()
             accelerators.append({"plugin": plugin.key, "summary": summarize_stats(stats),
                                  "devices": [{"id": k, **v} for k, v in stats.items()]})

@@ -13,6 +13,7 @@ from traitlets.config import SingletonConfigurable
 
 from .allocation import DeviceAllocator
 from .base import AcceleratorPlugin, ContainerOptions, Device, amounts
+from .inventory import numa_nodes
 
 ENTRY_POINT_GROUP = "backendai_hub.accelerators"
 
@@ -140,8 +141,6 @@ class Accelerators(SingletonConfigurable):
                 devices = self.devices()
                 if not devices:
                     return None
-                from .inventory import numa_nodes
-
                 self._allocator = DeviceAllocator(devices, {n["id"]: n["cpus"] for n in numa_nodes()})
             return self._allocator
 
