@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from . import policy as P
-from .errors import Forbidden, InvalidInput, NotFound
+from .errors import AdmissionDenied, Forbidden, InvalidInput, NotFound
 from .models import (
     LIVE_STATUSES,
     Group,
@@ -28,14 +28,6 @@ from .models import (
 )
 
 ADMISSION_LOCK_KEY = 0x42414948  # "BAIH": one advisory lock serializes admissions on PostgreSQL
-
-
-class AdmissionDenied(Forbidden):
-    """A policy (or the host) cannot fit the session; the message names the level and slot."""
-
-    def __init__(self, message: str, *, level: str | None = None, slot: str | None = None):
-        super().__init__(message, field="resources" if slot and slot != "sessions" else None)
-        self.level, self.slot = level, slot
 
 
 @dataclass(frozen=True)

@@ -48,3 +48,55 @@ class RemoteError(TenancyError):
     """The hub could not be reached, or failed on its side."""
 
     status = 502
+
+
+class AdmissionDenied(Forbidden):
+    """A policy (or the host) cannot fit the session; the message names the level and slot."""
+
+    def __init__(self, message: str, *, level: str | None = None, slot: str | None = None):
+        super().__init__(message, field="resources" if slot and slot != "sessions" else None)
+        self.level, self.slot = level, slot
+
+
+class BadToken(TenancyError):
+    """A transfer token (a Backend.AI storage-proxy URL's) that is expired, forged or for another use."""
+
+    status = 401
+
+
+class PreconditionFailed(TenancyError):
+    """A tus request in a protocol version we do not speak."""
+
+    status = 412
+
+
+class QuotaExceeded(TenancyError):
+    """An upload that does not fit in the folder's quota."""
+
+    status = 413
+
+
+class UnsupportedMediaType(TenancyError):
+    status = 415
+
+
+class RangeNotSatisfiable(TenancyError):
+    """A download Range outside the file; ``size`` goes into Content-Range."""
+
+    status = 416
+
+    def __init__(self, message: str, size: int):
+        super().__init__(message, field="Range")
+        self.size = size
+
+
+class UploadLocked(TenancyError):
+    """Another request is writing this upload (one writer at a time)."""
+
+    status = 423
+
+
+class StorageError(TenancyError):
+    """The storage host failed (answered as 503: the request was fine, the host was not)."""
+
+    status = 503

@@ -8,6 +8,7 @@ strings. :func:`parse` applies a table of field parsers to a mapping, refusing u
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import re
@@ -116,6 +117,19 @@ def choice(options: Iterable[str]) -> Parser:
         return value
 
     return parse_choice
+
+
+def member(cls: type[enum.Enum]) -> Parser:
+    """A parser into the member of the enum ``cls`` that a value names."""
+    values = ", ".join(m.value for m in cls)
+
+    def parse_member(value: Any, field: str):
+        try:
+            return cls(value)
+        except (ValueError, TypeError):
+            raise InvalidInput(f"{field}: {value!r} is not one of {values}", field=field) from None
+
+    return parse_member
 
 
 def integer(value: Any, field: str, *, minimum: int = 0, maximum: int = INT64_MAX) -> int:

@@ -76,13 +76,13 @@ class APIHandler(web.RequestHandler):
         user = s.query(User).filter(User.username == model["name"]).one_or_none()
         if user is None:
             raise Unauthorized(f"hub user {model['name']!r} has no backendai-hub account")
-        self._check_active(user)
+        self.check_active(user)
         reach = role_from_scopes(set(model.get("scopes", [])), user.role.value, user.domain.name)
         if reach is None:
             raise Unauthorized("this token carries no custom:backendai:* scope; sign in again or "
                                "request a token with those scopes")
         role, admin_domains = reach
-        return self._principal(user, role, admin_domains, via="token")
+        return self.make_principal(user, role, admin_domains, via="token")
 
     async def _from_signature(self) -> Principal:
         cache = self.settings["replay_cache"]
@@ -104,23 +104,23 @@ class APIHandler(web.RequestHandler):
                 selectinload(KeyPair.user).selectinload(User.groups)])
             if not kp.is_active:
                 raise Unauthorized(f"keypair {kp.access_key!r} is inactive")
-            self._check_active(kp.user)
+            self.check_active(kp.user)
             user = kp.user
             admin_domains = frozenset({user.domain.name}) if user.role == UserRole.domain_admin else frozenset()
-            return self._principal(user, user.role.value, admin_domains, via="keypair",
+            return self.make_principal(user, user.role.value, admin_domains, via="keypair",
                                    access_key=kp.access_key)
 
         return await self.run(work, readonly=True)
 
     @staticmethod
-    def _check_active(user: User) -> None:
+    def check_active(user: User) -> None:
         if user.status != UserStatus.active:
             raise Unauthorized(f"user {user.username!r} is inactive")
         if not user.domain.is_active:
             raise Unauthorized(f"domain {user.domain.name!r} is inactive")
 
     @staticmethod
-    def _principal(user: User, role: str, admin_domains, via: str, access_key: str | None = None) -> Principal:
+    def make_principal(user: User, role: str, admin_domains, via: str, access_key: str | None = None) -> Principal:
         assert role in (SUPERADMIN, DOMAIN_ADMIN, USER)
         return Principal(username=user.username, role=role, domain=user.domain.name, via=via,
                          admin_domains=frozenset(admin_domains),

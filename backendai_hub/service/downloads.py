@@ -10,7 +10,7 @@ from tornado import iostream
 from tornado.log import app_log
 
 from .. import host_permissions as H
-from ..errors import InvalidInput
+from ..errors import InvalidInput, RangeNotSatisfiable
 from ..vfolders import downloads
 from .routes import Route
 from .vfolder_base import VFolderBase, op
@@ -73,7 +73,7 @@ class DownloadHandler(VFolderBase):
 
     def write_error(self, status_code: int, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, downloads.RangeNotSatisfiable):
+        if isinstance(exc, RangeNotSatisfiable):
             self.set_header("Content-Range", f"bytes */{exc.size}")  # send_error cleared the headers
         super().write_error(status_code, **kwargs)
 

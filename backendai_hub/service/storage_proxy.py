@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tornado import web
 
+from ..errors import BadToken
 from ..models import User, UserRole
 from ..vfolders import transfer_tokens
 from .downloads import DownloadHandler
@@ -30,10 +31,10 @@ class _TokenAuth:
         def work(s):
             user = s.query(User).filter(User.username == username).one_or_none()
             if user is None:
-                raise transfer_tokens.BadToken("token: its user is gone", field="token")
-            self._check_active(user)
+                raise BadToken("token: its user is gone", field="token")
+            self.check_active(user)
             admin = frozenset({user.domain.name}) if user.role == UserRole.domain_admin else frozenset()
-            return self._principal(user, user.role.value, admin, via="token")
+            return self.make_principal(user, user.role.value, admin, via="token")
 
         principal = await self.run(work)
         self.path_args = [self.claims["vfolder"]] + ([self.claims["upload"]] if "upload" in self.claims else [])

@@ -5,18 +5,10 @@ from __future__ import annotations
 from tornado import web
 
 from .. import host_permissions as H
-from ..errors import InvalidInput, TenancyError
+from ..errors import InvalidInput, PreconditionFailed, UnsupportedMediaType
 from ..vfolders import uploads
 from .routes import Route
 from .vfolder_base import VFolderBase, flag, op
-
-
-class PreconditionFailed(TenancyError):
-    status = 412
-
-
-class UnsupportedMediaType(TenancyError):
-    status = 415
 
 
 def _tus_headers(handler: web.RequestHandler) -> None:

@@ -23,7 +23,7 @@ from ..accelerators import Accelerators  # [accelerators]
 from .. import policy as P
 from .. import admission as S
 from ..db import Database
-from ..errors import TenancyError
+from ..errors import AdmissionDenied, TenancyError
 from ..images import ImageCatalog
 from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
@@ -297,7 +297,7 @@ class BackendAISpawner(DockerSpawner):
                 self._event(10, f"queued for free capacity: position {position}")
                 if time.monotonic() > deadline:
                     await self._release("left the queue: timed out")
-                    raise S.AdmissionDenied(f"waited {self.queue_timeout:.0f} s in the queue without free capacity",
+                    raise AdmissionDenied(f"waited {self.queue_timeout:.0f} s in the queue without free capacity",
                                             level="host")
                 await asyncio.sleep(self.queue_poll_interval)
                 sid, status, position, allocation = await self._db(lambda s: attempt(s, sid))

@@ -15,20 +15,6 @@ from ..models import User, UserRole, UserStatus
 from . import domains, groups, policies
 
 
-def _role(value: Any, field: str = "role") -> UserRole:
-    try:
-        return UserRole(value)
-    except ValueError:
-        raise InvalidInput(f"{field}: {value!r} is not one of superadmin, domain-admin, user", field=field) from None
-
-
-def _status(value: Any, field: str = "status") -> UserStatus:
-    try:
-        return UserStatus(value)
-    except ValueError:
-        raise InvalidInput(f"{field}: {value!r} is not one of active, inactive", field=field) from None
-
-
 def _new_password(value: Any, field: str) -> str | None:
     return None if value is None else V.password(value, field)
 
@@ -43,8 +29,8 @@ FIELDS: dict[str, V.Parser] = {
     "email": V.email,
     "full_name": lambda value, field: V.text(value, field, 128),
     "password": _new_password,
-    "role": _role,
-    "status": _status,
+    "role": V.member(UserRole),
+    "status": V.member(UserStatus),
     "domain": V.name,
     "groups": V.str_list,
     "resource_policy": V.opt_key,

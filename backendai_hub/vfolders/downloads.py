@@ -12,21 +12,13 @@ import time
 import zipfile
 from typing import Iterator
 
-from ..errors import InvalidInput, NotFound, TenancyError
+from ..errors import InvalidInput, NotFound, RangeNotSatisfiable
 from . import paths
 from .files import RESERVED
 from .storage import UPLOAD_DIR
 
 CHUNK = 1 << 20  # files are read, and archives handed over, in pieces of this size
 ARCHIVES = {"tar": "application/x-tar", "zip": "application/zip"}  # format -> content type
-
-
-class RangeNotSatisfiable(TenancyError):
-    status = 416
-
-    def __init__(self, message: str, size: int):
-        super().__init__(message, field="Range")
-        self.size = size
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import re
 from typing import Any, Mapping
 
@@ -36,21 +35,8 @@ def check_name(value: Any, field: str = "name") -> str:
     return value
 
 
-def _member_of(cls: type[enum.Enum]) -> V.Parser:
-    """A parser into the member of ``cls`` that a value names."""
-    values = ", ".join(m.value for m in cls)
-
-    def parse_member(value: Any, field: str):
-        try:
-            return cls(value)
-        except ValueError:
-            raise InvalidInput(f"{field}: {value!r} is not one of {values}", field=field) from None
-
-    return parse_member
-
-
-permission = _member_of(VFolderPermission)  # ro, rw, wd
-usage_mode = _member_of(VFolderUsageMode)  # general, data, model
+permission = V.member(VFolderPermission)  # ro, rw, wd
+usage_mode = V.member(VFolderUsageMode)  # general, data, model
 
 
 def quota(value: Any, field: str = "quota") -> int | None:

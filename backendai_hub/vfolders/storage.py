@@ -11,7 +11,7 @@ from traitlets import Dict, Integer, Unicode, default, validate
 from traitlets import Enum as TEnum
 from traitlets.config import SingletonConfigurable
 
-from ..errors import InvalidInput, NotFound, TenancyError
+from ..errors import InvalidInput, NotFound, StorageError
 from ..session_user import SESSION_GID, SESSION_UID
 from .quota import LoopbackQuota, QuotaError
 
@@ -185,12 +185,6 @@ class StorageHosts(SingletonConfigurable):
         if not self.uses_image(host, vfid):
             return None
         return LoopbackQuota.free_bytes(self.path(host, vfid))
-
-
-class StorageError(TenancyError):
-    """The storage host failed (answered as 503: the request was fine, the host was not)."""
-
-    status = 503
 
 
 def walk(root: str) -> Iterator[os.DirEntry]:

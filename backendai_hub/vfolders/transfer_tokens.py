@@ -9,16 +9,12 @@ import json
 import time
 from typing import Any
 
-from ..errors import TenancyError
+from ..errors import BadToken
 
 # backend.ai-client 23.9 asks the manager for an upload or download (request-upload /
 # request-download), then talks to the "storage proxy" URL it gets back with only a ?token= and no
 # keypair signature: the token names the user, the folder and the transfer.
 TOKEN_TTL = 3600.0
-
-
-class BadToken(TenancyError):
-    status = 401
 
 
 def _b64(data: bytes) -> str:

@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 
-from ..errors import Conflict, InvalidInput, NotFound, TenancyError
+from ..errors import Conflict, InvalidInput, NotFound, QuotaExceeded, TenancyError, UploadLocked
 from . import paths
 from .fields import HEX32_RE
 from .files import RESERVED
@@ -27,14 +27,6 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination"
 MAX_UPLOAD = 1 << 42  # 4 TiB: what one upload may declare
 UPLOAD_TTL = 24 * 3600.0  # an upload no byte reached for this long is abandoned (its reservation freed)
-
-
-class QuotaExceeded(TenancyError):
-    status = 413
-
-
-class UploadLocked(TenancyError):
-    status = 423
 
 
 @dataclass

@@ -12,7 +12,7 @@ from backendai_hub.spawner.jail import JailSettings, jail_create_kwargs, jail_ho
 from backendai_hub.vfolders import uploads as X
 from backendai_hub.vfolders.mounts import Mountable, mounts_for
 from backendai_hub.vfolders.storage import StorageHosts
-from backendai_hub.vfolders.uploads import QuotaExceeded
+from backendai_hub.errors import QuotaExceeded
 from tests.conftest import need_loopback_quotas
 from tests.docker.conftest import IMAGE
 

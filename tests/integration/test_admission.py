@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from backendai_hub import admission as S
+from backendai_hub.errors import AdmissionDenied
 from backendai_hub.errors import Forbidden
 from backendai_hub.models import SessionStatus
 from backendai_hub.policy import parse_slots
@@ -50,17 +51,17 @@ def test_resolution_refusals(db):
 
 def test_each_level_denies_with_its_reason(db):
     start(db, "ann", "a", slots="cpu=3")
-    with pytest.raises(S.AdmissionDenied) as e:
+    with pytest.raises(AdmissionDenied) as e:
         start(db, "ann", "b", slots="cpu=2")
     assert "keypair" in str(e.value) and "allows cpu=4, 3 in use, 2 requested" in str(e.value)
     start(db, "ben", "x", slots="cpu=2")
-    with pytest.raises(S.AdmissionDenied, match="group 'ml' allows cpu=6, 5 in use, 2 requested"):
+    with pytest.raises(AdmissionDenied, match="group 'ml' allows cpu=6, 5 in use, 2 requested"):
         start(db, "cat", "y", slots="cpu=2")
     start(db, "ben", "g1", slots="cuda.device=2")
-    with pytest.raises(S.AdmissionDenied, match="domain 'acme' allows cuda.device=3, 2 in use, 2 requested"):
+    with pytest.raises(AdmissionDenied, match="domain 'acme' allows cuda.device=3, 2 in use, 2 requested"):
         start(db, "cat", "g2", slots="cuda.device=2")
     start(db, "ann", "b", slots="cpu=1")
-    with pytest.raises(S.AdmissionDenied, match="allows 2 concurrent sessions, 2 running"):
+    with pytest.raises(AdmissionDenied, match="allows 2 concurrent sessions, 2 running"):
         start(db, "ann", "c", slots="cpu=0.1")
 
 
@@ -82,7 +83,7 @@ def test_twenty_simultaneous_spawns_at_limit_minus_one_admit_exactly_one(db):
         try:
             start(db, "ann", f"race{i}", slots="cpu=1")
             return "admitted"
-        except S.AdmissionDenied as e:
+        except AdmissionDenied as e:
             return str(e)
 
     with ThreadPoolExecutor(20) as pool:
@@ -96,7 +97,7 @@ def test_twenty_simultaneous_spawns_at_limit_minus_one_admit_exactly_one(db):
 def test_queue_when_host_is_full_then_first_come_first_served(db):
     capacity = {"cpu": Decimal(2)}
     a = start(db, "ben", "a", slots="cpu=2", capacity=capacity)
-    with pytest.raises(S.AdmissionDenied, match="the host has no free capacity"):
+    with pytest.raises(AdmissionDenied, match="the host has no free capacity"):
         start(db, "cat", "b", slots="cpu=1", capacity=capacity)
     q1 = start(db, "cat", "b", slots="cpu=1", capacity=capacity, queue=True)
     q2 = start(db, "ben", "c", slots="cpu=1", capacity=capacity, queue=True)

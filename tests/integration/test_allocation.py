@@ -9,6 +9,7 @@ import pytest
 from traitlets.config import Config
 
 from backendai_hub import admission as S
+from backendai_hub.errors import AdmissionDenied
 from backendai_hub.accelerators import Accelerators
 from backendai_hub.accelerators.allocation import DeviceAllocator
 from backendai_hub.accelerators.inventory import agent_id
@@ -64,7 +65,7 @@ def test_two_gpus_three_users_each_gets_its_own_then_a_freed_one(db):
     a = start(db, "ann", allocator=alloc)
     b = start(db, "ben", allocator=alloc)
     assert a[2]["devices"] == {"cuda.device": {"0": "1"}} and b[2]["devices"] == {"cuda.device": {"1": "1"}}
-    with pytest.raises(S.AdmissionDenied, match="the host has no free device for cuda.device=1 right now") as e:
+    with pytest.raises(AdmissionDenied, match="the host has no free device for cuda.device=1 right now") as e:
         start(db, "cat", allocator=alloc)
     assert e.value.level == "host"
     # sessions without devices are not held back by busy GPUs
@@ -78,10 +79,10 @@ def test_two_gpus_three_users_each_gets_its_own_then_a_freed_one(db):
 def test_policies_still_count_gpu_slots(db):
     alloc = registry(4).allocator()
     start(db, "dan", "a", allocator=alloc)
-    with pytest.raises(S.AdmissionDenied, match="keypair .* allows cuda.device=1, 1 in use, 1 requested"):
+    with pytest.raises(AdmissionDenied, match="keypair .* allows cuda.device=1, 1 in use, 1 requested"):
         start(db, "dan", "b", allocator=alloc)
     start(db, "ann", "a", slots="cuda.device=2", allocator=alloc)
-    with pytest.raises(S.AdmissionDenied, match="group 'ml' allows cuda.device=3, 3 in use, 1 requested"):
+    with pytest.raises(AdmissionDenied, match="group 'ml' allows cuda.device=3, 3 in use, 1 requested"):
         start(db, "ben", "a", allocator=alloc)
 
 
@@ -93,7 +94,7 @@ def test_twenty_simultaneous_requests_never_over_allocate(db, capacity):
     def attempt(i):
         try:
             return start(db, users[i % 3], f"race{i}", allocator=alloc, capacity=capacity)[2]["devices"]
-        except S.AdmissionDenied as e:
+        except AdmissionDenied as e:
             return str(e)
 
     with ThreadPoolExecutor(20) as pool:
@@ -112,7 +113,7 @@ def test_twenty_simultaneous_fractional_requests_stay_within_each_device(db):
     def attempt(i):
         try:
             return start(db, users[i % 3], f"frac{i}", slots="cuda.shares=0.3", allocator=alloc)[2]["devices"]
-        except S.AdmissionDenied:
+        except AdmissionDenied:
             return None
 
     with ThreadPoolExecutor(20) as pool:

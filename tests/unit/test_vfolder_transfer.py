@@ -7,7 +7,8 @@ import pytest
 from backendai_hub.errors import InvalidInput
 from backendai_hub.vfolders import transfer_tokens as C
 from backendai_hub.vfolders.fields import check_name
-from backendai_hub.vfolders.downloads import RangeNotSatisfiable, parse_range
+from backendai_hub.errors import BadToken, RangeNotSatisfiable
+from backendai_hub.vfolders.downloads import parse_range
 from backendai_hub.vfolders.uploads import parse_length, parse_metadata
 
 RANGES = [
@@ -45,18 +46,18 @@ def test_tokens_are_signed_typed_and_expire():
     secret = b"s" * 32
     token = C.make_token(secret, {"kind": "upload", "user": "alice"}, ttl=60, now=1000)
     assert C.read_token(secret, token, "upload", now=1010)["user"] == "alice"
-    with pytest.raises(C.BadToken, match="expired"):
+    with pytest.raises(BadToken, match="expired"):
         C.read_token(secret, token, "upload", now=2000)
-    with pytest.raises(C.BadToken, match="not a download token"):
+    with pytest.raises(BadToken, match="not a download token"):
         C.read_token(secret, token, "download", now=1010)
-    with pytest.raises(C.BadToken, match="bad signature"):
+    with pytest.raises(BadToken, match="bad signature"):
         C.read_token(b"t" * 32, token, "upload", now=1010)
     body, sig = token.split(".")
     forged = base64.urlsafe_b64encode(b'{"kind":"upload","user":"root","exp":9e9}').decode().rstrip("=")
-    with pytest.raises(C.BadToken, match="bad signature"):
+    with pytest.raises(BadToken, match="bad signature"):
         C.read_token(secret, f"{forged}.{sig}", "upload", now=1010)
     for junk in (None, "", "a.b.c", 5, "YQ.\u00e9", "\ud800.x"):
-        with pytest.raises(C.BadToken):
+        with pytest.raises(BadToken):
             C.read_token(secret, junk, "upload")
 
 
