@@ -181,6 +181,12 @@ class APIHandler(web.RequestHandler):
         value = self.get_query_argument(name, None)
         return value if value else None
 
+    def on_finish(self):
+        # a change may have revoked someone's access to a folder a running session mounts
+        culler = self.settings.get("culler")
+        if culler is not None and self.request.method not in ("GET", "HEAD", "OPTIONS") and self.get_status() < 400:
+            culler.poke()
+
     # -- errors --------------------------------------------------------------------------------------
 
     def log_exception(self, typ, value, tb):

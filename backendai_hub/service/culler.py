@@ -1,4 +1,5 @@
-"""Enforce each keypair policy's max session lifetime and idle timeout by stopping servers via the hub."""
+"""Stop servers via the hub: past their keypair policy's lifetime or idle timeout, or mounting a folder
+their user may no longer mount (a revoked share reaches running sessions)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..db import Database
 from ..models import KernelSession, SessionStatus
+from ..vfolders.mounts import revoked_mounts
 
 log = logging.getLogger("backendai_hub.culler")
 
@@ -36,12 +38,19 @@ def overdue(started_at: datetime | None, last_activity: datetime | None, *, life
     return None
 
 
+def _server_path(user: str, server: str) -> str:
+    return (f"/users/{quote(user, safe='')}/servers/{quote(server, safe='')}" if server
+            else f"/users/{quote(user, safe='')}/server")
+
+
 class Culler:
-    """Every ``interval`` seconds: stop the servers whose sessions outlived their policy."""
+    """Every ``interval`` seconds, and at once after a change that may revoke access (:meth:`poke`):
+    stop the servers whose sessions outlived their policy or mount what their user lost."""
 
     def __init__(self, db: Database, hub_api_url: str, token: str, interval: float = 60):
         self.db, self.api, self.token, self.interval = db, hub_api_url.rstrip("/"), token, interval
         self.client = AsyncHTTPClient()
+        self._poked: asyncio.Event | None = None
 
     async def _hub(self, method: str, path: str):
         req = HTTPRequest(f"{self.api}{path}", method=method, headers={"Authorization": f"token {self.token}"},
@@ -68,11 +77,34 @@ class Culler:
             if row is not None and row.status == SessionStatus.running:
                 row.status_info = f"stopping: {reason}"
 
+    def _revoked(self) -> list[tuple[int, str, str, str]]:
+        with self.db.session(readonly=True) as s:
+            return [(r.session_id, r.username, r.server_name, r.reason) for r in revoked_mounts(s)
+                    if not (s.get(KernelSession, r.session_id).status_info or "").startswith("stopping:")]
+
+    async def _stop(self, sid: int, user: str, server: str, reason: str) -> None:
+        log.info("Stopping %s/%s: %s", user, server, reason)
+        await asyncio.get_running_loop().run_in_executor(None, self._note, sid, reason)
+        await self._hub("DELETE", _server_path(user, server))
+
+    async def revoke(self) -> list[tuple[str, str, str]]:
+        """Stop every live session that mounts a folder its user may no longer mount (as mounted)."""
+        stopped = []
+        for sid, user, server, reason in await asyncio.get_running_loop().run_in_executor(None, self._revoked):
+            await self._stop(sid, user, server, reason)
+            stopped.append((user, server, reason))
+        return stopped
+
+    def poke(self) -> None:
+        """Something that may revoke access changed: run a pass now instead of at the next interval."""
+        if self._poked is not None:
+            self._poked.set()
+
     async def run_once(self, now: datetime | None = None) -> list[tuple[str, str, str]]:
         """One pass; returns (user, server, reason) for each server it stopped."""
         now = now or datetime.now(timezone.utc)
         loop = asyncio.get_running_loop()
-        stopped = []
+        stopped = await self.revoke()
         for sid, user, server, started_at, lifetime, idle in await loop.run_in_executor(None, self._candidates):
             model = await self._hub("GET", f"/users/{quote(user, safe='')}")
             spec = ((model or {}).get("servers") or {}).get(server)
@@ -82,18 +114,19 @@ class Culler:
                              idle_timeout=idle, now=now)
             if reason is None:
                 continue
-            log.info("Stopping %s/%s: %s", user, server, reason)
-            await loop.run_in_executor(None, self._note, sid, reason)
-            path = f"/users/{quote(user, safe='')}/servers/{quote(server, safe='')}" if server else \
-                f"/users/{quote(user, safe='')}/server"
-            await self._hub("DELETE", path)
+            await self._stop(sid, user, server, reason)
             stopped.append((user, server, reason))
         return stopped
 
     async def run_forever(self) -> None:
+        self._poked = asyncio.Event()
         while True:
             try:
                 await self.run_once()
             except Exception:  # keep culling on the next round; a hub restart is not fatal here
                 log.exception("Culling pass failed")
-            await asyncio.sleep(self.interval)
+            try:
+                await asyncio.wait_for(self._poked.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+            self._poked.clear()

@@ -44,7 +44,9 @@ class BackendAIService(Application):
 
     cull_interval = Float(
         60, help="Seconds between two passes of the culler that stops sessions past their keypair policy's "
-                 "``idle_timeout`` or ``max_session_lifetime``.",
+                 "``idle_timeout`` or ``max_session_lifetime``, or mounting a folder their user may no longer "
+                 "mount (a change through this service triggers a pass at once; one made with the local CLI "
+                 "is caught by the next pass).",
     ).tag(config=True)
 
     max_clock_skew = Float(
@@ -104,7 +106,7 @@ class BackendAIService(Application):
             url.port or 80, address=url.hostname or "127.0.0.1")
         api_url, token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
         if api_url and token:
-            culler = Culler(db, api_url, token, interval=self.cull_interval)
+            culler = app.settings["culler"] = Culler(db, api_url, token, interval=self.cull_interval)
             ioloop.IOLoop.current().add_callback(culler.run_forever)
         log.info("backendai-hub service at %s%s", url.geturl(), prefix)
         loop = ioloop.IOLoop.current()

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, Forbidden, InvalidInput
-from ..models import User, VFolder, VFolderMount, VFolderStatus
+from ..models import LIVE_STATUSES, KernelSession, User, VFolder, VFolderMount, VFolderStatus
 from ..session_user import SESSION_HOME
 from . import permissions as A
 from .. import host_permissions as H
@@ -142,3 +142,47 @@ def session_mounts(s: Session, storage: StorageHosts, username: str, requested: 
     mounts = plan_mounts(s, storage, username, requested, home=home)
     prepare_mounts(s, storage, mounts, session_id)
     return mounts
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """A live session that mounts a folder its user may no longer mount as it is mounted."""
+
+    session_id: int
+    username: str
+    server_name: str
+    reason: str
+
+
+def revoked_mounts(s: Session) -> list[Revoked]:
+    """Live sessions whose mounts their users' access no longer covers, with the reason.
+
+    A bind mount cannot be taken back from a running container, nor made read-only from outside
+    it, so such a session must stop: access gone (kicked, unshared, left the group, folder made
+    private, mount-in-session no longer granted) or reduced to ``ro`` under a read-write mount.
+    """
+    rows = s.scalars(select(VFolderMount).join(VFolderMount.session)
+                     .where(KernelSession.status.in_(LIVE_STATUSES))
+                     .order_by(VFolderMount.session_id, VFolderMount.target))
+    by_user: dict[int, tuple[dict, dict]] = {}
+    out: dict[int, Revoked] = {}
+    for m in rows:
+        session = m.session
+        if session.id in out:
+            continue
+        user = session.user
+        if user.id not in by_user:
+            reach = {vf.id: acc for vf, acc in list_for(s, subject_of(user)) if acc.perm is not None}
+            by_user[user.id] = (reach, host_grants_for(s, user))
+        reach, grants = by_user[user.id]
+        name = posixpath.basename(m.target)
+        access = reach.get(m.vfolder_id)
+        vf = s.get(VFolder, m.vfolder_id)
+        if access is None or vf is None or H.MOUNT_IN_SESSION not in grants.get(vf.host, ()):
+            reason = f"access to vfolder {name!r} was revoked"
+        elif not m.read_only and access.perm == A.RO:
+            reason = f"access to vfolder {name!r} was reduced to read-only"
+        else:
+            continue
+        out[session.id] = Revoked(session.id, user.username, session.server_name, reason)
+    return list(out.values())

@@ -4,12 +4,13 @@ spawner into a jailed session at /home/work/<name> with the permission each user
 from __future__ import annotations
 
 import json
+import time
 
 import docker
 import pytest
 import requests
 
-from tests.hubproc import hub_api, hub_fixture, server_path, service_api, stop_server, wait_ready
+from tests.hubproc import hub_api, hub_fixture, server_path, service_api, session_container, stop_server, wait_ready
 
 pytestmark = pytest.mark.docker
 
@@ -120,3 +121,28 @@ def test_a_session_mounts_exactly_what_its_user_may_reach(hub, tokens):
     # once the session is gone, the folder can be deleted
     ok(svc(hub, demo, "DELETE", "vfolders/data"), 200, 204)
     assert "data" not in [f["name"] for f in ok(svc(hub, demo, "GET", "vfolders"))["items"]]
+
+
+def test_a_kicked_collaborators_running_session_is_stopped_with_the_reason(hub, tokens):
+    """A bind mount cannot be taken back from a running container: kicking stops the session."""
+    admin, manager, demo = tokens["admin"], tokens["manager"], tokens["demo"]
+    ok(svc(hub, manager, "POST", "vfolders", json={"name": "kickme"}), 201)
+    ok(svc(hub, manager, "POST", "vfolders/kickme/invitations",
+           json={"emails": ["demo@example.com"], "permission": "ro"}), 201)
+    incoming = ok(svc(hub, demo, "GET", "vfolder-invitations"))["incoming"]
+    ok(svc(hub, demo, "POST", f"vfolder-invitations/{incoming[0]['id']}/accept"))
+    r = hub_api(hub, admin, "POST", server_path("demo", "kicked"), json={**SMALL, "vfolders": ["kickme"]})
+    assert r.status_code in (201, 202), r.text
+    try:
+        wait_ready(hub, admin, name="kicked")
+        assert session_container("demo", "kicked").exec_run(["ls", "/home/work/kickme"], user="1000").exit_code == 0
+        ok(svc(hub, manager, "DELETE", "vfolders/kickme/collaborators/demo"))
+        deadline = time.monotonic() + 60  # the service asks the hub at once; the stop itself takes seconds
+        while "kicked" in hub_api(hub, admin, "GET", "users/demo").json()["servers"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "kicked" not in hub_api(hub, admin, "GET", "users/demo").json()["servers"]
+        ended = ok(svc(hub, admin, "GET", "sessions", params={"status": "terminated", "user": "demo"}))["items"]
+        assert [s["status_info"] for s in ended if s["server_name"] == "kicked"] == [
+            "access to vfolder 'kickme' was revoked"]
+    finally:
+        stop_server(hub, admin, name="kicked")
