@@ -10,7 +10,7 @@ from jupyterhub.auth import Authenticator
 from jupyterhub.roles import get_default_roles
 from sqlalchemy import select
 from tornado import web
-from traitlets import Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Float, Integer, Unicode, default
 
 from . import forwarded, throttle
 from .db import Database
@@ -112,8 +112,7 @@ class BackendAIAuthenticator(Authenticator):
 
     lock_seconds = Float(300, help="Seconds a user or client address stays locked.").tag(config=True)
 
-    trusted_proxies = List(
-        Unicode(), list(forwarded.LOOPBACK_PROXIES),
+    trusted_proxies = forwarded.Networks(
         help="IP addresses or networks (CIDR) of the proxies in front of the hub, whose X-Forwarded-For "
              "decides the client address that failed sign-ins count against. A request from any other "
              "peer is counted against that peer, whatever its headers say; X-Real-Ip is never believed. "
@@ -122,14 +121,6 @@ class BackendAIAuthenticator(Authenticator):
              "``JupyterHub.trusted_downstream_ips`` does not do this: tornado's xheaders believe "
              "X-Real-Ip and X-Forwarded-For from anyone.",
     ).tag(config=True)
-
-    @validate("trusted_proxies")
-    def _valid_trusted_proxies(self, proposal):
-        try:
-            forwarded.parse_networks(proposal.value)
-        except ValueError as e:
-            raise TraitError(f"BackendAIAuthenticator.trusted_proxies: {e}") from None
-        return proposal.value
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

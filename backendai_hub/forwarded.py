@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterable, Sequence
 
 from tornado import httputil
+from traitlets import List, TraitError, Unicode
 from tornado.httpserver import HTTPServer
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -26,6 +27,21 @@ def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
         except ValueError:
             raise ValueError(f"{entry!r} is not an IP address or network (CIDR)") from None
     return tuple(out)
+
+
+class Networks(List):
+    """A traitlets list of IP addresses or CIDR networks, checked when set (a bad entry fails at start)."""
+
+    def __init__(self, default_value=LOOPBACK_PROXIES, **kwargs):
+        super().__init__(Unicode(), list(default_value), **kwargs)
+
+    def validate(self, obj, value):
+        value = super().validate(obj, value)
+        try:
+            parse_networks(value)
+        except ValueError as e:
+            raise TraitError(f"{type(obj).__name__}.{self.name}: {e}") from None
+        return value
 
 
 def normalize(address: str | None) -> str | None:

@@ -204,6 +204,18 @@ def images(value: Any, field: str = "allowed_images") -> list[str]:
     return str_list(value, field, IMAGE_RE)
 
 
+def _mapping_or_items(value: Any, field: str) -> Any:
+    """A JSON object given as a string, or ``a,b,c`` split into items; anything else as it came."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise InvalidInput(f"{field}: not valid JSON", field=field) from None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
 def host_permissions(value: Any, field: str = "allowed_vfolder_hosts") -> dict[str, list[str]]:
     """Storage hosts and what they grant, as stored: host -> permissions.
 
@@ -213,13 +225,7 @@ def host_permissions(value: Any, field: str = "allowed_vfolder_hosts") -> dict[s
     """
     if value is None or value == "":
         return {}
-    if isinstance(value, str) and value.strip().startswith("{"):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise InvalidInput(f"{field}: not valid JSON", field=field) from None
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
+    value = _mapping_or_items(value, field)
     if isinstance(value, (list, tuple)):
         pairs = []
         for item in value:
@@ -266,13 +272,7 @@ def policy_names(value: Any, field: str = "allowed_resource_policies") -> dict[s
     """
     if value is None or value == "":
         return {}
-    if isinstance(value, str) and value.strip().startswith("{"):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise InvalidInput(f"{field}: not valid JSON", field=field) from None
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
+    value = _mapping_or_items(value, field)
     if isinstance(value, (list, tuple)):
         pairs: list[tuple[Any, Any]] = []
         for item in value:

@@ -17,12 +17,12 @@ from urllib.parse import urlparse
 
 from tornado import ioloop
 from tornado.log import enable_pretty_logging
-from traitlets import Dict, Float, Integer, List, TraitError, Unicode, validate
+from traitlets import Dict, Float, Integer
 from traitlets.config import Application, Config
 
 from ..accelerators import Accelerators
 from ..db import Database
-from ..forwarded import LOOPBACK_PROXIES, ProxiedHTTPServer, parse_networks
+from ..forwarded import Networks, ProxiedHTTPServer
 from ..images import DEFAULT_ALIASES
 from ..vfolders.storage import StorageHosts
 from ..scopes import CUSTOM_SCOPES
@@ -70,22 +70,13 @@ class BackendAIService(Application):
         64 << 20, help="Largest body read whole (JSON; transfers are streamed), in bytes.",
     ).tag(config=True)
 
-    trusted_proxies = List(
-        Unicode(), list(LOOPBACK_PROXIES),
+    trusted_proxies = Networks(
         help="IP addresses or networks (CIDR) of the proxies in front of the service (the hub's "
              "configurable-http-proxy on this host by default): only their X-Forwarded-For and "
              "X-Forwarded-Proto say the client's address (access log) and scheme (upload URLs); from "
              "any other peer those headers are ignored, and X-Real-Ip always is. As "
              "``BackendAIAuthenticator.trusted_proxies`` for the hub.",
     ).tag(config=True)
-
-    @validate("trusted_proxies")
-    def _valid_trusted_proxies(self, proposal):
-        try:
-            parse_networks(proposal.value)
-        except ValueError as e:
-            raise TraitError(f"BackendAIService.trusted_proxies: {e}") from None
-        return proposal.value
 
     def http_server_options(self) -> dict:
         return {"chunk_size": self.http_chunk_size, "max_buffer_size": self.http_max_buffer_size}
