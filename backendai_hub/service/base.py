@@ -181,10 +181,15 @@ class APIHandler(web.RequestHandler):
         value = self.get_query_argument(name, None)
         return value if value else None
 
+    # whether a successful write here may take away someone's access to a folder (see on_finish)
+    may_revoke_access = True
+
     def on_finish(self):
-        # a change may have revoked someone's access to a folder a running session mounts
+        # a change may have revoked someone's access to a folder a running session mounts: the culler
+        # stops such sessions at once instead of at its next pass
         culler = self.settings.get("culler")
-        if culler is not None and self.request.method not in ("GET", "HEAD", "OPTIONS") and self.get_status() < 400:
+        if (culler is not None and self.may_revoke_access and self.get_status() < 400
+                and self.request.method not in ("GET", "HEAD", "OPTIONS")):
             culler.poke()
 
     # -- errors --------------------------------------------------------------------------------------

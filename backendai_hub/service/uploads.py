@@ -21,6 +21,7 @@ class UploadsHandler(VFolderBase):
     or ``?path=``); answers 201 with its ``Location``."""
 
     host_perm = H.UPLOAD_FILE
+    may_revoke_access = False  # writes files, grants nothing
 
     async def post(self, ref):
         _tus_headers(self)
@@ -62,6 +63,7 @@ class UploadHandler(VFolderBase):
     """``HEAD``: the offset; ``PATCH``: append at ``Upload-Offset`` (streamed to disk); ``DELETE``: abort."""
 
     host_perm = H.UPLOAD_FILE
+    may_revoke_access = False
     writer: uploads.PartWriter | None = None  # PATCH: where the body goes
 
     async def prepare(self):
@@ -100,6 +102,7 @@ class UploadHandler(VFolderBase):
     def on_finish(self):
         if self.writer is not None:
             self.writer.close()
+        super().on_finish()
 
     async def head(self, ref, upload_id):
         user = self.principal.username
