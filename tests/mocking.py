@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from jupyterhub import orm, roles
+from jupyterhub.oauth.provider import make_provider
 from jupyterhub.objects import Hub
 from jupyterhub.user import User
 from tornado import httpserver, netutil, web
@@ -47,6 +48,7 @@ class FakeContainer:
     """A session container as the spawner set it up: its options, and the server that plays it."""
 
     id: str
+    name: str
     image: str
     environment: dict
     host_config: dict
@@ -89,7 +91,7 @@ class MockSpawner(BackendAISpawner):
 
     async def _create_container(self) -> FakeContainer:
         """What DockerSpawner's create does with the options the glue set (``image``, ``extra_*``)."""
-        return FakeContainer(id=uuid.uuid4().hex, image=self.image, environment=self.get_env(),
+        return FakeContainer(id=uuid.uuid4().hex, name=self.object_name, image=self.image, environment=self.get_env(),
                              host_config=dict(self.extra_host_config), create_kwargs=dict(self.extra_create_kwargs))
 
     async def _serve(self, container: FakeContainer) -> int:
@@ -169,7 +171,8 @@ def spawner_config(db_url: str, crypt_key_file: str, vfolder_root: str, **spawne
 
 
 class InProcessHub:
-    """What JupyterHub gives a spawner: its own ORM (SQLite in memory), users, ``User.spawn``/``stop``."""
+    """What JupyterHub gives a spawner: its own ORM (SQLite in memory), its OAuth provider, users,
+    ``User.spawn``/``stop``."""
 
     def __init__(self, config: Config, spawner_class: type[MockSpawner] = MockSpawner):
         self.db = orm.new_session_factory("sqlite://")()
@@ -178,6 +181,8 @@ class InProcessHub:
         # the hub's own OAuth client, which JupyterHub.init_db creates
         self.db.add(orm.OAuthClient(identifier="jupyterhub", secret="", redirect_uri="", description="JupyterHub"))
         self.db.commit()
+        # as JupyterHub.init_oauth: User.spawn registers each server's OAuth client with it
+        self.oauth_provider = make_provider(lambda: self.db, url_prefix="/hub/api/oauth2", login_url="/hub/login")
         self.config = config
         self.spawner_class = spawner_class
         self.users: dict[str, User] = {}
@@ -191,7 +196,7 @@ class InProcessHub:
             roles.assign_default_roles(self.db, orm_user)
             self.db.commit()
             self.users[name] = User(orm_user, {"db": self.db, "hub": Hub(), "config": self.config, "domain": "",
-                                               "internal_ssl": False,
+                                               "internal_ssl": False, "oauth_provider": self.oauth_provider,
                                                "spawner_class": spawner_class or self.spawner_class})
         elif spawner_class is not None:
             self.users[name].settings["spawner_class"] = spawner_class

@@ -29,6 +29,7 @@ from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
 from .jail import JailSettings, jail_create_kwargs, jail_host_config
 from .firewall import Firewall, FirewallError
+from .names import container_token, firewall_tag, legacy_firewall_tag, oauth_client_id, session_labels
 from .network import SessionNetwork, ensure_session_network
 from .options import SessionOptions, options_from_form, parse_options
 
@@ -120,6 +121,23 @@ class BackendAISpawner(DockerSpawner):
     def _default_network_name(self):
         return "backendai-hub"
 
+    name_template = Unicode(
+        help="""Name of a session's container, with DockerSpawner's replacements ({prefix}, {username},
+        {servername}, ...) and {session_token}, a random token drawn at each start.
+
+        Default: "{prefix}-{session_token}". Docker's embedded DNS answers every container's name to
+        every session on the session network (and each address back to its name), so a name made of
+        the user or server would tell other tenants who runs which server; an opaque name tells them
+        nothing. Operators find a session's container by its labels ai.backend.hub.user,
+        ai.backend.hub.server and ai.backend.hub.session. A running session keeps the name it started
+        with (it is kept in the server's state). A template with {username} and {servername} (both
+        escaped injectively, with "--" between them) is unique too, but resolvable by other sessions.""",
+    ).tag(config=True)
+
+    @default("name_template")
+    def _default_name_template(self):
+        return "{prefix}-{session_token}"
+
     @property
     def jail_settings(self) -> JailSettings:
         return JailSettings(seccomp_profile=self.seccomp_profile, pids_limit=self.pids_limit,
@@ -129,7 +147,9 @@ class BackendAISpawner(DockerSpawner):
     # -- state ---------------------------------------------------------------------------------------
 
     session_id: int | None = None
+    firewall_tag: str | None = None  # the tag of this session's egress rules, once installed
     _options: SessionOptions | None = None
+    _container_token: str | None = None
 
     @property
     def database(self) -> Database:
@@ -150,19 +170,62 @@ class BackendAISpawner(DockerSpawner):
             _catalogs[key] = ImageCatalog(lambda: self.client, self.image_aliases)
         return _catalogs[key]
 
+    @property
+    def server_oauth_client_id(self) -> str:
+        """This server's OAuth client id, injective over (user, server) (JupyterHub's default is not)."""
+        return oauth_client_id(self.user.name, self.name)
+
     def load_state(self, state):
+        """Restore a server's state: JupyterHub calls it right after creating the spawner."""
         super().load_state(state)
         self.session_id = state.get("session_id")
+        self._container_token = state.get("container_token") or self._container_token
+        self.firewall_tag = state.get("firewall_tag") or (
+            None if self.session_id is None else legacy_firewall_tag(self.session_id))
+        if "oauth_client_id" in state:
+            self.oauth_client_id = state["oauth_client_id"]
+        elif not state.get("object_id"):
+            self.oauth_client_id = self.server_oauth_client_id
+        else:
+            # a session started before our client ids keeps the one it was started with, which the
+            # hub recorded; JupyterHub passed its default, the same unless the hub's formula changed
+            orm_spawner = getattr(self, "orm_spawner", None)
+            self.oauth_client_id = getattr(orm_spawner, "oauth_client_id", None) or self.oauth_client_id
 
     def get_state(self):
         state = super().get_state()
+        state["oauth_client_id"] = self.oauth_client_id
         if self.session_id is not None:
             state["session_id"] = self.session_id
+        if self.firewall_tag is not None:
+            state["firewall_tag"] = self.firewall_tag
+        if self.object_id and self._container_token:
+            state["container_token"] = self._container_token
         return state
 
     def clear_state(self):
+        """Forget the session; the next start (User.spawn clears the state first) gets fresh names."""
         super().clear_state()
         self.session_id = None
+        self.firewall_tag = None
+        if getattr(self, "user", None) is not None:
+            self.oauth_client_id = self.server_oauth_client_id
+
+    def template_namespace(self):
+        """DockerSpawner's replacements, injective over (user, server), and this start's {session_token}."""
+        ns = super().template_namespace()
+        # DockerSpawner lowercases the server name before escaping it: 'B' and 'b' (names older hubs
+        # allowed) would share a container or volume name
+        ns["servername"] = self.escape(self.name)
+        ns["session_token"] = self.session_token
+        return ns
+
+    @property
+    def session_token(self) -> str:
+        """The random part of this start's container name (drawn anew at each start; see name_template)."""
+        if self._container_token is None:
+            self._container_token = container_token()
+        return self._container_token
 
     async def _db(self, fn):
         """Run ``fn(session)`` in one transaction on an executor thread."""
@@ -236,6 +299,7 @@ class BackendAISpawner(DockerSpawner):
         """Validate options, admit within every policy, then start the jailed container."""
         self._events = []
         started = time.monotonic()
+        self._name_container()
         try:
             opts, charge, mounts = await self._resolve_request()
             allocation = await self._admit(opts, charge)
@@ -261,6 +325,11 @@ class BackendAISpawner(DockerSpawner):
         except BaseException:
             await self._release("failed to start")
             raise
+
+    def _name_container(self) -> None:
+        """A fresh container name for this start (the default one is opaque: see name_template)."""
+        self._container_token = container_token()
+        self.object_name = self.name_template.format(**self.template_namespace())
 
     async def _resolve_request(self) -> tuple[SessionOptions, S.Charge, list[Mount]]:
         """Options, who is charged and the mount plan, all checked; nothing is changed yet."""
@@ -327,9 +396,9 @@ class BackendAISpawner(DockerSpawner):
         # vfolders at /home/work/<name>, read-only where the effective permission is ro
         self.extra_host_config["mounts"] = [*self.extra_host_config.get("mounts", self.mount_binds),
                                             *(m.docker() for m in mounts)]
+        # no hostname, aliases or links: other sessions resolve each of them (Docker's embedded DNS)
         self.extra_create_kwargs = {**jail_create_kwargs(self.jail_settings),
-                                    "labels": {"ai.backend.hub.session": str(self.session_id),
-                                               "ai.backend.hub.user": self.user.name}}
+                                    "labels": session_labels(self.user.name, self.name, self.session_id)}
         self.environment = {**self.environment,
                             "BACKENDAI_SESSION_ID": str(self.session_id),
                             "BACKENDAI_GROUP": charge.group,
@@ -362,11 +431,12 @@ class BackendAISpawner(DockerSpawner):
             self.hub_connect_url = f"http://{_networks[key].gateway}:{port}"
 
     async def _allow_egress(self, ip: str, charge: S.Charge) -> None:
+        # recorded before the rules go in: a half-applied policy is removed by the same tag
+        tag = self.firewall_tag = firewall_tag(self.session_id, self.object_id)
         if not self.firewall:
             return
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: Firewall().allow_session(ip, charge.egress, list(charge.egress_allowlist),
-                                                   f"session-{self.session_id}"))
+            None, lambda: Firewall().allow_session(ip, charge.egress, list(charge.egress_allowlist), tag))
 
     async def check_allowed(self, image):
         # DockerSpawner's own image check: ours already resolved aliases and policy in _resolve_request
@@ -396,12 +466,12 @@ class BackendAISpawner(DockerSpawner):
 
     # -- stop, poll, release --------------------------------------------------------------------------
 
-    async def _release(self, reason: str, sid: int | None = None) -> None:
+    async def _release(self, reason: str, sid: int | None = None, tag: str | None = None) -> None:
         sid = self.session_id if sid is None else sid
-        if sid is not None and self.firewall:
+        tag = self.firewall_tag if tag is None else tag
+        if tag is not None and self.firewall:
             try:
-                await asyncio.get_running_loop().run_in_executor(None, Firewall().remove_session,
-                                                                 f"session-{sid}")
+                await asyncio.get_running_loop().run_in_executor(None, Firewall().remove_session, tag)
             except FirewallError as e:
                 self.log.warning("%s: could not remove egress rules: %s", self._log_name, e)
         if sid is not None:
@@ -409,17 +479,20 @@ class BackendAISpawner(DockerSpawner):
                 self.log.info("%s: released session %s (%s)", self._log_name, sid, reason)
 
     async def stop(self, now=False):
-        sid = self.session_id  # DockerSpawner.stop clears the state
+        # DockerSpawner.stop clears the state; the hub deletes the server's OAuth client by
+        # oauth_client_id after stop() returns, so the id in use is put back (clear_state follows)
+        sid, tag, client_id = self.session_id, self.firewall_tag, self.oauth_client_id
         try:
             await self.remove_container(now)
         finally:
-            await self._release("stopped", sid)
+            self.oauth_client_id = client_id
+            await self._release("stopped", sid, tag)
 
     async def poll(self):
-        sid = self.session_id
+        sid, tag = self.session_id, self.firewall_tag
         status = await self.container_status()
         if status is not None:
-            await self._release(f"container exited ({status})", sid)
+            await self._release(f"container exited ({status})", sid, tag)
         return status
 
 

@@ -8,13 +8,13 @@ import docker
 import pytest
 import requests
 
+from backendai_hub.spawner.names import label_filters
 from tests.hubproc import (
     hub_api,
     hub_fixture,
     hub_token,
     run_cli,
     server_path,
-    session_container,
     stop_server,
     wait_ready,
 )
@@ -27,7 +27,18 @@ SMALL = {"resources": {"cpu": 1, "mem": "512m"}}
 hub = hub_fixture("spawner", BACKENDAI_HUB_CULL_INTERVAL="1")
 api = hub_api
 stop = stop_server
-container = session_container
+
+
+def container(hub, user="demo", name=""):
+    """The container of a user's (default or named) server, found by its labels: its name is opaque."""
+    found = docker.from_env().containers.list(filters={**label_filters(user, name), "network": hub.network})
+    assert len(found) == 1, [c.name for c in found]
+    return found[0]
+
+
+def tenant_containers(hub, user: str) -> list:
+    """The running session containers of a user."""
+    return docker.from_env().containers.list(filters={**label_filters(user), "network": hub.network})
 
 
 def spawn(hub, token, user="demo", name="", options=SMALL):
@@ -82,7 +93,7 @@ def test_a_session_is_jailed_limited_and_isolated(hub, admin, clean):
     wait_ready(hub, admin)
     # reachable through the proxy for its owner (here: an admin token)
     assert api(hub, admin, "GET", "../../user/demo/api/status").status_code == 200
-    c = container()
+    c = container(hub)
     hc = c.attrs["HostConfig"]
     assert (hc["Memory"], hc["MemorySwap"], hc["CpuQuota"], hc["CpusetCpus"]) == (512 * 2**20, 512 * 2**20, 100000, "0")
     assert hc["ReadonlyRootfs"] and hc["CapDrop"] == ["ALL"] and hc["PidsLimit"] == 512
@@ -163,6 +174,65 @@ def test_user_b_cannot_reach_user_a_server(hub, admin, clean):
     assert IOLoop.current().run_sync(ws) in (302, 403)
 
 
+# Runs inside a session: resolve each name, and each address back to its name (Docker's embedded DNS).
+RESOLVE = r"""
+import json, socket, sys
+names, addresses = sys.argv[1].split(","), sys.argv[2].split(",")
+out = {}
+for n in names:
+    try: out[n] = socket.gethostbyname(n)
+    except OSError as e: out[n] = None
+for a in addresses:
+    try: out[a] = socket.gethostbyaddr(a)[0]
+    except OSError as e: out[a] = None
+print(json.dumps(out))
+"""
+
+
+def test_sessions_cannot_resolve_other_tenants_sessions(hub, admin, clean):
+    assert spawn(hub, admin).status_code in (201, 202)
+    assert spawn(hub, admin, user="manager", name="thesis").status_code in (201, 202)
+    wait_ready(hub, admin)
+    wait_ready(hub, admin, user="manager", name="thesis")
+    [mine] = tenant_containers(hub, "demo")
+    [theirs] = tenant_containers(hub, "manager")
+    their_ip = theirs.attrs["NetworkSettings"]["Networks"][hub.network]["IPAddress"]
+    # what a tenant would guess: the other user's and server's names, as DockerSpawner would derive them
+    guesses = ["jupyter-manager--thesis", f"jupyter-manager--thesis.{hub.network}", "jupyter-manager",
+               "manager", "thesis"]
+    code, out = mine.exec_run(["python3", "-c", RESOLVE, ",".join(guesses), their_ip], user="1000")
+    assert code == 0, out
+    seen = json.loads(out.decode().strip().splitlines()[-1])
+    assert {g: seen[g] for g in guesses} == {g: None for g in guesses}
+    # the address's name, if the engine answers one, is no tenant's
+    assert not seen[their_ip] or ("manager" not in seen[their_ip] and "thesis" not in seen[their_ip]), seen
+    assert "manager" not in theirs.name and "thesis" not in theirs.name
+
+
+def test_user_demo_server_x_and_user_demo_x_keep_their_own_labs(hub, admin, clean, tmp_path):
+    # JupyterHub's default gives both servers one OAuth client: 'jupyterhub-user-demo-x'
+    fixture = tmp_path / "demo-x.json"
+    fixture.write_text(json.dumps({
+        "users": [{"username": "demo-x", "email": "demo-x@example.com", "domain": "default", "groups": ["default"]}],
+        "keypairs": [{"user": "demo-x", "resource_policy": "default"}]}))
+    assert run_cli(hub, "fixture", "populate", str(fixture)).returncode == 0
+    assert api(hub, admin, "POST", "users/demo-x").status_code in (201, 409)
+    try:
+        assert spawn(hub, admin, name="x").status_code in (201, 202)
+        wait_ready(hub, admin, name="x")
+        r = spawn(hub, admin, user="demo-x")
+        assert r.status_code in (201, 202), r.text  # was a 500, rewriting demo/x's redirect
+        wait_ready(hub, admin, user="demo-x")
+        # demo's lab, through its OAuth sign-in (a 400 when the redirect pointed at demo-x's server)
+        s, _ = hub.login("demo", hub.credentials["demo"]["password"])
+        lab = s.get(f"{hub.url}/user/demo/x/lab", timeout=60)
+        assert lab.status_code == 200 and lab.url.endswith("/user/demo/x/lab"), (lab.status_code, lab.url)
+        assert s.get(f"{hub.url}/user/demo/x/api/status", timeout=60).status_code == 200  # its cookie works
+        assert container(hub, name="x").name != container(hub, "demo-x").name
+    finally:
+        stop(hub, admin, "demo-x")
+
+
 def test_progress_events_name_the_stages(hub, admin, clean):
     with ThreadPoolExecutor(1) as pool:
         started = pool.submit(spawn, hub, admin, name="p")
@@ -183,7 +253,7 @@ def test_sessions_survive_a_hub_restart_and_dead_containers_are_cleaned_up(hub, 
     wait_ready(hub, admin, name="keep")
     wait_ready(hub, admin, name="die")
     hub.stop(keep_sessions=True)
-    container(name="die").kill()
+    container(hub, name="die").kill()
     hub.start()
     # the surviving session is still routed; the killed one is gone, with its slots freed
     assert api(hub, admin, "GET", "../../user/demo/keep/api/status").status_code == 200
@@ -222,9 +292,9 @@ def test_idle_sessions_are_stopped_by_the_policy(hub, admin, clean):
     r = run_cli(hub, "policy", "create", "brief", "--idle-timeout", "3")
     assert r.returncode == 0, r.stderr
     issued = json.loads(run_cli(hub, "-o", "json", "keypair", "issue", "manager", "--policy", "brief").stdout)
-    for kp in json.loads(run_cli(hub, "-o", "json", "keypair", "list", "-u", "manager").stdout):
-        if kp["access_key"] != issued["access_key"]:
-            run_cli(hub, "keypair", "update", kp["access_key"], "--inactive")
+    # browser sessions are charged to the user's main keypair, which an admin chooses
+    r = run_cli(hub, "user", "update", "manager", "--main-keypair", issued["access_key"])
+    assert r.returncode == 0, r.stderr
     assert spawn(hub, admin, user="manager").status_code in (201, 202)
     wait_ready(hub, admin, user="manager")
     deadline = time.monotonic() + 60

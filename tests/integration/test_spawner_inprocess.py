@@ -7,6 +7,8 @@ import os
 import uuid
 
 import pytest
+from jupyterhub import orm
+from jupyterhub.user import User as HubUser
 from sqlalchemy import select
 from tornado import web
 
@@ -17,6 +19,7 @@ from backendai_hub.vfolders import StorageHosts
 from tests.conftest import database_with
 from tests.mocking import (
     BadSpawner,
+    FakeContainer,
     InProcessHub,
     NeverSpawner,
     SilentSpawner,
@@ -30,8 +33,8 @@ TENANCY = {
     "domains": [{"name": "acme", "allowed_vfolder_hosts": ["local"]}],
     "groups": [{"name": "ml", "domain": "acme", "total_resource_slots": {"cpu": 2}}],
     "users": [{"username": u, "email": f"{u}@example.com", "domain": "acme", "groups": ["ml"]}
-              for u in ("ann", "ben", "cat")],
-    "keypairs": [{"user": u, "resource_policy": "roomy"} for u in ("ann", "ben", "cat")],
+              for u in ("ann", "ben", "cat", "a", "a-b")],
+    "keypairs": [{"user": u, "resource_policy": "roomy"} for u in ("ann", "ben", "cat", "a", "a-b")],
 }
 ONE_CPU = {"resources": {"cpu": 1, "mem": "1g"}}
 TWO_CPUS = {"resources": {"cpu": 2, "mem": "1g"}}
@@ -228,3 +231,107 @@ async def test_a_folder_deleted_while_the_session_queued_is_refused_and_the_sess
         await asyncio.wait_for(spawn_ben, 20)
     assert sessions(db, "ben") == [("ben", "terminated", "vfolder mounts refused")]
 
+
+
+def oauth_clients(hub) -> dict[str, str]:
+    """The hub's OAuth clients of servers: identifier -> redirect URI."""
+    return {c.identifier: c.redirect_uri for c in hub.db.query(orm.OAuthClient) if c.identifier != "jupyterhub"}
+
+
+async def test_user_a_server_b_and_user_a_b_keep_their_own_identifiers(db, make_hub):
+    # JupyterHub's own default names both OAuth clients 'jupyterhub-user-a-b'
+    hub = make_hub(host_capacity={"cpu": 4, "mem": "8g"})
+    named, spawn = hub.spawn("a", "b", options=ONE_CPU)
+    await asyncio.wait_for(spawn, 20)
+    default, spawn = hub.spawn("a-b", options=ONE_CPU)
+    await asyncio.wait_for(spawn, 20)  # the second spawn was a 500 (one OAuth client, two servers)
+    assert oauth_clients(hub) == {named.oauth_client_id: "/user/a/b/oauth_callback",
+                                  default.oauth_client_id: "/user/a-b/oauth_callback"}
+    assert named.container.environment["JUPYTERHUB_CLIENT_ID"] == named.oauth_client_id
+    assert default.container.environment["JUPYTERHUB_CLIENT_ID"] == default.oauth_client_id
+    assert named.container.name != default.container.name
+    assert named.proxy_spec != default.proxy_spec
+    # stopping one leaves the other's client, and its redirect, as they were
+    await hub.stop("a-b")
+    assert oauth_clients(hub) == {named.oauth_client_id: "/user/a/b/oauth_callback"}
+    assert sessions(db) == [("a", "running", ""), ("a-b", "terminated", "stopped")]
+
+
+async def test_a_container_name_tells_other_sessions_nothing_of_its_tenant(db, make_hub):
+    # every session on the network resolves every container's name (and its address back to the name)
+    hub = make_hub(host_capacity={"cpu": 4, "mem": "8g"})
+    spawner, spawn = hub.spawn("ann", "thesis", options=ONE_CPU)
+    await asyncio.wait_for(spawn, 20)
+    first = spawner.container
+    assert "ann" not in first.name and "thesis" not in first.name
+    assert not {"hostname", "domainname", "aliases", "networking_config", "links"} & set(first.create_kwargs)
+    assert first.create_kwargs["labels"]["ai.backend.hub.user"] == "ann"  # operators find it by its labels
+    assert first.create_kwargs["labels"]["ai.backend.hub.server"] == "thesis"
+    await hub.stop("ann", "thesis")
+    spawner, spawn = hub.spawn("ann", "thesis", options=ONE_CPU)
+    await asyncio.wait_for(spawn, 20)
+    assert spawner.container.name != first.name  # not guessable from an earlier session either
+
+
+def restarted(hub, name: str) -> HubUser:
+    """The hub's user ``name`` as a restarted hub sees it: a new wrapper, its spawners loaded from their state."""
+    old = hub.users[name]
+    hub.db.commit()
+    hub.users[name] = HubUser(old.orm_user, old.settings)
+    return hub.users[name]
+
+
+async def test_a_restarted_hub_finds_its_sessions_by_the_names_they_started_with(db, make_hub):
+    hub = make_hub()
+    spawner, spawn = hub.spawn("ann", "thesis", options=ONE_CPU)
+    await asyncio.wait_for(spawn, 20)
+    again = restarted(hub, "ann").spawners["thesis"]
+    names = ("oauth_client_id", "object_name", "object_id", "session_id", "firewall_tag")
+    assert {n: getattr(again, n) for n in names} == {n: getattr(spawner, n) for n in names}
+    assert again.firewall_tag == f"session-{spawner.session_id}.{spawner.container.id}"
+    again.container = spawner.container
+    await hub.stop("ann", "thesis")
+    assert oauth_clients(hub) == {} and sessions(db) == [("ann", "terminated", "stopped")]
+
+
+async def test_a_session_started_before_these_names_keeps_its_own_until_it_stops(db, make_hub):
+    hub = make_hub(host_capacity={"cpu": 4, "mem": "8g"})
+    # what an older spawner left of user a's running server b: JupyterHub's client id, a readable
+    # container name, egress rules tagged by the session id alone
+    user = hub.user("a")
+    orm_spawner = orm.Spawner(user=user.orm_user, name="b")
+    hub.db.add(orm_spawner)
+    orm_spawner.oauth_client = hub.oauth_provider.add_client("jupyterhub-user-a-b", "secret",
+                                                             "/user/a/b/oauth_callback")
+    orm_spawner.state = {"object_id": "c0ffee", "object_name": "jupyter-a--b", "session_id": 7}
+    spawner = restarted(hub, "a").spawners["b"]
+    assert (spawner.oauth_client_id, spawner.object_name, spawner.firewall_tag) == (
+        "jupyterhub-user-a-b", "jupyter-a--b", "session-7")
+    spawner.container = FakeContainer(id="c0ffee", name="jupyter-a--b", image="", environment={}, host_config={},
+                                      create_kwargs={})
+    await hub.stop("a", "b")
+    assert oauth_clients(hub) == {}  # the hub deleted the client the session used
+    # user a-b's default server has that id: it is free again, and the next server b gets its own
+    _, spawn = hub.spawn("a-b", options=ONE_CPU)
+    await asyncio.wait_for(spawn, 20)
+    spawner, spawn = hub.spawn("a", "b", options=ONE_CPU)
+    await asyncio.wait_for(spawn, 20)
+    assert oauth_clients(hub) == {"jupyterhub-user-a-b": "/user/a-b/oauth_callback",
+                                  "jupyterhub-user-a~b": "/user/a/b/oauth_callback"}
+    assert spawner.object_name != "jupyter-a--b"
+
+
+@pytest.mark.parametrize("template", ["{prefix}-{username}--{servername}", "{prefix}-{session_token}"])
+async def test_container_names_stay_apart_for_every_name_a_hub_lets_in(db, make_hub, template):
+    # server names as JupyterHub 6 creates them (lowercase slugs) and as older hubs let them in
+    hub = make_hub(name_template=template)
+    user = hub.user("ann")
+    servers = ["", "b", "b-c", "b--c", "B", "b.c", "b_c", "b~c", "b%7Ec", "b c", "-2d", "\u00e9"]
+    for server in servers[1:]:
+        hub.db.add(orm.Spawner(user=user.orm_user, name=server))
+    hub.db.commit()
+    names = set()
+    for server in servers:
+        spawner = user.spawners[server]
+        names.add(spawner.name_template.format(**spawner.template_namespace()))
+    assert len(names) == len(servers)
