@@ -40,6 +40,7 @@ class Side:
         self.users: list[str] = []
         self.options: dict = {}
         self.container_prefix = ""
+        self.labelled = False  # our hub: containers found by label (their names are opaque)
         self._local = threading.local()
 
     @property
@@ -212,8 +213,9 @@ class DockerEvents:
     def _collect(self) -> None:
         try:
             for e in self._stream:
-                self.events.append({"t": e["timeNano"] / 1e9, "action": e["Action"],
-                                    "name": e["Actor"]["Attributes"].get("name", "")})
+                attrs = e["Actor"]["Attributes"]
+                self.events.append({"t": e["timeNano"] / 1e9, "action": e["Action"], "name": attrs.get("name", ""),
+                                    "hub_user": attrs.get(HUB_USER_LABEL, "")})
         except Exception:  # the stream is closed at the end of the run
             pass
 
@@ -224,6 +226,19 @@ class DockerEvents:
             pass
         self._thread.join(5)
         return list(self.events)
+
+
+HUB_USER_LABEL = "ai.backend.hub.user"  # our session containers' names are opaque: found by this label
+
+
+def container_name(side: "Side", user: str) -> str:
+    """The container of ``user``'s server on ``side``: by label on ours, by name on plain DockerSpawner."""
+    if not side.labelled:
+        return f"{side.container_prefix}{user}"
+    import docker
+
+    found = docker.from_env().containers.list(all=True, filters={"label": f"{HUB_USER_LABEL}={user}"})
+    return found[0].name if found else ""
 
 
 CONTAINER_MARKS = (("c_first", ""), ("c_hub", "Updating Hub with activity"), ("c_listening", "is running at"))
@@ -263,8 +278,10 @@ def stages(side: Side, runs: list[dict], lines, events) -> dict[str, list[float]
         if not r.get("ok"):
             continue
         u, t0, t1 = r["user"], r["wall0"], r["wall_ready"]
-        name = f"{side.container_prefix}{u}"
-        ev = {e["action"]: e["t"] for e in events if e["name"] == name and t0 - 0.01 <= e["t"] <= t1}
+        mine = [e for e in events if t0 - 0.01 <= e["t"] <= t1
+                and (e["hub_user"] == u if side.labelled else e["name"] == f"{side.container_prefix}{u}")]
+        name = mine[0]["name"] if mine else f"{side.container_prefix}{u}"
+        ev = {e["action"]: e["t"] for e in mine}
         marks = {
             "checking": _first_after(lines, t0, t1, f"{u}: checking the request"),
             "admitted": _first_after(lines, t0, t1, f"{u}: admitted to group"),
@@ -367,7 +384,7 @@ def start_a(state: Path, side: Side, users: list[str]):
         raise RuntimeError(f"fixture populate failed: {r.stderr or r.stdout}")
     side.url, side.log = hub.url, hub.log
     side.token = hub_token(hub, "admin", hub.credentials["admin"]["password"], note="bench")
-    side.options, side.container_prefix = OPTIONS_A, "jupyter-"
+    side.options, side.labelled = OPTIONS_A, True
     return hub
 
 
@@ -477,9 +494,9 @@ def run(*, quick: bool) -> dict:
                 res = spawn(sides[k], seq_user[k])
                 seq[k].append(res)
                 if res["ok"]:
-                    res["container_marks"] = container_marks(f"{sides[k].container_prefix}{seq_user[k]}")
+                    res["container_marks"] = container_marks(container_name(sides[k], seq_user[k]))
                 if res["ok"] and k not in containers:
-                    containers[k] = _container_facts(f"{sides[k].container_prefix}{seq_user[k]}")
+                    containers[k] = _container_facts(container_name(sides[k], seq_user[k]))
                 if res["ok"]:
                     stops[k].append(stop(sides[k], seq_user[k]))
                 else:
@@ -500,7 +517,7 @@ def run(*, quick: bool) -> dict:
                   f"failures {b['failures']}", flush=True)
             for res in b["results"]:
                 if res["ok"]:
-                    res["container_marks"] = container_marks(f"{sides[k].container_prefix}{res['user']}")
+                    res["container_marks"] = container_marks(container_name(sides[k], res["user"]))
             stop_all(sides[k], burst_users[k])
             time.sleep(2)
         m2 = _metrics_stage(A)

@@ -166,11 +166,16 @@ def admin_token(hub: HubProcess) -> str:
     return hub_token(hub, "admin", hub.credentials["admin"]["password"])
 
 
-def session_container(user: str = "demo", name: str = ""):
-    """The Docker container of a user's (default or named) server."""
+def session_container(hub: HubProcess, user: str = "demo", name: str = ""):
+    """The Docker container of a user's (default or named) server on ``hub``'s session network, found by
+    its labels: container names are opaque (random per start), so sessions cannot guess each other's."""
     import docker
 
-    return docker.from_env().containers.get(f"jupyter-{user}" + (f"--{name}" if name else ""))
+    from backendai_hub.spawner.names import label_filters
+
+    found = docker.from_env().containers.list(filters={**label_filters(user, name), "network": hub.network})
+    assert len(found) == 1, [c.name for c in found]
+    return found[0]
 
 
 def run_cli(hub: HubProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -61,8 +61,8 @@ def devices_of(hub, user) -> dict:
     return rows(hub)[user][1].get("devices", {})
 
 
-def env(user, name="") -> dict[str, str]:
-    out = session_container(user, name).exec_run(["env"], user="1000").output.decode()
+def env(hub, user, name="") -> dict[str, str]:
+    out = session_container(hub, user, name).exec_run(["env"], user="1000").output.decode()
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
@@ -75,7 +75,7 @@ def test_sessions_without_gpus_are_told_so_whatever_the_image_says(hub, admin):
                 json={"image": "backendai-hub/gpu-env", "resources": {"cpu": 1, "mem": "512m"}})
         assert r.status_code in (201, 202), r.text
         wait_ready(hub, admin, "admin", "plain")
-        e = env("admin", "plain")
+        e = env(hub, "admin", "plain")
         assert (e["BACKENDAI_MOCK_DEVICES"], e["CUDA_VISIBLE_DEVICES"]) == ("", "")
         assert "devices" not in rows(hub)["admin/plain"][1]
         # a request beyond the user's policy is refused with the policy's reason, not queued
@@ -95,7 +95,7 @@ def test_two_gpus_three_users_then_restart_and_a_killed_container(hub, admin):
     demo_dev, manager_dev = devices_of(hub, "demo"), devices_of(hub, "manager")
     assert sorted([*demo_dev["cuda.device"], *manager_dev["cuda.device"]]) == ["0", "1"]
     for user, held in (("demo", demo_dev), ("manager", manager_dev)):
-        e = env(user)
+        e = env(hub, user)
         assert e["BACKENDAI_MOCK_DEVICES"] == next(iter(held["cuda.device"])), (user, e)
         assert e["CUDA_VISIBLE_DEVICES"] == "0"
         assert "cuda.device=1" in e["BACKENDAI_RESOURCES"]
@@ -114,12 +114,12 @@ def test_two_gpus_three_users_then_restart_and_a_killed_container(hub, admin):
     pool.shutdown()
     wait_ready(hub, admin, "admin")
     assert devices_of(hub, "admin") == demo_dev
-    assert env("admin")["BACKENDAI_MOCK_DEVICES"] == next(iter(demo_dev["cuda.device"]))
+    assert env(hub, "admin")["BACKENDAI_MOCK_DEVICES"] == next(iter(demo_dev["cuda.device"]))
     assert rows(hub)["demo"][0] == "terminated"
 
     # a hub restart keeps what running sessions hold; a container killed meanwhile frees its device
     hub.stop(keep_sessions=True)
-    docker.from_env().containers.get("jupyter-admin").kill()
+    session_container(hub, "admin").kill()
     hub.start()
     after = rows(hub)
     assert after["manager"] == ("running", rows(hub)["manager"][1]) and devices_of(hub, "manager") == manager_dev
@@ -127,5 +127,5 @@ def test_two_gpus_three_users_then_restart_and_a_killed_container(hub, admin):
     spawn(hub, admin, "demo")
     wait_ready(hub, admin, "demo")
     assert devices_of(hub, "demo") == demo_dev  # the killed container's device, free again
-    assert env("manager")["BACKENDAI_MOCK_DEVICES"] == next(iter(manager_dev["cuda.device"]))
+    assert env(hub, "manager")["BACKENDAI_MOCK_DEVICES"] == next(iter(manager_dev["cuda.device"]))
     # (the module's hub.stop() removes the containers: stopping each through the API costs ~10 s)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-import docker
 import pytest
 import requests
 
@@ -92,7 +91,7 @@ def test_a_session_mounts_exactly_what_its_user_may_reach(hub, tokens):
     assert r.status_code in (201, 202), r.text
     try:
         wait_ready(hub, admin)
-        c = docker.from_env().containers.get("jupyter-demo")
+        c = session_container(hub, "demo")
         result = c.exec_run(["python3", "-c", PROBE], user="1000")
         assert result.exit_code == 0, result.output.decode(errors="replace")
         out = json.loads(result.output.decode().strip().splitlines()[-1])
@@ -135,7 +134,7 @@ def test_a_kicked_collaborators_running_session_is_stopped_with_the_reason(hub, 
     assert r.status_code in (201, 202), r.text
     try:
         wait_ready(hub, admin, name="kicked")
-        assert session_container("demo", "kicked").exec_run(["ls", "/home/work/kickme"], user="1000").exit_code == 0
+        assert session_container(hub, "demo", "kicked").exec_run(["ls", "/home/work/kickme"], user="1000").exit_code == 0
         ok(svc(hub, manager, "DELETE", "vfolders/kickme/collaborators/demo"))
         deadline = time.monotonic() + 60  # the service asks the hub at once; the stop itself takes seconds
         while "kicked" in hub_api(hub, admin, "GET", "users/demo").json()["servers"] and time.monotonic() < deadline:
