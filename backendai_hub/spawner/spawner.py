@@ -14,9 +14,8 @@ from decimal import Decimal
 
 import docker
 from dockerspawner import DockerSpawner
-from jinja2 import Environment, PackageLoader, select_autoescape
 from tornado import web
-from traitlets import Bool, Dict, Float, Integer, Unicode, default
+from traitlets import Bool, Dict, Float, Unicode, default
 
 from .. import metrics
 from ..accelerators import Accelerators  # [accelerators]
@@ -27,18 +26,19 @@ from ..errors import AdmissionDenied, TenancyError
 from ..images import ImageCatalog
 from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
-from .jail import JailSettings, jail_create_kwargs, jail_host_config
+from .jail import jail_create_kwargs, jail_host_config
+from .jail_settings import JailSettingsMixin
+from . import form
 from .firewall import Firewall, FirewallError
 from .names import container_token, firewall_tag, legacy_firewall_tag, oauth_client_id, session_labels
 from .network import SessionNetwork, ensure_session_network
 from .options import SessionOptions, options_from_form, parse_options
 
-_templates = Environment(loader=PackageLoader("backendai_hub", "templates"), autoescape=select_autoescape())
 _catalogs: dict[tuple, ImageCatalog] = {}
 _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
 
 
-class BackendAISpawner(DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -85,33 +85,6 @@ class BackendAISpawner(DockerSpawner):
     pin_cpus = Bool(True, help="Pin sessions to whole CPUs (cpuset) so that nproc matches the cpu slot.").tag(
         config=True)
 
-    pids_limit = Integer(
-        512, help="Maximum number of processes (and threads) in a session container; stops fork bombs.",
-    ).tag(config=True)
-
-    nofile_limit = Integer(4096, help="Open-file limit (RLIMIT_NOFILE) inside sessions.").tag(config=True)
-
-    tmp_size = Unicode("256m", help="Size of the tmpfs mounted at /tmp in sessions.").tag(config=True)
-
-    scratch_size = Unicode(
-        "1g", help="Size of the writable scratch tmpfs at /home/work (it counts against the memory slot); "
-                   "vfolders are mounted beneath it.",
-    ).tag(config=True)
-
-    read_only_rootfs = Bool(
-        True, help="Mount the image read-only: only /home/work, /tmp and vfolders are writable.",
-    ).tag(config=True)
-
-    seccomp_profile = Unicode(
-        None, allow_none=True,
-        help="Path of a seccomp profile (JSON) to use instead of the stricter-than-Docker one shipped in the "
-             "package; 'unconfined' is refused.",
-    ).tag(config=True)
-
-    runtime = Unicode(
-        None, allow_none=True, help="OCI runtime for sessions, e.g. 'runsc' (gVisor) where installed.",
-    ).tag(config=True)
-
     firewall = Bool(
         True, help="Guard the host from sessions and apply each keypair policy's egress with iptables "
                    "(needs root). Off only where another layer isolates sessions.",
@@ -137,12 +110,6 @@ class BackendAISpawner(DockerSpawner):
     @default("name_template")
     def _default_name_template(self):
         return "{prefix}-{session_token}"
-
-    @property
-    def jail_settings(self) -> JailSettings:
-        return JailSettings(seccomp_profile=self.seccomp_profile, pids_limit=self.pids_limit,
-                            nofile=self.nofile_limit, tmp_size=self.tmp_size, scratch_size=self.scratch_size,
-                            read_only_rootfs=self.read_only_rootfs, runtime=self.runtime)
 
     # -- state ---------------------------------------------------------------------------------------
 
@@ -264,7 +231,22 @@ class BackendAISpawner(DockerSpawner):
 
     @default("options_form")
     def _default_options_form(self):
-        return _render_options_form
+        return BackendAISpawner.render_options_form
+
+    async def render_options_form(self) -> str:
+        """The options form: only allowed images, the user's groups, presets within the policy."""
+        images = await asyncio.get_running_loop().run_in_executor(None, self.catalog.images)
+
+        def tenancy(s):
+            charge = S.resolve(s, self.user.name)
+            return charge, P.effective_limits(charge.levels)
+
+        try:
+            charge, limits = await self._db(tenancy)
+        except TenancyError as e:
+            return form.render_error(e.message)
+        return form.render(images, charge, limits, self.resource_presets, self.catalog.resolve(self.image),
+                           self.known_slots)
 
     def options_from_form(self, formdata):
         data = options_from_form(formdata, tuple(sorted(self.known_slots)))
@@ -305,7 +287,7 @@ class BackendAISpawner(DockerSpawner):
             allocation = await self._admit(opts, charge)
             await self._mount(mounts)
         except TenancyError as e:
-            metrics.DENIALS.labels(reason=_reason_label(e)).inc()
+            metrics.DENIALS.labels(reason=metrics.reason_label(e)).inc()
             self.log.warning("Refused session for %s: %s", self._log_name, e.message)
             raise web.HTTPError(e.status, e.message) from None
         metrics.ADMISSIONS.inc()
@@ -494,35 +476,3 @@ class BackendAISpawner(DockerSpawner):
         if status is not None:
             await self._release(f"container exited ({status})", sid, tag)
         return status
-
-
-def _reason_label(e: TenancyError) -> str:
-    level = getattr(e, "level", None)
-    return f"{level}:{getattr(e, 'slot', '') or ''}" if level else type(e).__name__
-
-
-async def _render_options_form(spawner: BackendAISpawner) -> str:
-    """The options form: only allowed images, the user's groups, presets within the policy."""
-    loop = asyncio.get_running_loop()
-    images = await loop.run_in_executor(None, spawner.catalog.images)
-
-    def tenancy(s):
-        charge = S.resolve(s, spawner.user.name)
-        return charge, P.effective_limits(charge.levels)
-
-    try:
-        charge, limits = await spawner._db(tenancy)
-    except TenancyError as e:
-        return _templates.get_template("options_form.html").render(error=e.message)
-    allowed = set(charge.allowed_images)
-    offered = [i for i in images if not allowed or allowed & {i.ref, *i.tags, *i.aliases}]
-    presets = []
-    for name, text in spawner.resource_presets.items():
-        slots = P.parse_slots(text)
-        if all(v <= limits[k] for k, v in slots.items() if k in limits):
-            presets.append({"name": name, "text": P.format_slots(slots)})
-    default = spawner.catalog.resolve(spawner.image)
-    return _templates.get_template("options_form.html").render(
-        images=offered, default_image=default.ref if default else None, groups=charge.groups, presets=presets,
-        limits=P.format_slots(limits),
-        slots=sorted(spawner.known_slots), error=None)
