@@ -23,7 +23,7 @@ from .. import policy as P
 from .. import admission as S
 from ..db import Database
 from ..errors import AdmissionDenied, TenancyError
-from ..images import ImageCatalog
+from ..images import DEFAULT_ALIASES, ImageCatalog
 from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
@@ -67,8 +67,9 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
     ).tag(config=True)
 
     image_aliases = Dict(
-        {"python:3.11": "backendai-hub/notebook:python3.11"},
-        help="Short names users may give for images, mapped to local tags.",
+        DEFAULT_ALIASES,
+        help="Short names users may give for images, mapped to local tags (the service's images route "
+             "shows the same: hub_service copies them).",
     ).tag(config=True)
 
     host_capacity = Dict(
