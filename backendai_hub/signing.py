@@ -32,6 +32,7 @@ __all__ = [
     "SignedRequest",
     "parse_authorization",
     "sign",
+    "unknown_key",
     "verify",
 ]
 
@@ -218,6 +219,12 @@ class ReplayCache:
             return False
 
 
+def unknown_key(access_key: str) -> SignatureError:
+    """The refusal of an access key nobody holds (``verify`` raises it; so does a caller whose cached
+    key has gone since)."""
+    return SignatureError("unknown-key", f"access key {access_key[:64]!r} is unknown")
+
+
 def verify(method: str, path_with_query: str, headers: Mapping[str, str], *,
            lookup_secret: Callable[[str], str | None], now: datetime | None = None,
            max_skew: timedelta = timedelta(minutes=15), replay_cache: ReplayCache | None = None,
@@ -258,7 +265,7 @@ def verify(method: str, path_with_query: str, headers: Mapping[str, str], *,
 
     secret_key = lookup_secret(access_key)
     if secret_key is None:
-        raise SignatureError("unknown-key", f"access key {access_key[:64]!r} is unknown")
+        raise unknown_key(access_key)
     expected = _signature(secret_key, method=method, path_with_query=path_with_query,
                           raw_date=raw_date, date=date, host=host, content_type=content_type,
                           version=version)

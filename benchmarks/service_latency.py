@@ -33,6 +33,12 @@ N_MICRO = 2000   # calls per micro-benchmark
 ME = API + "me"
 ACTOR = "root"   # a superadmin
 WRONG_SECRET = "not-the-secret-not-the-secret-not-the-sec"
+HUB_TOKEN = "bench-hub-token"
+# benchmark-only routes (see _add_baselines)
+NOAUTH_ME = "/bench/me-principal-handed-in"
+NOAUTH_TOKEN_ME = "/bench/me-token-principal-handed-in"
+NOOP = "/bench/noop"
+NOAUTH_NOOP = "/bench/noop-principal-handed-in"
 
 
 # -- the server, in a process of its own ------------------------------------------------------------
@@ -48,10 +54,56 @@ def _serve(template: str, workdir: str, conn, cpu: int | None) -> None:
         svc = Service(Path(template), Path(workdir))
         # tornado logs every 4xx at warning; without a handler that would print 1000 lines here
         svc.app.settings["log_function"] = lambda handler: None
+        _add_baselines(svc.app)
         conn.send(svc.port)
         await asyncio.Event().wait()
 
     asyncio.run(main())
+
+
+def _add_baselines(app) -> None:
+    """Benchmark-only routes: the same handlers with the principal handed in (what authentication adds
+    is the difference), a handler whose one transaction does nothing, and a hub token whose hub answer
+    is already known (HubOAuth's own cache, without the hub)."""
+    from sqlalchemy import text
+
+    from backendai_hub.service.base import APIHandler
+    from backendai_hub.service.me import MeHandler
+    from backendai_hub.service.rules import SUPERADMIN, Principal
+
+    root = Principal(username=ACTOR, role=SUPERADMIN, domain="default", via="keypair",
+                     access_key=KEYS[ACTOR][0])
+    token_root = Principal(username=ACTOR, role=SUPERADMIN, domain="default", via="token")
+
+    class NoAuthMe(MeHandler):
+        async def authenticate(self):
+            return root
+
+    class NoAuthTokenMe(MeHandler):  # a hub token's principal has no keypair: the handler does less
+        async def authenticate(self):
+            return token_root
+
+    def one_query(s):
+        s.execute(text("SELECT 1")).one()  # a transaction that reaches the database
+        return {}
+
+    class Noop(APIHandler):
+        async def get(self):
+            self.write_json(await self.run(one_query))
+
+    class NoAuthNoop(Noop):
+        async def authenticate(self):
+            return root
+
+    app.add_handlers(r".*", [(NOAUTH_ME, NoAuthMe), (NOAUTH_TOKEN_ME, NoAuthTokenMe), (NOOP, Noop),
+                             (NOAUTH_NOOP, NoAuthNoop)])
+    hub_auth = app.settings["hub_auth"]
+    model = {"kind": "user", "name": ACTOR, "scopes": ["custom:backendai:admin"]}
+
+    async def user_for_token(token, **_kw):
+        return model if token == HUB_TOKEN else None
+
+    hub_auth.user_for_token = user_for_token
 
 
 class ServerProcess:
@@ -103,21 +155,29 @@ class Client:
         self.conn.close()
 
 
-# kind -> (path, signed with: None | "secret" | "wrong", expected status)
+# kind -> (path, authenticated with: None | "secret" | "wrong" | "token", expected status)
 KINDS = {
     "unauth GET / (handshake, 200)": (PREFIX, None, 200),
     "unauth GET api/v1/me (401)": (ME, None, 401),
+    "me handler, principal handed in (200)": (NOAUTH_ME, None, 200),
     "signed GET api/v1/me (200)": (ME, "secret", 200),
+    "me handler, token principal handed in": (NOAUTH_TOKEN_ME, None, 200),
+    "hub-token GET api/v1/me (200)": (ME, "token", 200),
     "signed, wrong secret (401)": (ME, "wrong", 401),
+    "SELECT 1 transaction, principal handed in": (NOAUTH_NOOP, None, 200),
+    "signed SELECT 1 transaction (200)": (NOOP, "secret", 200),
 }
 
 
 def _measure_http(client: Client, n: int, warmup: int) -> dict[str, list[int]]:
     plain = {"Content-Type": "application/json"}
+    token = {**plain, "Authorization": f"token {HUB_TOKEN}"}
 
     def headers_for(path, how):
         if how is None:
             return plain
+        if how == "token":
+            return token
         return client.signed_headers(path, WRONG_SECRET if how == "wrong" else None)
 
     def once(kind: str) -> int:
@@ -191,34 +251,48 @@ def _measure_micro(template: Path, workdir: Path, n: int) -> tuple[dict[str, lis
 
     out["DB: transaction + KeyPair lookup"] = time_calls(lookup_only, n, warmup=200)
 
+    from backendai_hub.service import principals as P
+
     def auth_work():
-        # what APIHandler._from_signature does inside its one transaction
-        with db.session() as s:
+        # a cache miss: what APIHandler._from_signature does in its own transaction
+        with db.session(readonly=True) as s:
+            found = []
+
             def lookup(key):
-                kp = s.get(KeyPair, key)
-                return db.secrets.decrypt(kp.secret_key_encrypted) if kp is not None else None
+                facts = P.keypair_facts(s, key)
+                if facts is None:
+                    return None
+                found.append((facts, db.secrets.decrypt(facts.secret_token)))
+                return found[0][1]
 
             signed = signing.verify("GET", ME, fixed, lookup_secret=lookup)
-            kp = s.get(KeyPair, signed.access_key)
-            user = kp.user
-            _ = (kp.is_active, user.status, user.domain.is_active, user.role,
-                 frozenset(g.name for g in user.groups))
+            P.keypair_principal(found[0][0], signed.access_key)
 
-    out["auth transaction (lookup+decrypt+verify+user)"] = time_calls(auth_work, n, warmup=200)
+    out["cache miss: auth transaction (1 stmt+decrypt+verify)"] = time_calls(auth_work, n, warmup=200)
+
+    def me_body(s):
+        # what MeHandler.get does inside its transaction
+        u = T.users.get(s, ACTOR)
+        d = T.users.to_dict(u)
+        kp = T.keypairs.get(s, ak)
+        levels = [levels_for(kp, g) for g in u.groups]
+        d["keypair_policy"] = T.policies.to_dict(kp.resource_policy)
+        d["effective_limits"] = {g.name: slots_to_json(effective_limits(lv))
+                                 for g, lv in zip(u.groups, levels)}
+        json.dumps(d)
 
     def me_work():
-        # what MeHandler.get does inside its transaction
-        with db.session() as s:
-            u = T.users.get(s, ACTOR)
-            d = T.users.to_dict(u)
-            kp = T.keypairs.get(s, ak)
-            levels = [levels_for(kp, g) for g in u.groups]
-            d["keypair_policy"] = T.policies.to_dict(kp.resource_policy)
-            d["effective_limits"] = {g.name: slots_to_json(effective_limits(lv))
-                                     for g, lv in zip(u.groups, levels)}
-            json.dumps(d)
+        with db.session(readonly=True) as s:
+            me_body(s)
+
+    def me_confirmed():
+        # a cache hit: the handler's one transaction confirms the cached principal first (APIHandler.run)
+        with db.session(readonly=True) as s:
+            P.keypair_principal(P.keypair_facts(s, ak), ak)
+            me_body(s)
 
     out["me handler transaction"] = time_calls(me_work, n, warmup=200)
+    out["cache hit: me transaction + confirmation"] = time_calls(me_confirmed, n, warmup=200)
 
     # SQL statements each transaction sends through a cursor (BEGIN IMMEDIATE and SELECTs; the
     # COMMIT goes through the DB-API's commit() and is not counted)
@@ -226,8 +300,9 @@ def _measure_micro(template: Path, workdir: Path, n: int) -> tuple[dict[str, lis
 
     statements: dict[str, int] = {}
     for label, fn in (("DB: transaction + KeyPair lookup", lookup_only),
-                      ("auth transaction (lookup+decrypt+verify+user)", auth_work),
-                      ("me handler transaction", me_work)):
+                      ("cache miss: auth transaction (1 stmt+decrypt+verify)", auth_work),
+                      ("me handler transaction", me_work),
+                      ("cache hit: me transaction + confirmation", me_confirmed)):
         count = [0]
 
         def tally(*_args, count=count):
@@ -301,7 +376,17 @@ def run(*, quick: bool = False) -> dict:
     ver = http_stats["unauth GET / (handshake, 200)"]
     me401 = http_stats["unauth GET api/v1/me (401)"]
     wrong = http_stats["signed, wrong secret (401)"]
+    handed = http_stats["me handler, principal handed in (200)"]
+    token = http_stats["hub-token GET api/v1/me (200)"]
+    token_handed = http_stats["me handler, token principal handed in"]
+    noop = http_stats["signed SELECT 1 transaction (200)"]
+    noop_handed = http_stats["SELECT 1 transaction, principal handed in"]
     ratios = {
+        "signed me / same handler without auth, p50": ratio(signed["p50"], handed["p50"]),
+        "signed me / same handler without auth, p99": ratio(signed["p99"], handed["p99"]),
+        "hub-token me / same handler without auth, p50": ratio(token["p50"], token_handed["p50"]),
+        "signed SELECT 1 / same without auth, p50": ratio(noop["p50"], noop_handed["p50"]),
+        "signed SELECT 1 / same without auth, p99": ratio(noop["p99"], noop_handed["p99"]),
         "signed me / unauth handshake, p50": ratio(signed["p50"], ver["p50"]),
         "signed me / unauth handshake, p99": ratio(signed["p99"], ver["p99"]),
         "signed me / unauth me (401), p50": ratio(signed["p50"], me401["p50"]),

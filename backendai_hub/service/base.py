@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 from tornado import web
 
 from .. import signing
 from .. import validation as V
 from ..db import Database
 from ..errors import InvalidInput, TenancyError, Unauthorized
-from ..models import Domain, KeyPair, User, UserRole, UserStatus
-from .rules import DOMAIN_ADMIN, SUPERADMIN, USER, Principal, role_from_scopes
+from ..models import Domain, User
+from . import principals
+from .rules import DOMAIN_ADMIN, SUPERADMIN, USER, Principal
 
 T = TypeVar("T")
 
@@ -46,11 +49,44 @@ class APIHandler(web.RequestHandler):
     async def run(self, fn: Callable[[Session], T], readonly: bool | None = None) -> T:
         """Run ``fn(session)`` in one transaction on an executor thread (the DB is blocking I/O).
 
-        GET and HEAD requests read only (no write lock on SQLite) unless told otherwise.
+        GET and HEAD requests read only (no write lock on SQLite) unless told otherwise. The first
+        transaction of a request whose credential came from the principal cache also confirms it,
+        before ``fn``: one transaction per request (see ``_Unconfirmed``).
         """
         if readonly is None:
             readonly = self.request.method in ("GET", "HEAD")
+        if self._unconfirmed is not None and not self._in_method:
+            await self._confirm_now()  # not the handler method's (an overridden authenticate's): no restart
+        pending = self._unconfirmed
+        if pending is None:
+            return await self._transaction(fn, readonly)
+        if self._refused is not None:
+            raise self._refused
+        confirmed: list[principals.Credential] = []
 
+        def confirm_then(s: Session):
+            try:
+                cred = pending.confirm(s)
+            except Unauthorized as e:
+                raise _Refused(e) from None
+            confirmed.append(cred)
+            if cred.principal != self.principal:
+                raise _Changed  # rolls back; the handler starts over with the fresh principal
+            return fn(s)
+
+        try:
+            return await self._transaction(confirm_then, readonly)
+        except _Refused as r:
+            self._refuse(pending, r.error)
+            raise r.error from None
+        except _Changed:
+            self._settle(pending, confirmed[0])
+            raise _Restart from None
+        finally:
+            if confirmed and self._unconfirmed is pending:
+                self._settle(pending, confirmed[0])  # confirmed, whatever ``fn`` did next
+
+    async def _transaction(self, fn: Callable[[Session], T], readonly: bool) -> T:
         def work():
             with self.db.session(readonly=readonly) as s:
                 return fn(s)
@@ -58,9 +94,38 @@ class APIHandler(web.RequestHandler):
         return await asyncio.get_running_loop().run_in_executor(None, work)
 
     # -- authentication ---------------------------------------------------------------------------
+    #
+    # A request's credential is checked against a principal cache first: a hit verifies the signature
+    # with the cached secret (no database), and the principal it names is *unconfirmed* until the
+    # database agrees, inside the handler's first transaction (``run``). Until then nothing is sent:
+    # ``finish`` waits for the handler to return and ``flush`` confirms first. A credential revoked
+    # meanwhile (keypair, user or domain deactivated, keypair deleted or reissued: through this
+    # service, the CLI or anything else writing the database) is refused with the 401 a cache miss
+    # would give; a principal whose role, domain or groups changed makes the handler start over with
+    # the fresh one. A handler that finishes without a transaction is confirmed in one of its own.
+
+    _unconfirmed: _Unconfirmed | None = None
+    _refused: Unauthorized | None = None
+    _in_method = False
+    _finish_deferred = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in _HTTP_METHODS:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_confirms_principal", False):
+                setattr(cls, name, _confirming(method))
+
+    @property
+    def principal_cache(self) -> principals.PrincipalCache:
+        return self.settings.setdefault("principal_cache", principals.PrincipalCache())
 
     async def prepare(self):
         self.principal = await self.authenticate()
+        if self._unconfirmed is not None:
+            method = getattr(type(self), self.request.method.lower(), None)
+            if type(self).prepare is not APIHandler.prepare or not getattr(method, "_confirms_principal", False):
+                await self._confirm_now()  # something acts before a handler method could confirm it
 
     async def authenticate(self) -> Principal:
         header = self.request.headers.get("Authorization", "")
@@ -68,56 +133,147 @@ class APIHandler(web.RequestHandler):
             return await self._from_signature()
         model = await self.settings["hub_auth"].get_user(self, sync=False)
         if model and model.get("kind", "user") == "user":
-            return await self.run(lambda s: self._from_hub_model(s, model), readonly=True)
+            return await self._from_hub_model(model["name"], frozenset(model.get("scopes", [])))
         raise Unauthorized("authenticate with a hub token (Authorization: token …) or a Backend.AI "
                            "keypair signature")
 
-    def _from_hub_model(self, s: Session, model: dict) -> Principal:
-        user = s.query(User).filter(User.username == model["name"]).one_or_none()
-        if user is None:
-            raise Unauthorized(f"hub user {model['name']!r} has no backendai-hub account")
-        self.check_active(user)
-        reach = role_from_scopes(set(model.get("scopes", [])), user.role.value, user.domain.name)
-        if reach is None:
-            raise Unauthorized("this token carries no custom:backendai:* scope; sign in again or "
-                               "request a token with those scopes")
-        role, admin_domains = reach
-        return self.make_principal(user, role, admin_domains, via="token")
+    async def _from_hub_model(self, username: str, scopes: frozenset[str]) -> Principal:
+        key = ("token", username, scopes)
+        derive = functools.partial(principals.derive_token, username=username, scopes=scopes)
+        cached = self.principal_cache.get(key)
+        if cached is not None:
+            self._unconfirmed = _Unconfirmed(key, cached, derive)
+            return cached.principal
+        cred = await self._transaction(derive, readonly=True)
+        self.principal_cache.put(key, cred)
+        return cred.principal
 
     async def _from_signature(self) -> Principal:
-        cache = self.settings["replay_cache"]
-        skew = self.settings["max_clock_skew"]
-        req = self.request
+        replay_cache, skew, req = self.settings["replay_cache"], self.settings["max_clock_skew"], self.request
+        now = datetime.now(timezone.utc)
 
-        def work(s: Session):
-            def lookup(access_key: str) -> str | None:
-                kp = s.get(KeyPair, access_key)
-                return self.db.secrets.decrypt(kp.secret_key_encrypted) if kp is not None else None
+        def verify(lookup_secret, replay: bool) -> signing.SignedRequest:
+            return signing.verify(req.method, req.uri, req.headers, lookup_secret=lookup_secret, now=now,
+                                  max_skew=skew, replay_cache=replay_cache if replay else None)
 
+        used: list[tuple[tuple, principals.Credential]] = []
+
+        def cached_secret(access_key: str) -> str | None:
+            key = ("keypair", access_key)
+            cred = self.principal_cache.get(key)
+            if cred is not None:
+                used.append((key, cred))
+            return cred.secret if cred is not None else None
+
+        try:
+            verify(cached_secret, True)
+        except signing.SignatureError as e:
+            if used:
+                # a mismatch or a replay with a cached secret: the database tells which, exactly as
+                # without the cache (the key may be gone or reissued)
+                self.principal_cache.forget(used[0][0])
+            elif e.reason != "unknown-key":
+                raise Unauthorized(str(e)) from None  # refused before any secret was needed
+        else:
+            key, cred = used[0]
+            confirm = functools.partial(principals.confirm_signed, secrets=self.db.secrets, verify=verify,
+                                        access_key=key[1], cached=cred)
+            self._unconfirmed = _Unconfirmed(key, cred, confirm)
+            return cred.principal
+        access_key, cred = await self._transaction(
+            functools.partial(principals.derive_signed, secrets=self.db.secrets, verify=verify), readonly=True)
+        self.principal_cache.put(("keypair", access_key), cred)
+        return cred.principal
+
+    async def _confirm_now(self) -> bool:
+        """Confirm the cached principal in a transaction of its own; True when it changed (and was replaced)."""
+        pending = self._unconfirmed
+        if pending is None:
+            return False
+        if self._refused is not None:
+            raise self._refused
+        try:
+            cred = await self._transaction(pending.confirm, readonly=True)
+        except Unauthorized as e:
+            self._refuse(pending, e)
+            raise
+        changed = cred.principal != self.principal
+        self._settle(pending, cred)
+        return changed
+
+    def _settle(self, pending: _Unconfirmed, cred: principals.Credential) -> None:
+        self._unconfirmed = None
+        self.principal = cred.principal
+        if cred != pending.cached:
+            self.principal_cache.put(pending.key, cred)
+
+    def _refuse(self, pending: _Unconfirmed, error: Unauthorized) -> None:
+        self._refused = error  # stays unconfirmed: nothing may be sent but the refusal
+        self.principal_cache.forget(pending.key)
+
+    async def _call_unconfirmed(self, method, args, kwargs) -> None:
+        """Run a handler method whose principal is unconfirmed; see the comment above ``prepare``."""
+        while True:
+            self._in_method = True
             try:
-                signed = signing.verify(req.method, req.uri, req.headers, lookup_secret=lookup,
-                                        max_skew=skew, replay_cache=cache)
-            except signing.SignatureError as e:
-                raise Unauthorized(str(e)) from None
-            kp = s.get(KeyPair, signed.access_key, options=[
-                selectinload(KeyPair.user).selectinload(User.domain),
-                selectinload(KeyPair.user).selectinload(User.groups)])
-            if not kp.is_active:
-                raise Unauthorized(f"keypair {kp.access_key!r} is inactive")
-            self.check_active(kp.user)
-            user = kp.user
-            admin_domains = frozenset({user.domain.name}) if user.role == UserRole.domain_admin else frozenset()
-            return self.make_principal(user, user.role.value, admin_domains, via="keypair",
-                                   access_key=kp.access_key)
+                result = method(self, *args, **kwargs)
+                if result is not None:
+                    await result
+            except _Restart:
+                self._start_over()
+                continue
+            except Exception:
+                self._in_method = False
+                if self._unconfirmed is not None and await self._confirm_now():  # refused: raises the 401
+                    self._start_over()
+                    continue
+                if self._finish_deferred:
+                    self._finish_deferred = False
+                    self.finish()  # finished, then failed: what was finished is sent, as without the cache
+                raise
+            finally:
+                self._in_method = False
+            if self._unconfirmed is not None:
+                try:
+                    changed = await self._confirm_now()
+                except Unauthorized:
+                    self._start_over()
+                    raise
+                if changed:
+                    self._start_over()
+                    continue
+            if self._finish_deferred:
+                self._finish_deferred = False
+                self.finish()
+            return
 
-        return await self.run(work, readonly=True)
+    def _start_over(self) -> None:
+        self.clear()
+        self._finish_deferred = False
+
+    def finish(self, chunk=None):
+        if self._unconfirmed is not None and self._in_method:
+            if chunk is not None:
+                self.write(chunk)
+            self._finish_deferred = True  # sent once the principal is confirmed (_call_unconfirmed)
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return super().finish(chunk)
+
+    def flush(self, include_footers: bool = False):
+        if self._unconfirmed is not None and self._in_method:
+            return asyncio.ensure_future(self._flush_confirmed(include_footers))
+        return super().flush(include_footers)
+
+    async def _flush_confirmed(self, include_footers: bool) -> None:
+        if await self._confirm_now():
+            raise _Restart
+        await super().flush(include_footers)
 
     @staticmethod
     def check_active(user: User) -> None:
-        if user.status != UserStatus.active:
-            raise Unauthorized(f"user {user.username!r} is inactive")
-        if not user.domain.is_active:
-            raise Unauthorized(f"domain {user.domain.name!r} is inactive")
+        principals.check_active(user.username, user.status, user.domain.name, user.domain.is_active)
 
     @staticmethod
     def make_principal(user: User, role: str, admin_domains, via: str, access_key: str | None = None) -> Principal:
@@ -217,6 +373,48 @@ class APIHandler(web.RequestHandler):
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
         super()._handle_request_exception(e)
+
+
+_HTTP_METHODS = ("get", "head", "post", "delete", "patch", "put", "options")
+
+
+class _Unconfirmed:
+    """A principal taken from the cache: ``confirm(session)`` derives the credential afresh (raising
+    Unauthorized when it is refused now), to be compared with ``cached``."""
+
+    __slots__ = ("cached", "confirm", "key")
+
+    def __init__(self, key, cached: principals.Credential, confirm: Callable[[Session], principals.Credential]):
+        self.key, self.cached, self.confirm = key, cached, confirm
+
+
+class _Changed(Exception):
+    """Inside a transaction: the principal is not the cached one (rolled back before the handler's work)."""
+
+
+class _Restart(Exception):
+    """The handler acted on a principal that changed meanwhile: it starts over with the fresh one."""
+
+
+class _Refused(Exception):
+    def __init__(self, error: Unauthorized):
+        self.error = error
+
+
+def _confirming(method):
+    """Wrap a handler method so that its unconfirmed principal is confirmed before anything is sent."""
+
+    @functools.wraps(method)
+    async def handle(self, *args, **kwargs):
+        if self._unconfirmed is None or self._in_method:  # nothing to confirm, or a super() call
+            result = method(self, *args, **kwargs)
+            if result is not None:
+                await result
+            return
+        await self._call_unconfirmed(method, args, kwargs)
+
+    handle._confirms_principal = True
+    return handle
 
 
 class NotFoundHandler(APIHandler):
