@@ -2,26 +2,32 @@
 
 Admission reads the usage of the keypair, group and domain and records the new session in ONE
 transaction that no other admission can interleave with (SQLite: BEGIN IMMEDIATE, see db.py;
-PostgreSQL: a transaction-scoped advisory lock), so concurrent spawns never over-admit.
+PostgreSQL: a transaction-scoped advisory lock), so concurrent spawns never over-admit. Usage is kept
+per level in ``level_usage``, changed under the same lock in the transaction that changes a
+session's live status (admit, release, a restarted server's stale row), so admitting reads four rows
+whatever the number of live sessions; :func:`repair_usage` recounts it from the sessions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Callable, Iterable, Mapping
 
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, func, or_, select, text
+from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import flag_modified
 
 from . import policy as P
 from .errors import AdmissionDenied, Forbidden, InvalidInput, NotFound
 from .models import (
+    HOST_USAGE,
     LIVE_STATUSES,
     Group,
     KernelSession,
     KeyPair,
+    LevelUsage,
     SessionStatus,
     User,
     UserStatus,
@@ -65,23 +71,39 @@ def levels_for(kp: KeyPair, group: Group) -> list[P.Level]:
     ]
 
 
+def _user_and_keypair(charged):
+    return (select(User, KeyPair).outerjoin(KeyPair, and_(KeyPair.access_key == charged, KeyPair.user_id == User.id))
+            .where(User.username == bindparam("username"))
+            .options(joinedload(User.domain), joinedload(KeyPair.resource_policy)))
+
+
+# built once: statements are immutable, and building one costs about what running it does
+_USER_AND_MAIN_KEYPAIR = _user_and_keypair(User.main_access_key)
+_USER_AND_KEYPAIR = _user_and_keypair(bindparam("access_key"))
+
+
 def resolve(s: Session, username: str, group: str | None = None, access_key: str | None = None) -> Charge:
     """The keypair, group and domain a session of ``username`` is charged to, or a clear refusal."""
-    user = s.scalar(select(User).where(User.username == username))
-    if user is None:
+    # two queries whatever the tenancy's size: the user with their domain, the keypair charged (the
+    # main one unless named) and its policy; then the user's groups (group_members is indexed by user;
+    # joined into the first, SQLite would scan it)
+    if access_key is None:
+        found = s.execute(_USER_AND_MAIN_KEYPAIR, {"username": username}).first()
+    else:
+        found = s.execute(_USER_AND_KEYPAIR, {"username": username, "access_key": access_key}).first()
+    if found is None:
         raise Forbidden(f"hub user {username!r} has no backendai-hub account")
+    user, kp = found
     if user.status != UserStatus.active:
         raise Forbidden(f"user {username!r} is inactive")
     if not user.domain.is_active:
         raise Forbidden(f"domain {user.domain.name!r} is inactive")
     if access_key is not None:
-        kp = s.get(KeyPair, access_key)
-        if kp is None or kp.user_id != user.id:
+        if kp is None:
             raise NotFound(f"unknown keypair {access_key!r}", field="access_key")
         if not kp.is_active:
             raise Forbidden(f"keypair {access_key!r} is inactive")
     else:
-        kp = user.main_keypair
         if kp is None:
             raise Forbidden(f"user {username!r} has no active keypair; ask an admin to issue one "
                             f"(backendai-hub keypair issue {username})")
@@ -109,24 +131,178 @@ def resolve(s: Session, username: str, group: str | None = None, access_key: str
                   tuple(kp.resource_policy.egress_allowlist or ()))
 
 
-def _usage(s: Session, where) -> P.Usage:
-    rows = s.scalars(select(KernelSession.slots).where(KernelSession.status.in_(LIVE_STATUSES), where)).all()
-    total: P.Slots = {}
-    for slots in rows:
-        total = P.add_slots(total, P.slots_from_json(slots))
-    return P.Usage(total, len(rows))
+# -- usage per level ---------------------------------------------------------------------------------
+
+# exact sums whatever the amounts (the default context rounds at 28 digits): what admit adds,
+# release takes back to the last digit
+_EXACT = Context(prec=200)
+
+
+def _text(v: Decimal) -> str:
+    return format(_EXACT.normalize(v), "f")
+
+
+def _levels_of(access_key: str, group_id: int, domain_id: int) -> list[tuple[str, str]]:
+    """The ``level_usage`` keys a session charged to these counts at, the host last."""
+    return [("keypair", access_key), ("group", str(group_id)), ("domain", str(domain_id)), HOST_USAGE]
+
+
+# the four rows an admission reads, by primary key (an OR: SQLite scans the table for a row-value IN)
+_LEVEL_ROWS = select(LevelUsage).where(or_(
+    *(and_(LevelUsage.kind == kind, LevelUsage.key == bindparam(kind)) for kind in ("keypair", "group", "domain")),
+    and_(LevelUsage.kind == HOST_USAGE[0], LevelUsage.key == HOST_USAGE[1])))
+
+
+def _usage_rows(s: Session, keys: list[tuple[str, str]]) -> list[LevelUsage | None]:
+    """The rows of ``keys`` (a session's four, or the host's), read once per transaction; None where
+    a level holds nothing yet."""
+    tx = s.get_transaction()
+    cache = s.info.get("level_usage")
+    if cache is None or cache[0] is not tx:
+        # the session's identity map holds objects weakly: keep this transaction's rows at hand
+        cache = s.info["level_usage"] = (tx, {})
+    rows = cache[1]
+    missing = [k for k in keys if k not in rows]
+    if len(missing) > 1:
+        found = {(r.kind, r.key): r for r in s.scalars(_LEVEL_ROWS, {kind: key for kind, key in keys[:3]})}
+        rows.update({k: found.get(k) for k in missing})
+    elif missing:
+        rows[missing[0]] = s.get(LevelUsage, missing[0])
+    return [rows[k] for k in keys]
+
+
+def _merge(into: Mapping[str, object], amounts: Mapping[str, object], sign: int) -> dict[str, str]:
+    """``into`` ± ``amounts`` (decimal strings), exact; zeros dropped, a negative result clamped at zero."""
+    out = {k: Decimal(str(v)) for k, v in into.items()}
+    for k, v in amounts.items():
+        d = Decimal(str(v))
+        out[k] = _EXACT.add(out.get(k, Decimal(0)), d if sign > 0 else -d)
+    return {k: _text(v) for k, v in sorted(out.items()) if v > 0}
+
+
+def _held(held: Mapping, allocation: Mapping | None, sign: int) -> dict:
+    """The host's ``held`` ± one session's allocation (its devices and the CPUs it is pinned to)."""
+    allocation = allocation or {}
+    devices = dict(held.get("devices") or {})
+    for slot, per in (allocation.get("devices") or {}).items():
+        devices[slot] = _merge(devices.get(slot) or {}, per, sign)
+    cpus = dict(held.get("cpus") or {})
+    for cpu in allocation.get("cpuset") or ():
+        cpus[str(cpu)] = cpus.get(str(cpu), 0) + sign
+    out = {"devices": {k: v for k, v in sorted(devices.items()) if v},
+           "cpus": {k: v for k, v in sorted(cpus.items(), key=lambda kv: int(kv[0])) if v > 0}}
+    return {k: v for k, v in out.items() if v}
+
+
+def _count(s: Session, row: KernelSession, sign: int) -> None:
+    """Add (+1) or take back (-1) what a live ``row`` holds at its levels and on the host."""
+    keys = _levels_of(row.access_key, row.group_id, row.domain_id)
+    for key, usage in zip(keys, _usage_rows(s, keys)):
+        if usage is None:  # the level's first session
+            usage = s.info["level_usage"][1][key] = LevelUsage(kind=key[0], key=key[1], sessions=0, slots={},
+                                                               held={})
+            s.add(usage)
+            if key == HOST_USAGE:
+                s.flush()  # the host's first session: persistent now, so the allocator's s.get finds it
+        # new values, never mutated ones: the ORM sees a JSON column change only by assignment
+        usage.sessions = max(0, (usage.sessions or 0) + sign)
+        usage.slots = _merge(usage.slots or {}, row.slots or {}, sign)
+        if (usage.kind, usage.key) == HOST_USAGE:
+            usage.held = _held(usage.held or {}, row.allocation, sign)
+        else:
+            flag_modified(usage, "held")  # one UPDATE shape for the four rows: one executemany
 
 
 def level_usage(s: Session, charge: Charge) -> list[P.Usage]:
-    return [
-        _usage(s, KernelSession.access_key == charge.access_key),
-        _usage(s, KernelSession.group_id == charge.group_id),
-        _usage(s, KernelSession.domain_id == charge.domain_id),
-    ]
+    """What the live sessions hold at the charge's keypair, group and domain (read under the lock to admit)."""
+    rows = _usage_rows(s, _levels_of(charge.access_key, charge.group_id, charge.domain_id))[:3]
+    return [P.Usage(P.slots_from_json(r.slots), r.sessions or 0) if r is not None else P.Usage() for r in rows]
 
 
 def host_usage(s: Session) -> P.Slots:
-    return _usage(s, text("1=1")).slots
+    """What the live sessions hold on the host, summed."""
+    (host,) = _usage_rows(s, [HOST_USAGE])
+    return P.slots_from_json(host.slots) if host is not None else {}
+
+
+def _host_cpu_load(s: Session) -> dict[int, int]:
+    (host,) = _usage_rows(s, [HOST_USAGE])
+    return {int(c): n for c, n in ((host.held or {}) if host is not None else {}).get("cpus", {}).items()}
+
+
+def _canonical(sessions: int, slots: Mapping, held: Mapping) -> dict | None:
+    """One level's usage in one comparable form; None when it holds nothing."""
+    slots = _merge({}, slots or {}, 1)
+    held = _held(held or {}, None, 1)
+    if not sessions and not slots and not held:
+        return None
+    return {"sessions": sessions, "slots": slots, "held": held}
+
+
+def stored_usage(s: Session) -> dict[tuple[str, str], dict]:
+    """``level_usage`` as it is: (kind, key) -> {"sessions", "slots", "held"}, levels holding nothing left out."""
+    out = {}
+    for r in s.scalars(select(LevelUsage)):
+        c = _canonical(r.sessions or 0, r.slots, r.held)
+        if c is not None:
+            out[(r.kind, r.key)] = c
+    return out
+
+
+def counted_usage(s: Session) -> dict[tuple[str, str], dict]:
+    """What ``level_usage`` should say, counted from every live session (as :func:`stored_usage`)."""
+    levels: dict[tuple[str, str], list] = {}
+    rows = s.execute(select(KernelSession.access_key, KernelSession.group_id, KernelSession.domain_id,
+                            KernelSession.slots, KernelSession.allocation)
+                     .where(KernelSession.status.in_(LIVE_STATUSES)).order_by(KernelSession.id))
+    for access_key, group_id, domain_id, slots, allocation in rows:
+        for key in _levels_of(access_key, group_id, domain_id):
+            level = levels.setdefault(key, [0, {}, {}])
+            level[0] += 1
+            level[1] = _merge(level[1], slots or {}, 1)
+            if key == HOST_USAGE:
+                level[2] = _held(level[2], allocation, 1)
+    out = {}
+    for key, (n, slots, held) in levels.items():
+        c = _canonical(n, slots, held)
+        if c is not None:
+            out[key] = c
+    return out
+
+
+def repair_usage(s: Session) -> list[str]:
+    """Recount ``level_usage`` from the live sessions, under the admission lock; what was wrong, one line each.
+
+    Run at hub start and by the reconciler: usage kept step by step can only drift through writes
+    that bypass admission (a session row deleted with its user, group or keypair; a hand edit).
+    """
+    _lock(s)
+    want, have = counted_usage(s), stored_usage(s)
+    fixed = []
+    for key in sorted(set(want) | set(have)):
+        if want.get(key) == have.get(key):
+            continue
+        fixed.append(f"{key[0]} {key[1] or '-'}: recorded {_describe(have.get(key))}, "
+                     f"live sessions hold {_describe(want.get(key))}")
+        row = s.get(LevelUsage, key)
+        c = want.get(key) or {"sessions": 0, "slots": {}, "held": {}}
+        if row is None:
+            s.add(LevelUsage(kind=key[0], key=key[1], sessions=c["sessions"], slots=c["slots"], held=c["held"]))
+        else:
+            row.sessions, row.slots, row.held = c["sessions"], c["slots"], c["held"]
+    s.flush()
+    return fixed
+
+
+def _describe(c: dict | None) -> str:
+    if c is None:
+        return "nothing"
+    text_ = f"{c['sessions']} session(s), {P.format_slots(P.slots_from_json(c['slots']))}"
+    if c["held"].get("devices"):
+        text_ += f", devices {c['held']['devices']}"
+    if c["held"].get("cpus"):
+        text_ += f", cpus {c['held']['cpus']}"
+    return text_
 
 
 def fits(request: Mapping[str, Decimal], used: Mapping[str, Decimal], capacity: Mapping[str, Decimal]) -> bool:
@@ -138,6 +314,11 @@ def _lock(s: Session) -> None:
     """Serialize admissions across processes (SQLite's BEGIN IMMEDIATE already does)."""
     if s.get_bind().dialect.name == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADMISSION_LOCK_KEY})
+
+
+_LIVE_SERVER = select(KernelSession).where(
+    KernelSession.user_id == bindparam("user_id"), KernelSession.server_name == bindparam("server_name"),
+    KernelSession.status.in_(LIVE_STATUSES))
 
 
 def admit(s: Session, charge: Charge, *, server_name: str, image: str, app: str,
@@ -159,11 +340,9 @@ def admit(s: Session, charge: Charge, *, server_name: str, image: str, app: str,
     """
     _lock(s)
     # a server being started again has no live session any more: drop what a crash left behind
-    stale = s.scalars(select(KernelSession).where(
-        KernelSession.user_id == charge.user_id, KernelSession.server_name == server_name,
-        KernelSession.status.in_(LIVE_STATUSES))).all()
+    stale = s.scalars(_LIVE_SERVER, {"user_id": charge.user_id, "server_name": server_name}).all()
     for old in stale:
-        _terminate(old, "replaced by a new start of the same server")
+        _terminate(s, old, "replaced by a new start of the same server")
     s.flush()
     decision = P.admit(request, list(zip(charge.levels, level_usage(s, charge))), known_slots)
     if not decision:
@@ -203,6 +382,7 @@ def admit(s: Session, charge: Charge, *, server_name: str, image: str, app: str,
         # pin to whole CPUs so that nproc inside tells the truth; quota enforces fractions
         row.allocation = {**(row.allocation or {}),
                           "cpuset": pick_cpuset(s, int(-(-request["cpu"] // 1)), host_cpus)}
+    _count(s, row, +1)
     s.flush()
     return row
 
@@ -216,11 +396,8 @@ def _new_row(charge: Charge, server_name: str, image: str, app: str, request, st
 
 def pick_cpuset(s: Session, cpus: int, host_cpus: int) -> list[int]:
     """The ``cpus`` least-shared CPUs of the host (ties to the lowest ids), for cpuset pinning."""
-    load = {i: 0 for i in range(host_cpus)}
-    for alloc in s.scalars(select(KernelSession.allocation).where(KernelSession.status.in_(LIVE_STATUSES))):
-        for cpu in (alloc or {}).get("cpuset", []):
-            if cpu in load:
-                load[cpu] += 1
+    held = _host_cpu_load(s)
+    load = {i: held.get(i, 0) for i in range(host_cpus)}
     return sorted(sorted(load, key=lambda c: (load[c], c))[:max(1, min(cpus, host_cpus))])
 
 
@@ -240,7 +417,10 @@ def mark_running(s: Session, session_id: int, container_id: str | None) -> None:
     row.status, row.container_id, row.started_at = SessionStatus.running, container_id, _now()
 
 
-def _terminate(row: KernelSession, reason: str) -> None:
+def _terminate(s: Session, row: KernelSession, reason: str) -> None:
+    """End ``row``; what a live one held goes back to its levels (the caller holds the admission lock)."""
+    if row.status in LIVE_STATUSES:
+        _count(s, row, -1)
     row.status, row.status_info, row.terminated_at = SessionStatus.terminated, reason, _now()
 
 
@@ -248,12 +428,13 @@ def release(s: Session, session_id: int | None, reason: str) -> bool:
     """Free what a session holds (idempotent); True if it was live or queued."""
     if session_id is None:
         return False
+    _lock(s)  # usage is read-modify-write: never beside an admission or another release
     row = s.get(KernelSession, session_id)
     if row is None or row.status == SessionStatus.terminated:
         return False
     if row.status_info.startswith("stopping: "):
         reason = row.status_info[len("stopping: "):]  # the culler said why it stopped the server
-    _terminate(row, reason)
+    _terminate(s, row, reason)
     return True
 
 

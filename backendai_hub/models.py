@@ -140,7 +140,8 @@ class GroupMember(Base):
     __tablename__ = "group_members"
 
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    # the primary key leads with the group: a user's groups (every admission) need their own index
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
 class Group(Base):
@@ -263,6 +264,29 @@ class KernelSession(Base):
     user: Mapped[User] = relationship()
     group: Mapped[Group] = relationship()
     keypair: Mapped[KeyPair] = relationship()
+
+
+USAGE_LEVELS = ("keypair", "group", "domain", "host")
+HOST_USAGE = ("host", "")  # the primary key of the host's row
+
+
+class LevelUsage(Base):
+    """What the live sessions hold at one level: a keypair, group or domain, or the host.
+
+    ``admission`` keeps it in the transaction of every change of a session's live status, under the
+    admission lock, so that admitting reads four rows instead of summing every live session;
+    ``admission.repair_usage`` recounts it from the sessions.
+    """
+
+    __tablename__ = "level_usage"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # one of USAGE_LEVELS
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # access key, group id, domain id; "" (host)
+    sessions: Mapped[int] = mapped_column(Integer, default=0)
+    slots: Mapped[dict] = mapped_column(JSON, default=dict)  # slot -> exact decimal string, as sessions.slots
+    # the host only: {"devices": {slot: {device id: amount}}, "cpus": {cpu: sessions pinned to it}};
+    # "devices" has the shape of sessions.allocation["devices"], amounts summed
+    held: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
 # -- virtual folders (appended; see backendai_hub/vfolders/) ------------------------------------

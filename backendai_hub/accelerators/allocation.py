@@ -2,7 +2,8 @@
 
 The admission hook (:class:`DeviceAllocator`) runs inside ``admission.admit``'s transaction, under
 the admission lock, so two sessions never get the same device; what it returns is stored in
-``KernelSession.allocation`` and freed when the row is terminated.
+``KernelSession.allocation``, summed into the host's ``level_usage`` row (what the hook reads) and
+freed when the row is terminated.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from collections import defaultdict
 from decimal import ROUND_CEILING, Decimal
 from typing import Iterable, Mapping, Sequence
 
-from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput
-from ..models import LIVE_STATUSES, KernelSession
+from ..models import HOST_USAGE, LevelUsage
 from .base import COUNT, Device
 
 Held = dict[str, dict[str, Decimal]]  # slot -> device id -> amount held by live sessions
@@ -178,22 +178,19 @@ class DeviceAllocator:
         if not self.wants_devices(request):
             return {}
         live = list(live)
-        return self._allocate(live, request, host_cpus, lambda: live)
+        return self._allocate(live, request, host_cpus, lambda: cpu_loads(live))
 
     def __call__(self, s: Session, request: Mapping[str, Decimal], host_cpus: int | None = None) -> dict | None:
         if not self.wants_devices(request):
             return {}  # no device slot asked for: nothing to read
-        live = KernelSession.status.in_(LIVE_STATUSES)
-        # only rows whose allocation names devices can hold one: skip decoding the others' JSON
-        holding = s.scalars(select(KernelSession.allocation).where(
-            live, cast(KernelSession.allocation, Text).like('%"devices"%')))
+        # what every live session holds, summed by admission in the host's level_usage row (one row,
+        # however many sessions; admit has usually read it already, so the ORM has it at hand)
+        host = s.get(LevelUsage, HOST_USAGE)
+        held = (host.held if host is not None else None) or {}
+        cpus = {int(c): n for c, n in (held.get("cpus") or {}).items()}
+        return self._allocate([held], request, host_cpus, lambda: cpus)
 
-        def every_cpuset():  # read only when a NUMA-local cpuset is wanted (admit then skips its own pass)
-            return s.scalars(select(KernelSession.allocation).where(live))
-
-        return self._allocate(list(holding), request, host_cpus, every_cpuset)
-
-    def _allocate(self, holding, request, host_cpus, every_cpuset) -> dict | None:
+    def _allocate(self, holding, request, host_cpus, cpu_load) -> dict | None:
         result = decide(self.devices, held_devices(holding), request, self.kinds)
         if result is None:
             return None
@@ -203,5 +200,5 @@ class DeviceAllocator:
             out["numa_node"] = node
             if host_cpus and "cpu" in request and self.numa_cpus.get(node):
                 cpus = int(request["cpu"].to_integral_value(rounding=ROUND_CEILING))
-                out["cpuset"] = numa_cpuset(cpu_loads(every_cpuset()), cpus, host_cpus, self.numa_cpus[node])
+                out["cpuset"] = numa_cpuset(cpu_load(), cpus, host_cpus, self.numa_cpus[node])
         return out
