@@ -12,6 +12,7 @@ from urllib.parse import quote
 from sqlalchemy import select
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from ..admission import repair_usage
 from ..db import Database
 from ..models import KernelSession, SessionStatus
 from ..vfolders.mounts import revoked_mounts
@@ -100,10 +101,17 @@ class Culler:
         if self._poked is not None:
             self._poked.set()
 
+    def _repair_usage(self) -> None:
+        with self.db.session() as s:
+            for line in repair_usage(s):
+                log.warning("level usage repaired: %s", line)
+
     async def run_once(self, now: datetime | None = None) -> list[tuple[str, str, str]]:
-        """One pass; returns (user, server, reason) for each server it stopped."""
+        """One pass; returns (user, server, reason) for each server it stopped. Also recounts the
+        per-level usage admission reads, should anything have changed sessions behind its back."""
         now = now or datetime.now(timezone.utc)
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._repair_usage)
         stopped = await self.revoke()
         for sid, user, server, started_at, lifetime, idle in await loop.run_in_executor(None, self._candidates):
             model = await self._hub("GET", f"/users/{quote(user, safe='')}")

@@ -265,3 +265,16 @@ def test_admission_reads_no_table_whole(db):
                 if detail.startswith("SCAN ") and "CONSTANT ROW" not in detail:
                     scans.append((detail, statement.split("FROM")[-1][:120]))
     assert statements and scans == []
+
+
+async def test_the_services_periodic_pass_repairs_usage_left_by_a_deleted_user(db):
+    """The culler's pass is the periodic reconciler: what a cascade left counted is freed by the next pass."""
+    from backendai_hub.service.culler import Culler
+
+    start(db, "ben", "a", slots="cpu=6")
+    with db.session() as s:
+        T.users.delete(s, "ben")
+    # no session has a lifetime policy or a revoked mount, so the pass asks the hub nothing
+    assert await Culler(db, "http://127.0.0.1:9/hub/api", "unused").run_once() == []
+    assert consistent(db) == {}
+    start(db, "cat", "b", slots="cpu=3")
