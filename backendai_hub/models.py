@@ -404,3 +404,38 @@ class VFolderMount(Base):
     read_only: Mapped[bool] = mapped_column(Boolean, default=False)
 
     session: Mapped[KernelSession] = relationship()
+
+
+# -- accountability (appended; see backendai_hub/audit.py) -------------------------------------
+
+class AuditStatus(str, enum.Enum):
+    success = "success"  # the change was made (committed with this row)
+    rejected = "rejected"  # refused by a rule (input, permission, policy, conflict): nothing changed
+    error = "error"  # failed unexpectedly and was rolled back: nothing changed
+
+
+class AuditLog(Base):
+    """One recorded action. Rows form a hash chain: ``hash`` covers the row and ``prev_hash``, the
+    ``hash`` of the row at ``seq - 1``; ``audit.verify`` walks it (see ``audit.py``)."""
+
+    __tablename__ = "audit_logs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)  # chain position: one writer per value
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(String(64), index=True)  # the user who acted (None: the system)
+    credential: Mapped[str] = mapped_column(String(64), default="")  # "keypair:AKIA…", "token", "password", "local"
+    acted_as: Mapped[str | None] = mapped_column(String(64))  # the user acted for, when not the actor
+    domain: Mapped[str | None] = mapped_column(String(64), index=True)  # the actor's or the entity's domain
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))  # rest, backendai, cli, fixtures, hub, service
+    entity_type: Mapped[str] = mapped_column(String(32), index=True)
+    entity_id: Mapped[str | None] = mapped_column(String(255))
+    operation: Mapped[str] = mapped_column(String(32), index=True)  # create, update, delete, sign-in, ...
+    action: Mapped[str] = mapped_column(String(128))  # what exactly: "POST api/v1/users", "user create"
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[AuditStatus] = mapped_column(_enum(AuditStatus, "audit_status"), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    duration_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
