@@ -187,8 +187,9 @@ class Query:
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = None
-    domains: frozenset[str] | None = None  # None: every domain
-    actors: frozenset[str] | None = None  # None: every actor
+    # what the reader may see: rows in one of ``domains`` or by one of ``actors`` (both None: every row)
+    domains: frozenset[str] | None = None
+    actors: frozenset[str] | None = None
 
 
 def _filtered(q: Query) -> Select:
@@ -206,10 +207,10 @@ def _filtered(q: Query) -> Select:
         like = "%" + q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         stmt = stmt.where(or_(*(c.ilike(like, escape="\\") for c in (
             AuditLog.description, AuditLog.action, AuditLog.entity_id, AuditLog.actor))))
-    if q.domains is not None:
-        stmt = stmt.where(AuditLog.domain.in_(sorted(q.domains)))
-    if q.actors is not None:
-        stmt = stmt.where(AuditLog.actor.in_(sorted(q.actors)))
+    visible = [col.in_(sorted(names)) for col, names in ((AuditLog.domain, q.domains), (AuditLog.actor, q.actors))
+               if names is not None]
+    if visible:
+        stmt = stmt.where(or_(*visible))
     return stmt
 
 
@@ -218,6 +219,11 @@ def search(s: Session, q: Query, limit: int, offset: int) -> tuple[list[AuditLog
     total = s.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = s.scalars(stmt.order_by(AuditLog.seq.desc()).limit(limit).offset(offset)).all()
     return list(rows), int(total or 0)
+
+
+def search_one(s: Session, q: Query, row_id: int) -> bool:
+    """Whether the row ``row_id`` is among those ``q`` selects."""
+    return s.scalar(select(func.count()).select_from(_filtered(q).where(AuditLog.id == row_id).subquery())) == 1
 
 
 def iter_rows(s: Session, q: Query = Query(), batch: int = 1000) -> Iterator[AuditLog]:

@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.func(db if args.func in C.LOCAL_ONLY else LocalBackend(db), args)
         finally:
             db.dispose()
+    except C.AuditBroken:
+        return 1
     except TenancyError as e:
         return _fail(e.message)
     except (C.UsageError, CryptKeyError) as e:

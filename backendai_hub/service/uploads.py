@@ -17,6 +17,7 @@ def _tus_headers(handler: web.RequestHandler) -> None:
 
 
 class UploadsHandler(VFolderBase):
+    audit_ops = {"POST": "upload-start"}
     """``POST``: create a tus upload (``Upload-Length``; the target in ``Upload-Metadata: path <b64>``
     or ``?path=``); answers 201 with its ``Location``."""
 
@@ -65,8 +66,12 @@ class UploadHandler(VFolderBase):
     host_perm = H.UPLOAD_FILE
     may_revoke_access = False
     writer: uploads.PartWriter | None = None  # PATCH: where the body goes
+    # one audit row per upload's end (the PATCH that completes it) or abort, not one per chunk;
+    # a chunk that is refused is recorded
+    audit_ops = {"PATCH": "upload", "DELETE": "upload-abort"}
 
     async def prepare(self):
+        self.audit_deferred = self.request.method == "PATCH"
         await super().prepare()
         _tus_headers(self)
         if self.request.method != "PATCH":
@@ -120,7 +125,10 @@ class UploadHandler(VFolderBase):
     async def patch(self, ref, upload_id):
         writer, root = self.writer, self._root
         offset = await writer.finish()
-        if writer.complete:
+        if not writer.complete:
+            self.audit_event = None  # a chunk: the upload's last one is recorded
+        else:
+            self.audit_deferred = False
             await self.run(lambda s: (self.root_for(s, ref, "write"),
                                       uploads.finish_upload(self.storage, root, writer.up)))
         self.set_header("Upload-Offset", str(offset))
