@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from urllib.parse import quote
 
 from sqlalchemy import select
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from .. import audit
 from ..admission import repair_usage
 from ..db import Database
 from ..models import KernelSession, SessionStatus
@@ -48,8 +50,10 @@ class Culler:
     """Every ``interval`` seconds, and at once after a change that may revoke access (:meth:`poke`):
     stop the servers whose sessions outlived their policy or mount what their user lost."""
 
-    def __init__(self, db: Database, hub_api_url: str, token: str, interval: float = 60):
+    def __init__(self, db: Database, hub_api_url: str, token: str, interval: float = 60, *,
+                 audit_retention: timedelta | None = None, audit_export_dir: str | None = None):
         self.db, self.api, self.token, self.interval = db, hub_api_url.rstrip("/"), token, interval
+        self.audit_retention, self.audit_export_dir = audit_retention, audit_export_dir
         self.client = AsyncHTTPClient()
         self._poked: asyncio.Event | None = None
 
@@ -72,11 +76,14 @@ class Culler:
                                 rp.idle_timeout))
             return out
 
-    def _note(self, session_id: int, reason: str) -> None:
+    def _note(self, session_id: int, user: str, server: str, reason: str) -> None:
         with self.db.session() as s:
             row = s.get(KernelSession, session_id)
             if row is not None and row.status == SessionStatus.running:
                 row.status_info = f"stopping: {reason}"
+            audit.append(s, audit.SERVICE, audit.Event(
+                "session", "cull", f"cull server {user}/{server}", entity_id=f"{user}/{server}#{session_id}",
+                description=reason, domain=row.user.domain.name if row is not None else None))
 
     def _revoked(self) -> list[tuple[int, str, str, str]]:
         with self.db.session(readonly=True) as s:
@@ -85,7 +92,7 @@ class Culler:
 
     async def _stop(self, sid: int, user: str, server: str, reason: str) -> None:
         log.info("Stopping %s/%s: %s", user, server, reason)
-        await asyncio.get_running_loop().run_in_executor(None, self._note, sid, reason)
+        await asyncio.get_running_loop().run_in_executor(None, self._note, sid, user, server, reason)
         await self._hub("DELETE", _server_path(user, server))
 
     async def revoke(self) -> list[tuple[str, str, str]]:
@@ -106,12 +113,32 @@ class Culler:
             for line in repair_usage(s):
                 log.warning("level usage repaired: %s", line)
 
+    def prune_audit(self, now: datetime | None = None) -> int:
+        """Apply the audit log's retention: rows older than it go (exported first when configured)."""
+        if self.audit_retention is None:
+            return 0
+        before = (now or datetime.now(timezone.utc)) - self.audit_retention
+        export = None
+        if self.audit_export_dir:
+            def export(rows):
+                rows = list(rows)
+                path = Path(self.audit_export_dir) / f"audit-{rows[0].seq}-{rows[-1].seq}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "x", encoding="utf-8") as f:
+                    f.writelines(audit.export_lines(rows))
+        with self.db.session() as s:
+            gone = audit.prune(s, audit.SERVICE, before, export=export)
+        if gone:
+            log.info("audit log: %d row(s) older than %s deleted", gone, before.isoformat())
+        return gone
+
     async def run_once(self, now: datetime | None = None) -> list[tuple[str, str, str]]:
         """One pass; returns (user, server, reason) for each server it stopped. Also recounts the
         per-level usage admission reads, should anything have changed sessions behind its back."""
         now = now or datetime.now(timezone.utc)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._repair_usage)
+        await loop.run_in_executor(None, self.prune_audit, now)
         stopped = await self.revoke()
         for sid, user, server, started_at, lifetime, idle in await loop.run_in_executor(None, self._candidates):
             model = await self._hub("GET", f"/users/{quote(user, safe='')}")

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from tornado import ioloop
 from tornado.log import enable_pretty_logging
-from traitlets import Dict, Float, Integer
+from traitlets import Dict, Float, Integer, Unicode
 from traitlets.config import Application, Config
 
 from ..accelerators import Accelerators
@@ -41,6 +41,17 @@ class BackendAIService(Application):
 
     name = "backendai-hub-service"
     description = __doc__
+
+    audit_retention_days = Integer(
+        0, help="""Days the audit log keeps its rows; older ones are deleted by the service's periodic pass
+        (0: keep every row). The cut is recorded in the log, so what stays still verifies
+        (``backendai-hub audit verify``). See ``audit_export_dir`` to keep a copy.""",
+    ).tag(config=True)
+
+    audit_export_dir = Unicode(
+        "", help="""Where rows past ``audit_retention_days`` are written, as JSON lines
+        (``audit-<first>-<last>.jsonl``, a new file per cut), before they are deleted; empty: not kept.""",
+    ).tag(config=True)
 
     cull_interval = Float(
         60, help="Seconds between two passes of the culler that stops sessions past their keypair policy's "
@@ -97,7 +108,10 @@ class BackendAIService(Application):
             url.port or 80, address=url.hostname or "127.0.0.1")
         api_url, token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
         if api_url and token:
-            culler = app.settings["culler"] = Culler(db, api_url, token, interval=self.cull_interval)
+            culler = app.settings["culler"] = Culler(
+                db, api_url, token, interval=self.cull_interval,
+                audit_retention=timedelta(days=self.audit_retention_days) if self.audit_retention_days > 0 else None,
+                audit_export_dir=self.audit_export_dir or None)
             ioloop.IOLoop.current().add_callback(culler.run_forever)
         log.info("backendai-hub service at %s%s", url.geturl(), prefix)
         loop = ioloop.IOLoop.current()

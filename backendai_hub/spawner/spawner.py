@@ -23,12 +23,13 @@ from .. import policy as P
 from .. import admission as S
 from ..db import Database
 from ..errors import AdmissionDenied, TenancyError
+from ..models import AuditStatus
 from ..images import DEFAULT_ALIASES, ImageCatalog
 from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
 from .jail_settings import JailSettingsMixin
-from . import form
+from . import form, records
 from .firewall import Firewall, FirewallError
 from .names import container_token, firewall_tag, legacy_firewall_tag, oauth_client_id, session_labels
 from .network import SessionNetwork, ensure_session_network
@@ -290,6 +291,9 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
         except TenancyError as e:
             metrics.DENIALS.labels(reason=metrics.reason_label(e)).inc()
             self.log.warning("Refused session for %s: %s", self._log_name, e.message)
+            if self.session_id is None:  # refused before admission wrote anything (else the release did)
+                reason = e.message
+                await self._db(lambda s: records.append(s, self, "admit", AuditStatus.rejected, reason))
             raise web.HTTPError(e.status, e.message) from None
         metrics.ADMISSIONS.inc()
         metrics.STAGE.labels(stage="admission").observe(time.monotonic() - started)
@@ -302,7 +306,8 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
             ip_port = await self.launch_container()
             metrics.STAGE.labels(stage="container").observe(time.monotonic() - t)
             await self._allow_egress(ip_port[0], charge)
-            await self._db(lambda s: S.mark_running(s, self.session_id, self.container_id))
+            await self._db(lambda s: (S.mark_running(s, self.session_id, self.container_id),
+                                      records.append(s, self, "start", description=f"container {self.object_name}")))
             self._event(80, "waiting for the server to answer")
             return ip_port
         except BaseException:
@@ -320,7 +325,7 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
         await asyncio.get_running_loop().run_in_executor(None, self.catalog.images)
         raw = dict(self.user_options or {})
         group = raw.get("group") if isinstance(raw.get("group"), str) else None
-        charge = await self._db(lambda s: S.resolve(s, self.user.name, group))
+        charge = self._charge = await self._db(lambda s: S.resolve(s, self.user.name, group))
         opts = parse_options(raw, resolve_image=self.catalog.resolve, default_image=self.image,
                              default_resources=P.parse_slots(self.default_resources, field="default_resources"),
                              allowed_images=charge.allowed_images)
@@ -340,6 +345,9 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
                           request=opts.resources, known_slots=self.known_slots, capacity=capacity, queue=queue,
                           queued_id=queued_id, host_cpus=host_cpus if self.pin_cpus else None,
                           allocator=self.accelerators.allocator())  # [accelerators]
+            if row.status != S.SessionStatus.queued:
+                records.append(s, self, "admit", description=f"group {charge.group!r}: "
+                               f"{P.format_slots(opts.resources)}", sid=row.id)
             return row.id, row.status, S.queue_position(s, row.id), dict(row.allocation or {})
 
         sid, status, position, allocation = await self._db(attempt)
@@ -458,7 +466,15 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
             except FirewallError as e:
                 self.log.warning("%s: could not remove egress rules: %s", self._log_name, e)
         if sid is not None:
-            if await self._db(lambda s: S.release(s, sid, reason)):
+            operation, status = records.release_operation(reason)
+
+            def release(s):
+                released = S.release(s, sid, reason)
+                if released or operation == "stop":
+                    records.append(s, self, operation, status, reason, sid=sid)
+                return released
+
+            if await self._db(release):
                 self.log.info("%s: released session %s (%s)", self._log_name, sid, reason)
 
     async def stop(self, now=False):

@@ -216,7 +216,7 @@ def test_upgrade_counts_the_sessions_live_before_it(db_url, tmp_path):
     database = Database(url=db_url, crypt_key_file=str(tmp_path / "key"))
     upgrade(database.engine, "0008")
     with database.session() as s:
-        F.populate(s, database.secrets, TENANCY)
+        F.populate(s, database.secrets, TENANCY, actor=None)  # no audit log at 0008
         ben, cat = S.resolve(s, "ben"), S.resolve(s, "cat")
         rows = [(ben, SessionStatus.running, {"cpu": "0.5", "mem": "1073741824"}, {"cpuset": [1, 2]}),
                 (ben, SessionStatus.starting, {"cpu": "0.25"}, {"devices": {"cuda.device": {"0": "1"}}, "cpuset": [2]}),
