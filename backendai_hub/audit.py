@@ -324,9 +324,14 @@ def prune(s: Session, actor: Actor, before: datetime,
     event = Event(PRUNE_ENTITY, "prune", "audit prune", description=f"rows created before {before.isoformat()}")
     _lock(s)
     newest = s.scalar(select(func.max(AuditLog.seq)))
-    cut = s.scalar(select(func.max(AuditLog.seq)).where(AuditLog.created_at < before,
-                                                         AuditLog.seq < (newest or 0)))
-    if cut is None:
+    if newest is None:
+        return 0
+    # the oldest prefix of the chain created before ``before`` (the chain is cut at one place; a
+    # row older than a newer one before it, from a skewed clock, waits for the next cut)
+    first_kept = s.scalar(select(func.min(AuditLog.seq)).where(AuditLog.created_at >= before))
+    cut = min(newest, first_kept if first_kept is not None else newest) - 1
+    first = s.scalar(select(func.min(AuditLog.seq)))
+    if cut < first:
         return 0
     if export is not None:
         export(row for row in iter_rows(s) if row.seq <= cut)

@@ -46,6 +46,7 @@ class APIHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("X-Request-ID", self.request_id)  # also on errors (send_error clears headers)
 
     async def run(self, fn: Callable[[Session], T], readonly: bool | None = None) -> T:
         """Run ``fn(session)`` in one transaction on an executor thread (the DB is blocking I/O).
@@ -110,10 +111,10 @@ class APIHandler(web.RequestHandler):
         method = self.request.method
         if method in self.audit_ops:
             return self.audit_ops[method]
-        if method == "POST":
-            last = self._audit_segments()[-1]
-            return last if self.path_args and last != "*" else "create"
-        return {"PATCH": "update", "PUT": "update", "DELETE": "delete"}[method]
+        last = self._audit_segments()[-1]
+        if method in ("POST", "DELETE") and self.path_args and last != "*":
+            return last  # vfolders/x/share, folders/x/unshare
+        return {"POST": "create", "PATCH": "update", "PUT": "update", "DELETE": "delete"}[method]
 
     def audit_entity_type(self) -> str:
         if self.audit_entity:
@@ -176,10 +177,10 @@ class APIHandler(web.RequestHandler):
         if event is None or self._audit_written:
             return
         self._audit_written = True
+        if event.entity_id is None:
+            event.entity_id = _entity_id(None, self)
         if exc is not None:
             event = event.failed(exc)
-        elif event.entity_id is None:
-            event.entity_id = _entity_id(None, self)
         actor = self.audit_actor()
         await asyncio.get_running_loop().run_in_executor(None, audit.record, self.db, actor, event)
 
@@ -237,7 +238,6 @@ class APIHandler(web.RequestHandler):
 
     async def prepare(self):
         self.principal = await self.authenticate()
-        self.set_header("X-Request-ID", self.request_id)
         self._start_audit()
         if self._unconfirmed is not None:
             method = getattr(type(self), self.request.method.lower(), None)
@@ -501,7 +501,7 @@ _ENTITY_TYPES = {"folders": "vfolder", "resource-policies": "policy", "admin": "
 def _entity_id(result, handler: APIHandler) -> str | None:
     """What a create made: its key in the answer (or in the body, for answers without one)."""
     if isinstance(result, dict):
-        for key in ("access_key", "username", "id", "name"):
+        for key in ("access_key", "username", "name", "id"):
             if result.get(key) not in (None, ""):
                 return str(result[key])
     try:

@@ -17,9 +17,10 @@ def _tus_headers(handler: web.RequestHandler) -> None:
 
 
 class UploadsHandler(VFolderBase):
-    audit_ops = {"POST": "upload-start"}
     """``POST``: create a tus upload (``Upload-Length``; the target in ``Upload-Metadata: path <b64>``
     or ``?path=``); answers 201 with its ``Location``."""
+
+    audit_ops = {"POST": "upload-start"}
 
     host_perm = H.UPLOAD_FILE
     may_revoke_access = False  # writes files, grants nothing

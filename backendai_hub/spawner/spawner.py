@@ -470,7 +470,7 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
 
             def release(s):
                 released = S.release(s, sid, reason)
-                if released or operation == "stop":
+                if released:
                     records.append(s, self, operation, status, reason, sid=sid)
                 return released
 

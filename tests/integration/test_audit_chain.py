@@ -156,3 +156,16 @@ def test_search_filters_and_scopes(database):
         assert audit.search(s, audit.Query(text="100%"), 10, 0)[1] == 0  # LIKE wildcards are literal
         rows, total = audit.search(s, audit.Query(), 2, 1)
         assert total == 4 and [r.seq for r in rows] == [3, 2]  # newest first
+
+
+def test_a_cut_takes_only_the_oldest_prefix(database):
+    """A row stamped older than one before it (another host's clock) does not pull newer rows into the cut."""
+    now = datetime.now(timezone.utc)
+    _add(database, 2, now=now - timedelta(days=90))
+    _add(database, 1, start=2, now=now)  # recent
+    _add(database, 2, start=3, now=now - timedelta(days=90))  # old stamps, after a recent row
+    with database.session() as s:
+        assert audit.prune(s, audit.local_actor(), now - timedelta(days=30)) == 2
+    with database.session(readonly=True) as s:
+        assert [r.entity_id for r in s.scalars(select(AuditLog).order_by(AuditLog.seq))][:3] == ["u2", "u3", "u4"]
+        assert audit.verify(s).ok
