@@ -26,11 +26,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
 
-from sqlalchemy import Select, delete, func, or_, select, text
+from sqlalchemy import Select, bindparam, delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from .errors import TenancyError
-from .models import AuditLog, AuditStatus, utcnow
+from .models import AuditLog, AuditStatus, UTCDateTime, utcnow
 
 GENESIS = "0" * 64
 ADVISORY_LOCK = 0x42414941  # "BAIA"
@@ -134,10 +134,17 @@ def _lock(s: Session) -> None:
     # SQLite: this transaction already holds the database's write lock (BEGIN IMMEDIATE)
 
 
-def append(s: Session, actor: Actor, event: Event, *, now: datetime | None = None) -> AuditLog:
-    """Write ``event`` as the next row of the chain, in ``s``'s (writing) transaction."""
+_LAST = text("SELECT seq, hash FROM audit_logs ORDER BY seq DESC LIMIT 1")
+_INSERT = text(
+    "INSERT INTO audit_logs (" + ", ".join(HASHED + ("hash",)) + ") VALUES ("
+    + ", ".join(f":{c}" for c in HASHED + ("hash",)) + ")"
+).bindparams(bindparam("created_at", type_=UTCDateTime()))
+
+
+def append(s: Session, actor: Actor, event: Event, *, now: datetime | None = None) -> dict:
+    """Write ``event`` as the next row of the chain, in ``s``'s (writing) transaction; its values."""
     _lock(s)
-    last = s.execute(select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)).first()
+    last = s.connection().execute(_LAST).first()
     values = {
         "seq": (last.seq + 1) if last else 1,
         "created_at": (now or utcnow()).astimezone(timezone.utc),
@@ -151,10 +158,10 @@ def append(s: Session, actor: Actor, event: Event, *, now: datetime | None = Non
         "prev_hash": last.hash if last else GENESIS,
     }
     values = {k: _clip(k, v) for k, v in values.items()}
-    row = AuditLog(**values, hash=row_hash(values))
-    s.add(row)
-    s.flush()
-    return row
+    values["hash"] = row_hash(values)
+    # one plain statement (not the ORM's unit of work): this runs in every writing transaction
+    s.connection().execute(_INSERT, {**values, "status": values["status"].value})
+    return values
 
 
 def record(db, actor: Actor, event: Event) -> None:
