@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,12 @@ def normalize_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+def instance_id(url: str) -> str:
+    """The deployment's id: a hash of its database's URL without the password (hub and service agree)."""
+    u = make_url(normalize_url(url)).set(password=None)
+    return hashlib.sha256(u.render_as_string(hide_password=False).encode()).hexdigest()[:16]
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 10000, echo: bool = False) -> Engine:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -23,6 +24,7 @@ from . import principals
 from .rules import DOMAIN_ADMIN, SUPERADMIN, USER, Principal
 
 T = TypeVar("T")
+log = logging.getLogger("backendai_hub.service")
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -101,6 +103,7 @@ class APIHandler(web.RequestHandler):
 
     audit_event: audit.Event | None = None
     _audit_written = False
+    _parsed_body: dict | None = None
     audited = True  # False: a handler whose writing methods change nothing (a query sent as POST)
     audit_deferred = False  # True: writes do not record (yet); the handler says when one does
     audit_ops: dict[str, str] = {}  # METHOD -> operation, where the path does not say it
@@ -426,6 +429,7 @@ class APIHandler(web.RequestHandler):
         except UnicodeEncodeError:
             raise InvalidInput("body: contains an unpaired surrogate (\\ud800-\\udfff), which is not text",
                                field="body") from None
+        self._parsed_body = data
         return data
 
     def page(self) -> tuple[int, int]:
@@ -504,10 +508,7 @@ def _entity_id(result, handler: APIHandler) -> str | None:
         for key in ("access_key", "username", "name", "id"):
             if result.get(key) not in (None, ""):
                 return str(result[key])
-    try:
-        body = json.loads(handler.request.body) if handler.request.body else {}
-    except (ValueError, UnicodeDecodeError):
-        return None
+    body = handler._parsed_body  # what the handler's body() parsed, if it got that far: never parsed again
     if isinstance(body, dict):
         for key in ("username", "name", "access_key", "user"):
             if isinstance(body.get(key), str):
@@ -526,7 +527,10 @@ def _auditing(method, success: bool = True):
                 await result
         except Exception as e:
             if not isinstance(e, (Unauthorized, _Restart)) and self.audit_event is not None:
-                await self._record_audit(e)
+                try:
+                    await self._record_audit(e)
+                except Exception:  # the database is down, say: the caller gets the original error
+                    log.exception("could not record a failed %s in the audit log", self.request.method)
             raise
         if success:
             await self._record_audit(None)

@@ -18,6 +18,7 @@ from ..admission import repair_usage
 from ..db import Database
 from ..models import KernelSession, SessionStatus
 from ..vfolders.mounts import revoked_mounts
+from .reconciler import Action, Reconciler, hub_servers, plan
 
 log = logging.getLogger("backendai_hub.culler")
 
@@ -51,8 +52,10 @@ class Culler:
     stop the servers whose sessions outlived their policy or mount what their user lost."""
 
     def __init__(self, db: Database, hub_api_url: str, token: str, interval: float = 60, *,
-                 audit_retention: timedelta | None = None, audit_export_dir: str | None = None):
+                 audit_retention: timedelta | None = None, audit_export_dir: str | None = None,
+                 reconciler: Reconciler | None = None):
         self.db, self.api, self.token, self.interval = db, hub_api_url.rstrip("/"), token, interval
+        self.reconciler = reconciler
         self.audit_retention, self.audit_export_dir = audit_retention, audit_export_dir
         self.client = AsyncHTTPClient()
         self._poked: asyncio.Event | None = None
@@ -132,11 +135,41 @@ class Culler:
             log.info("audit log: %d row(s) older than %s deleted", gone, before.isoformat())
         return gone
 
+    async def reconcile(self, now: datetime | None = None) -> list[Action]:
+        """Make the engine's containers, the sessions table and the hub's servers agree (reconciler.py)."""
+        r = self.reconciler
+        if r is None:
+            return []
+        loop = asyncio.get_running_loop()
+        users, offset = [], 0
+        while True:  # the hub pages GET /users (200 a page by default)
+            page = await self._hub("GET", f"/users?state=active&offset={offset}&limit=200") or []
+            users += page
+            offset += len(page)
+            if len(page) < 200:
+                break
+        hub = hub_servers(users)
+        rows = await loop.run_in_executor(None, r.rows)
+        containers = await loop.run_in_executor(None, r.containers)
+        actions = plan(rows, containers, hub, now=now or datetime.now(timezone.utc), grace=r.grace)
+        for a in actions:
+            log.warning("%s %s/%s: %s", a.kind, a.user, a.server, a.reason)
+            if a.container_id and a.kind in ("release", "remove-container"):
+                await loop.run_in_executor(None, r.remove_container, a.container_id, a.session_id)
+            if a.kind == "release":
+                await loop.run_in_executor(None, r.release, a)
+                continue
+            if a.kind == "stop-server":
+                await self._hub("DELETE", _server_path(a.user, a.server))
+            await loop.run_in_executor(None, r.record, a)
+        return actions
+
     async def run_once(self, now: datetime | None = None) -> list[tuple[str, str, str]]:
         """One pass; returns (user, server, reason) for each server it stopped. Also recounts the
         per-level usage admission reads, should anything have changed sessions behind its back."""
         now = now or datetime.now(timezone.utc)
         loop = asyncio.get_running_loop()
+        await self.reconcile(now)
         await loop.run_in_executor(None, self._repair_usage)
         await loop.run_in_executor(None, self.prune_audit, now)
         stopped = await self.revoke()

@@ -15,6 +15,7 @@ import sys
 from datetime import timedelta
 from urllib.parse import urlparse
 
+import docker
 from tornado import ioloop
 from tornado.log import enable_pretty_logging
 from traitlets import Dict, Float, Integer, Unicode
@@ -26,8 +27,10 @@ from ..forwarded import Networks, ProxiedHTTPServer
 from ..images import DEFAULT_ALIASES
 from ..vfolders.storage import StorageHosts
 from ..scopes import CUSTOM_SCOPES
+from ..spawner.firewall import Firewall
 from .app import make_app, recover
 from .culler import SERVICE_SCOPES, Culler
+from .reconciler import Reconciler
 
 CONFIG_ENV = "BACKENDAI_HUB_SERVICE_CONFIG"
 # the configurables the service process instantiates: their sections of the hub's config reach it
@@ -51,6 +54,14 @@ class BackendAIService(Application):
     audit_export_dir = Unicode(
         "", help="""Where rows past ``audit_retention_days`` are written, as JSON lines
         (``audit-<first>-<last>.jsonl``, a new file per cut), before they are deleted; empty: not kept.""",
+    ).tag(config=True)
+
+    reconcile_grace = Float(
+        600, help="""Seconds a session, container or server is left alone after it appears, before the
+        periodic pass reconciles it with the engine and the hub (removing an orphaned container,
+        releasing a session the hub does not know, asking the hub to stop a server whose container is
+        gone). Longer than the slowest spawn (start_timeout + http_timeout), so that nothing being born
+        is touched. 0 turns the reconciler off.""",
     ).tag(config=True)
 
     cull_interval = Float(
@@ -111,7 +122,10 @@ class BackendAIService(Application):
             culler = app.settings["culler"] = Culler(
                 db, api_url, token, interval=self.cull_interval,
                 audit_retention=timedelta(days=self.audit_retention_days) if self.audit_retention_days > 0 else None,
-                audit_export_dir=self.audit_export_dir or None)
+                audit_export_dir=self.audit_export_dir or None,
+                reconciler=Reconciler(db, docker.from_env(), grace=timedelta(seconds=self.reconcile_grace),
+                                      firewall=Firewall() if os.geteuid() == 0 else None)
+                if self.reconcile_grace > 0 else None)
             ioloop.IOLoop.current().add_callback(culler.run_forever)
         log.info("backendai-hub service at %s%s", url.geturl(), prefix)
         loop = ioloop.IOLoop.current()

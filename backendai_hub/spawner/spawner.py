@@ -21,7 +21,7 @@ from .. import metrics
 from ..accelerators import Accelerators  # [accelerators]
 from .. import policy as P
 from .. import admission as S
-from ..db import Database
+from ..db import Database, instance_id
 from ..errors import AdmissionDenied, TenancyError
 from ..models import AuditStatus
 from ..images import DEFAULT_ALIASES, ImageCatalog
@@ -389,7 +389,8 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
                                             *(m.docker() for m in mounts)]
         # no hostname, aliases or links: other sessions resolve each of them (Docker's embedded DNS)
         self.extra_create_kwargs = {**jail_create_kwargs(self.jail_settings),
-                                    "labels": session_labels(self.user.name, self.name, self.session_id)}
+                                    "labels": session_labels(self.user.name, self.name, self.session_id,
+                                                             instance_id(self.database.url))}
         self.environment = {**self.environment,
                             "BACKENDAI_SESSION_ID": str(self.session_id),
                             "BACKENDAI_GROUP": charge.group,
