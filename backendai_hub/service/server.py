@@ -179,8 +179,28 @@ def hub_service(url: str, *, config: Config | None = None, name: str = "backenda
     }
 
 
+def exit_with_parent() -> bool:
+    """Linux: be sent SIGTERM when the process that started us (the hub) dies, even by SIGKILL.
+
+    The hub starts the service in a session of its own, so a hub killed outright would leave it
+    running; the restarted hub's own service could then not bind the port. Returns whether it is set.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+        return False
+    if os.getppid() == 1:  # the hub died before the call: nothing will signal us
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point the hub starts (see ``hub_service``)."""
+    exit_with_parent()
     service = BackendAIService(config=Config(json.loads(os.environ.get(CONFIG_ENV) or "{}")))
     service.parse_command_line(argv if argv is not None else sys.argv[1:])
     service.start()
