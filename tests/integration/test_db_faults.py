@@ -20,6 +20,7 @@ from tornado import web
 from backendai_hub import admission as S
 from backendai_hub import fixtures as F
 from backendai_hub.accelerators import Accelerators
+from backendai_hub.auth import BackendAIAuthenticator
 from backendai_hub.db import Database
 from backendai_hub.errors import ServiceUnavailable
 from backendai_hub.models import KernelSession
@@ -291,8 +292,8 @@ def test_admissions_and_releases_through_a_crash_keep_usage_equal_to_the_session
     db.dispose()
 
 
-async def test_a_spawn_while_the_database_is_down_fails_with_a_clear_message_and_works_after(private_pg, pg_url,
-                                                                                             tmp_path):
+async def test_sign_in_and_spawn_while_the_database_is_down_fail_with_a_clear_503_and_work_after(private_pg, pg_url,
+                                                                                               tmp_path):
     tenancy_db(pg_url, tmp_path).dispose()
     singletons = (Database, StorageHosts, Accelerators)
     for cls in singletons:  # the spawner's database is this hub's (the private cluster)
@@ -300,11 +301,17 @@ async def test_a_spawn_while_the_database_is_down_fails_with_a_clear_message_and
     hub = InProcessHub(spawner_config(pg_url, str(tmp_path / "key"), str(tmp_path / "vfolders"),
                                       host_capacity={"cpu": 4, "mem": "8g"}))
     options = {"resources": {"cpu": 1, "mem": "1g"}}
+    auth = BackendAIAuthenticator(config=hub.config)
+    password = {"username": "alice", "password": "alice-password"}
     try:
         spawner, spawn = hub.spawn("alice", options=options)
         await asyncio.wait_for(spawn, 30)  # the hub's pool is warm
         await hub.stop("alice")
+        assert (await auth.authenticate(None, password))["name"] == "alice"
         await asyncio.to_thread(private_pg.stop, "fast")
+        with pytest.raises(web.HTTPError) as e:  # not "invalid password", not a 500
+            await auth.authenticate(None, password)
+        assert e.value.status_code == 503 and e.value.log_message.startswith("the database is unavailable")
         spawner, spawn = hub.spawn("alice", options=options)
         with pytest.raises(web.HTTPError) as e:
             await asyncio.wait_for(spawn, 60)
@@ -312,7 +319,8 @@ async def test_a_spawn_while_the_database_is_down_fails_with_a_clear_message_and
         assert e.value.log_message.startswith("the database is unavailable"), e.value.log_message
         assert spawner.container is None  # nothing was started
         await asyncio.to_thread(private_pg.start)
-        spawner, spawn = hub.spawn("alice", options=options)  # no hub restart
+        assert (await auth.authenticate(None, password))["name"] == "alice"  # no hub restart
+        spawner, spawn = hub.spawn("alice", options=options)
         await asyncio.wait_for(spawn, 30)
         assert spawner.ready
         await hub.stop("alice")
