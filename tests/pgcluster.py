@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 
 def find_bindir() -> str | None:
     """PostgreSQL's server binaries, as scripts/ensure-postgres.sh finds them (newest Debian version first)."""
@@ -94,3 +96,25 @@ class PrivatePostgres:
         if self.running:
             self.stop("immediate")
         shutil.rmtree(self.data, ignore_errors=True)
+
+
+def private_postgres(scope: str = "module"):
+    """A fixture: a :class:`PrivatePostgres` of its own for the ``scope``, started, destroyed afterwards.
+    Without PostgreSQL's server binaries it fails under CI (skips only on a developer's bare pytest)."""
+
+    def private_pg():
+        from tests.conftest import unavailable
+
+        bindir = find_bindir()
+        if bindir is None:
+            unavailable("PostgreSQL's server binaries (initdb, pg_ctl)", "install Debian's postgresql (make test does)")
+        try:
+            pg = PrivatePostgres(bindir)
+            pg.start()
+        except (KeyError, RuntimeError, OSError) as e:
+            unavailable("a private PostgreSQL cluster", f"initdb/pg_ctl failed: {e}")
+        yield pg
+        pg.destroy()
+
+    private_pg.__doc__ = "A PostgreSQL cluster of its own on a free port of 127.0.0.1 (stopped and restarted by tests)."
+    return pytest.fixture(scope=scope)(private_pg)

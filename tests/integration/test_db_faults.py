@@ -25,10 +25,9 @@ from backendai_hub.db import Database
 from backendai_hub.errors import ServiceUnavailable
 from backendai_hub.models import KernelSession
 from backendai_hub.vfolders import StorageHosts
-from tests.conftest import unavailable
 from tests.integration.service_harness import KEYS, TENANCY, Service
 from tests.mocking import InProcessHub, spawner_config
-from tests.pgcluster import PrivatePostgres, find_bindir
+from tests.pgcluster import private_postgres
 
 pytestmark = pytest.mark.postgres
 
@@ -36,19 +35,7 @@ ALICE_KEY = KEYS["alice"][0]
 ONE_CPU = {"cpu": Decimal(1)}
 
 
-@pytest.fixture(scope="module")
-def private_pg():
-    """A PostgreSQL cluster of this module's own, on a free port of 127.0.0.1 (restarted by the tests)."""
-    bindir = find_bindir()
-    if bindir is None:
-        unavailable("PostgreSQL's server binaries (initdb, pg_ctl)", "install Debian's postgresql (make test does)")
-    try:
-        pg = PrivatePostgres(bindir)
-        pg.start()
-    except (KeyError, RuntimeError, OSError) as e:
-        unavailable("a private PostgreSQL cluster", f"initdb/pg_ctl failed: {e}")
-    yield pg
-    pg.destroy()
+private_pg = private_postgres()
 
 
 @pytest.fixture
