@@ -181,8 +181,12 @@ async def test_a_full_storage_host_is_a_clear_507_and_the_upload_resumes_once_th
     code, vf = await svc.call("alice", "POST", "vfolders", {"name": "data", "quota": "64m"})
     assert code == 201, vf
     folder = svc.host_root / vf["id"][:2] / vf["id"]
+    old = os.urandom(MiB)  # the file's current version, which the upload replaces
+    resp = await create(svc, "big.bin", len(old))
+    assert (await patch(svc, resp.headers["Location"], 0, old)).code == 204
     blob = os.urandom(12 * MiB)
-    resp = await create(svc, "big.bin", len(blob))
+    resp = await svc.raw("alice", "POST", "vfolders/data/uploads?path=big.bin&overwrite=true", b"",
+                         headers={**TUS, "Upload-Length": str(len(blob))})
     assert resp.code == 201, resp.body
     location = resp.headers["Location"]
     fill(svc.host_root, leave=5 * MiB)
@@ -191,11 +195,11 @@ async def test_a_full_storage_host_is_a_clear_507_and_the_upload_resumes_once_th
     body = json.loads(resp.body)
     assert body["error"] == "InsufficientStorage"
     assert body["message"].startswith("the storage host 'local' is full (no space left on device)"), body
-    # nothing at the file's path, in the listing or for download; what fit is kept for the resume
-    assert not (folder / "big.bin").exists()
+    # the file's path still holds the old version, whole; what fit of the new one is kept for the resume
     code, listing = await svc.call("alice", "GET", "vfolders/data/files")
-    assert code == 200 and listing["items"] == []
-    assert (await svc.raw("alice", "GET", "vfolders/data/download?path=big.bin")).code == 404
+    assert code == 200 and [(f["name"], f["size"]) for f in listing["items"]] == [("big.bin", len(old))]
+    resp = await svc.raw("alice", "GET", "vfolders/data/download?path=big.bin")
+    assert resp.code == 200 and sha256(resp.body) == sha256(old)
     offset, _ = await head_offset(svc, location)
     assert 0 < offset < len(blob)
     # room again (the other tenant cleaned up): the upload goes on from where the server says
