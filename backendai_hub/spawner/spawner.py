@@ -22,7 +22,7 @@ from ..accelerators import Accelerators  # [accelerators]
 from .. import policy as P
 from .. import admission as S
 from ..db import Database
-from ..errors import AdmissionDenied, TenancyError
+from ..errors import AdmissionDenied, ServiceUnavailable, TenancyError
 from ..models import AuditStatus
 from ..images import DEFAULT_ALIASES, ImageCatalog
 from ..vfolders import StorageHosts
@@ -291,7 +291,9 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
         except TenancyError as e:
             metrics.DENIALS.labels(reason=metrics.reason_label(e)).inc()
             self.log.warning("Refused session for %s: %s", self._log_name, e.message)
-            if self.session_id is None:  # refused before admission wrote anything (else the release did)
+            # refused before admission wrote anything (else the release did); a database that is down
+            # records nothing, and its 503 is what the user must see
+            if self.session_id is None and not isinstance(e, ServiceUnavailable):
                 reason = e.message
                 await self._db(lambda s: records.append(s, self, "admit", AuditStatus.rejected, reason))
             raise web.HTTPError(e.status, e.message) from None
