@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -238,6 +239,7 @@ class Database(SingletonConfigurable):
     _sessionmaker: sessionmaker | None = None
     _readonly_sessionmaker: sessionmaker | None = None
     _box: SecretBox | None = None
+    _down_since: float | None = None  # when the database became unavailable (for the log)
 
     @property
     def engine(self) -> Engine:
@@ -288,10 +290,15 @@ class Database(SingletonConfigurable):
             error = unavailable_error(e, self.retry_after)
             if error is None:
                 raise
-            self.log.warning("backendai-hub database unavailable: %s", describe(e))
+            if self._down_since is None:  # once per outage, not once per request
+                self._down_since = time.monotonic()
+                self.log.warning("backendai-hub database unavailable: %s", describe(e))
             raise error from e
         finally:
             s.close()
+        if self._down_since is not None:
+            down, self._down_since = time.monotonic() - self._down_since, None
+            self.log.info("backendai-hub database reachable again (unavailable for %.1f s)", down)
 
     def has_tables(self) -> bool:
         return inspect(self.engine).has_table("domains")
