@@ -26,7 +26,7 @@ from backendai_hub.errors import ServiceUnavailable
 from backendai_hub.models import KernelSession
 from backendai_hub.vfolders import StorageHosts
 from tests.integration.service_harness import KEYS, TENANCY, Service
-from tests.mocking import InProcessHub, spawner_config
+from tests.mocking import InProcessHub, MockSpawner, spawner_config
 from tests.pgcluster import private_postgres
 
 pytestmark = pytest.mark.postgres
@@ -315,6 +315,54 @@ async def test_sign_in_and_spawn_while_the_database_is_down_fail_with_a_clear_50
         assert [status for _, status in live_rows(db)] == ["terminated", "terminated"]
         with db.session() as s:
             assert S.stored_usage(s) == S.counted_usage(s) == {}
+    finally:
+        if Database.initialized():
+            Database.instance().dispose()
+        for cls in singletons:
+            cls.clear_instance()
+
+
+async def test_a_spawn_cut_by_an_outage_fails_clearly_and_frees_its_slots_once_the_database_is_back(
+        private_pg, pg_url, tmp_path):
+    tenancy_db(pg_url, tmp_path).dispose()
+    singletons = (Database, StorageHosts, Accelerators)
+    for cls in singletons:
+        cls.clear_instance()
+    launched, go = asyncio.Event(), asyncio.Event()
+
+    class CutSpawner(MockSpawner):
+        """The container starts; the database goes away before the spawner records it running."""
+
+        async def launch_container(self):
+            ip_port = await super().launch_container()
+            launched.set()
+            await go.wait()
+            return ip_port
+
+    # one CPU on the host: had alice's cut spawn kept its slot, bob would wait in the queue, then be refused
+    hub = InProcessHub(spawner_config(pg_url, str(tmp_path / "key"), str(tmp_path / "vfolders"),
+                                      host_capacity={"cpu": 1, "mem": "8g"}, queue_timeout=120))
+    options = {"resources": {"cpu": 1, "mem": "1g"}}
+    try:
+        spawner, spawn = hub.spawn("alice", options=options, spawner_class=CutSpawner)
+        await asyncio.wait_for(launched.wait(), 30)
+        await asyncio.to_thread(private_pg.stop, "fast")
+        go.set()
+        with pytest.raises(web.HTTPError) as e:
+            await asyncio.wait_for(spawn, 60)
+        assert e.value.status_code == 503 and e.value.log_message.startswith("the database is unavailable")
+        assert not spawner.container.running  # the hub stopped what had started
+        await asyncio.to_thread(private_pg.start)
+        bob, spawn = hub.spawn("bob", options=options)
+        await asyncio.wait_for(spawn, 150)
+        assert bob.ready
+        db = Database.instance()
+        with db.session(readonly=True) as s:
+            rows = {(r.user.username, r.status.value, r.status_info) for r in s.scalars(select(KernelSession))}
+        assert rows == {("alice", "terminated", "failed to start"), ("bob", "running", "")}
+        with db.session() as s:
+            assert S.stored_usage(s) == S.counted_usage(s)
+        await hub.stop("bob")
     finally:
         if Database.initialized():
             Database.instance().dispose()
