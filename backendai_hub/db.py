@@ -203,7 +203,7 @@ class Database(SingletonConfigurable):
     busy_timeout_ms = Integer(10000, help="SQLite busy timeout in milliseconds.").tag(config=True)
 
     pool_size = Integer(
-        5, help="""PostgreSQL: connections each process (the hub, the REST service, a CLI) keeps open.
+        5, min=1, help="""PostgreSQL: connections each process (the hub, the REST service, a CLI) keeps open.
 
         A process never holds more than ``pool_size + max_overflow``: size them so that every process
         together stays below the server's ``max_connections``.
@@ -211,18 +211,18 @@ class Database(SingletonConfigurable):
     ).tag(config=True)
 
     max_overflow = Integer(
-        10, help="PostgreSQL: connections opened beyond ``pool_size`` under load and closed when returned.",
+        10, min=0, help="PostgreSQL: connections opened beyond ``pool_size`` under load and closed when returned.",
     ).tag(config=True)
 
     pool_timeout = Float(
-        10, help="""PostgreSQL: seconds a request waits for a free connection when all are in use.
+        10, min=0, help="""PostgreSQL: seconds a request waits for a free connection when all are in use.
 
         It then fails with 503 Service Unavailable (``Retry-After``) instead of queueing without end.
         """,
     ).tag(config=True)
 
     connect_timeout = Float(
-        5, help="""PostgreSQL: seconds to wait for the server when opening a connection (whole seconds).
+        5, min=1, help="""PostgreSQL: seconds to wait for the server when opening a connection (whole seconds).
 
         While the server is down or restarting, requests fail fast with 503 Service Unavailable
         (a JSON error naming the database, with ``Retry-After``; a spawn fails with that message) and
@@ -232,7 +232,7 @@ class Database(SingletonConfigurable):
     ).tag(config=True)
 
     retry_after = Integer(
-        5, help="Seconds the REST service's ``Retry-After`` tells clients to wait when the database is unavailable.",
+        5, min=1, help="Seconds the REST service's ``Retry-After`` tells clients to wait when the database is unavailable.",
     ).tag(config=True)
 
     _engine: Engine | None = None
