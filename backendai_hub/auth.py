@@ -14,7 +14,7 @@ from traitlets import Float, Integer, Unicode, default
 
 from . import audit, forwarded, throttle
 from .db import Database
-from .errors import NotFound
+from .errors import NotFound, ServiceUnavailable
 from .keys import CryptKeyError, hash_password, password_needs_rehash, verify_password
 from .models import AuditStatus, KeyPair, User, UserRole, UserStatus
 from .scopes import DOMAIN_GROUP_PREFIX, SCOPE_ADMIN, SCOPE_DOMAIN_ADMIN, SCOPE_SELF
@@ -248,8 +248,7 @@ class BackendAIAuthenticator(Authenticator):
         if not login or not secret:
             return None
         address = self.client_address(handler)
-        result = await asyncio.get_running_loop().run_in_executor(
-            None, self._check_credentials, login, secret, address)
+        result = await self._in_executor(self._check_credentials, login, secret, address)
         if "refused" in result:
             raise web.HTTPError(result["status"], result["refused"])
         return result.get("model")
@@ -266,4 +265,12 @@ class BackendAIAuthenticator(Authenticator):
                     return False
                 return self._auth_model(u)
 
-        return await asyncio.get_running_loop().run_in_executor(None, load)
+        return await self._in_executor(load)
+
+    async def _in_executor(self, fn, *args):
+        """``fn(*args)`` on an executor thread; a database that is down is the 503 the hub shows, not a
+        failed sign-in (nor a 500)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        except ServiceUnavailable as e:
+            raise web.HTTPError(503, e.message) from None

@@ -9,7 +9,7 @@ from typing import Sequence
 import shtab
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from ..db import Database
+from ..db import Database, describe, unavailable_error
 from ..errors import TenancyError
 from ..keys import CryptKeyError
 from . import commands as C
@@ -55,5 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (C.UsageError, CryptKeyError) as e:
         return _fail(str(e))
     except (OperationalError, ProgrammingError) as e:
+        down = unavailable_error(e)
+        if down is not None:
+            return _fail(f"{down.message.rsplit(';', 1)[0]}: {describe(e)}")  # the operator sees where
         return _fail(f"database error: {str(e.orig).splitlines()[0] if e.orig else e}")
     return 0

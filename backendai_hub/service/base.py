@@ -17,7 +17,7 @@ from tornado import web
 
 from .. import audit, signing
 from .. import validation as V
-from ..db import Database
+from ..db import Database, unavailable_error
 from ..errors import InvalidInput, TenancyError, Unauthorized
 from ..models import Domain, User
 from . import principals
@@ -480,6 +480,8 @@ class APIHandler(web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, TenancyError):
             self.set_status(exc.status)
+            for name, value in exc.headers.items():  # Retry-After of a 503
+                self.set_header(name, value)
             if exc.status == 401:
                 self.set_header("WWW-Authenticate", 'BackendAI signMethod="HMAC-SHA256"')
             self.finish(json.dumps(exc.to_json()))
@@ -488,6 +490,7 @@ class APIHandler(web.RequestHandler):
         self.finish(json.dumps({"error": self._reason.replace(" ", ""), "message": reason}))
 
     def _handle_request_exception(self, e: BaseException) -> None:
+        e = unavailable_error(e, self.db.retry_after) or e  # a database error outside db.session(): 503
         if isinstance(e, TenancyError):
             if self._finished:
                 return

@@ -16,6 +16,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from .. import audit
 from ..admission import repair_usage
 from ..db import Database
+from ..errors import ServiceUnavailable
 from ..models import KernelSession, SessionStatus
 from ..vfolders.mounts import revoked_mounts
 from .reconciler import Action, Reconciler, hub_servers, plan
@@ -191,6 +192,8 @@ class Culler:
         while True:
             try:
                 await self.run_once()
+            except ServiceUnavailable as e:  # the database is down: the next round tries again
+                log.warning("Culling pass skipped: %s", e.message)
             except Exception:  # keep culling on the next round; a hub restart is not fatal here
                 log.exception("Culling pass failed")
             try:

@@ -22,7 +22,7 @@ from ..accelerators import Accelerators  # [accelerators]
 from .. import policy as P
 from .. import admission as S
 from ..db import Database, instance_id
-from ..errors import AdmissionDenied, TenancyError
+from ..errors import AdmissionDenied, ServiceUnavailable, TenancyError
 from ..models import AuditStatus
 from ..images import DEFAULT_ALIASES, ImageCatalog
 from ..vfolders import StorageHosts
@@ -291,7 +291,9 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
         except TenancyError as e:
             metrics.DENIALS.labels(reason=metrics.reason_label(e)).inc()
             self.log.warning("Refused session for %s: %s", self._log_name, e.message)
-            if self.session_id is None:  # refused before admission wrote anything (else the release did)
+            # refused before admission wrote anything (else the release did); a database that is down
+            # records nothing, and its 503 is what the user must see
+            if self.session_id is None and not isinstance(e, ServiceUnavailable):
                 reason = e.message
                 await self._db(lambda s: records.append(s, self, "admit", AuditStatus.rejected, reason))
             raise web.HTTPError(e.status, e.message) from None
@@ -310,8 +312,10 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
                                       records.append(s, self, "start", description=f"container {self.object_name}")))
             self._event(80, "waiting for the server to answer")
             return ip_port
-        except BaseException:
+        except BaseException as e:
             await self._release("failed to start")
+            if isinstance(e, ServiceUnavailable):  # the database went away mid-start: its 503, not a 500
+                raise web.HTTPError(e.status, e.message) from None
             raise
 
     def _name_container(self) -> None:
@@ -475,8 +479,37 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
                     records.append(s, self, operation, status, reason, sid=sid)
                 return released
 
-            if await self._db(release):
+            try:
+                released = await self._db(release)
+            except ServiceUnavailable as e:
+                # nothing is admitted while the database is down: the slots are freed once it is back
+                self.log.warning("%s: session %s is released once the database is back (%s)", self._log_name, sid,
+                                 e.message)
+                self._release_later(release, sid)
+                return
+            if released:
                 self.log.info("%s: released session %s (%s)", self._log_name, sid, reason)
+
+    _releasing: set = set()  # the tasks retrying releases until the database is back (kept referenced)
+
+    def _release_later(self, release, sid: int) -> None:
+        async def retry():
+            delay = 0.5
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    if await self._db(release):
+                        self.log.info("%s: released session %s, the database being back", self._log_name, sid)
+                    return
+                except ServiceUnavailable:
+                    delay = min(2 * delay, 10.0)
+                except Exception:
+                    self.log.exception("%s: could not release session %s", self._log_name, sid)
+                    return
+
+        task = asyncio.ensure_future(retry())
+        BackendAISpawner._releasing.add(task)
+        task.add_done_callback(BackendAISpawner._releasing.discard)
 
     async def stop(self, now=False):
         # DockerSpawner.stop clears the state; the hub deletes the server's OAuth client by
