@@ -8,10 +8,13 @@ from typing import Any
 
 from tornado import iostream, web
 
+from .. import backendai_gql
 from .. import host_permissions as H
+from .. import session_query
 from .. import tenancy as T
 from .. import validation as V
 from ..errors import Forbidden, InvalidInput, NotFound
+from ..models import KernelSession, KeyPair
 from ..vfolders import (
     backendai_format,
     fields,
@@ -27,6 +30,7 @@ from ..vfolders import (
 )
 from ..vfolders.clone import DONE, RUNNING
 from . import storage_proxy
+from .rules import session_scope
 from .storage_proxy import token_secret
 from .vfolder_base import VFolderBase
 
@@ -415,29 +419,54 @@ class CompatUpdateOptionsHandler(CompatBase):
 
 
 class CompatGraphQLHandler(CompatBase):
-    """``POST <prefix>admin/gql``: only the paginated vfolder lists the client's ``vfolder list`` commands
-    send (vfolders/backendai_format.py parses exactly that query); the folders are those our own API lists."""
+    """``POST <prefix>admin/gql``: the Backend.AI GraphQL subset the client sends (backendai_gql.py: the
+    vfolder lists, the session list and one session, the caller's keypair), over what our own API shows
+    the caller, in one read-only transaction."""
     audited = False  # queries only (POST is GraphQL's transport)
 
     async def post(self):
-        root, asked, args, limit, offset = backendai_format.parse_list_query(self.body())
-        group = args.get("group_id")
-        if group is not None and not isinstance(group, str):
-            raise InvalidInput("group_id: must be a group name", field="group_id")
+        body = self.body()
+        status, answer = await self.run(lambda s: backendai_gql.execute(body, self.gql_source(s)), readonly=True)
+        self.write_json(answer if status == 200 else backendai_format.problem(status, answer), status)
+
+    def gql_source(self, s) -> backendai_gql.Source:
+        p = self.principal
+        scope = session_scope(p)
         keep = {"vfolder_own_list": lambda acc, d: acc.via == permissions.OWNER,
                 "vfolder_invited_list": lambda acc, d: acc.via == permissions.INVITED,
-                "vfolder_project_list": lambda acc, d: d["type"] == "group"}.get(root, lambda acc, d: True)
-        sizes = bool({"num_files", "cur_size"} & set(asked))
+                "vfolder_project_list": lambda acc, d: d["type"] == "group"}
 
-        def work(s):
-            found = [(vf, d) for vf, acc in lookup.list_for(s, self.principal)
+        def vfolders(root: str, group, sizes: bool) -> list[dict]:
+            mine = keep.get(root, lambda acc, d: True)
+            found = [(vf, d) for vf, acc in lookup.list_for(s, p)
                      for d in [backendai_format.folder_dict(folders.to_dict(vf, acc))]
-                     if keep(acc, d) and (group is None or d["group"] == group)]
-            page = [backendai_format.folder_dict(folders.info(s, self.storage, self.principal, vf.id)) if sizes else d
-                    for vf, d in found[offset:offset + limit]]
-            return {"items": [backendai_format.gql_item(d, asked) for d in page], "total_count": len(found)}
+                     if mine(acc, d) and (group is None or d["group"] == group)]
+            return [backendai_format.gql_item(
+                backendai_format.folder_dict(folders.info(s, self.storage, p, vf.id)) if sizes else d,
+                backendai_format.GQL_FIELDS) for vf, d in found]
 
-        self.write_json({"data": {root: await self.run(work, readonly=True)}})
+        def item(row):
+            return backendai_gql.session_item(session_query.to_dict(row), row.user.email)
+
+        def sessions(filters, limit, offset):
+            rows, total = session_query.find(s, scope, filters, limit, offset)
+            return [item(r) for r in rows], total
+
+        def session(sid: int):
+            row = s.get(KernelSession, sid)
+            return item(row) if row is not None and session_query.visible(scope, row) else None
+
+        def keypair():
+            kp = s.get(KeyPair, p.access_key) if p.access_key else None
+            me = T.users.get(s, p.username)
+            return {"user_id": me.email, "user_info": {"full_name": me.full_name, "email": me.email},
+                    "projects": sorted(p.groups), "access_key": p.access_key,
+                    "secret_key": None,  # never sent back: the caller signed with it
+                    "is_active": kp.is_active if kp else None, "is_admin": p.is_admin,
+                    "created_at": kp.created_at.isoformat() if kp and kp.created_at else None,
+                    "resource_policy": kp.resource_policy.name if kp else None}
+
+        return backendai_gql.Source(vfolders=vfolders, sessions=sessions, session=session, keypair=keypair)
 
 
 # vfolder routes, relative to the service prefix
@@ -462,7 +491,7 @@ VFOLDER_ROUTES: list[tuple[str, Any]] = [
     (r"folders/([^/]+)/clone", CompatCloneHandler),
     (r"folders/([^/]+)/update-options", CompatUpdateOptionsHandler),
     (r"events/background-task", CompatBackgroundTaskHandler),
-    (r"admin/gql", CompatGraphQLHandler),  # only the vfolder lists
+    (r"admin/gql", CompatGraphQLHandler),
 ]
 
 
