@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import docker
 
@@ -15,6 +16,7 @@ from .base import APIHandler
 from .routes import Op, Route
 from .rules import check_session, session_scope
 
+log = logging.getLogger("backendai_hub.service")
 INT = {"type": "integer"}
 HUB_TIMEOUT = 35.0  # the hub waits up to slow_stop_timeout (10 s) for the spawner before answering 202
 PING_TIMEOUT = 15.0
@@ -46,7 +48,7 @@ class SessionBase(APIHandler):
         except (RemoteError, asyncio.TimeoutError) as e:
             await self.run(lambda s: session_ops.unmark(s, sid, self.principal.username))
             raise e if isinstance(e, RemoteError) else RemoteError("the hub did not answer in time") from None
-        self.log.info("session %s (%s/%s) stopped by %s: hub answered %s", sid, user, server,
+        log.info("session %s (%s/%s) stopped by %s: hub answered %s", sid, user, server,
                       self.principal.username, code)
         return code, await self.run(lambda s: session_ops.settle_stop(s, sid, code), readonly=code != 404)
 
