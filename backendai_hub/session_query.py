@@ -56,7 +56,10 @@ def id_from_ref(ref: str, field: str = "session_id") -> int | None:
 def older_than(value: Any, field: str, now: datetime | None = None) -> datetime:
     """A duration (``90s``, ``30m``, ``2h``, ``7d``, ``1w``) back from now, or an ISO 8601 date or date-time."""
     if isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
-        return (now or datetime.now(timezone.utc)) - timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+        try:
+            return (now or datetime.now(timezone.utc)) - timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+        except OverflowError:
+            raise InvalidInput(f"{field}: {value!r} reaches back past the year 1", field=field) from None
     if not isinstance(value, str) or not value[:1].isdigit() or len(value) < 8:
         raise InvalidInput(f"{field}: {str(value)[:40]!r} is not a duration (30m, 2h, 7d) nor an ISO 8601 "
                            "date or date-time", field=field)
