@@ -44,8 +44,8 @@ def session_uuid(session_id: int) -> str:
 
 def id_from_ref(ref: str, field: str = "session_id") -> int | None:
     """A row id from ``ref``: the id itself or its UUID; None when ``ref`` is neither (perhaps a name)."""
-    if ref.isdigit() and len(ref) <= 18:
-        return int(ref)
+    if ref.isascii() and ref.isdigit():
+        return V.integer(ref, field)  # past 64 bits: a 400 naming the field
     try:
         text = str(uuid.UUID(ref))
     except ValueError:

@@ -8,9 +8,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
+from backendai_hub import session_query as Q
 from backendai_hub.cli import main as cli_main_fn
 from backendai_hub.models import Domain, Group, KernelSession, SessionStatus, User
-from tests.integration.service_harness import KEYS, service_fixtures
+from tests.conftest import database_with
+from tests.integration.service_harness import KEYS, TENANCY, service_fixtures
 from tests.integration.test_vfolder_compat import ForkedCLI, bai
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -29,7 +31,11 @@ SPECS = [spec(i) for i in range(1000)]
 
 
 def insert_sessions(svc) -> None:
-    with svc.db.session() as s:
+    insert_rows(svc.db)
+
+
+def insert_rows(db) -> None:
+    with db.session() as s:
         users = {u.username: u for u in s.scalars(select(User))}
         for d in SPECS:
             u = users[d["user"]]
@@ -102,6 +108,23 @@ async def test_filters_and_pages(svc, query, pred):
     ids, total = await page_through(svc, "root", query, 50)
     want = expect(pred)
     assert want and ids == want and total == len(want)
+
+
+db = database_with(TENANCY)
+
+
+def test_the_same_answers_on_sqlite_and_postgresql(db):
+    insert_rows(db)
+    scope = Q.Scope(domains=frozenset({"default"}), username="dadmin")
+    with db.session(readonly=True) as s:
+        for query, pred in FILTERS:
+            raw = dict(part.split("=", 1) for part in query.replace("%2B", "+").split("&"))
+            ids, offset, total = [], 0, None
+            while total is None or offset < total:
+                rows, total = Q.find(s, scope, Q.parse_filters(raw), 64, offset)
+                ids += [r.id for r in rows]
+                offset += 64
+            assert ids == expect(lambda d: d["domain"] == "default" and pred(d)), query
 
 
 async def test_admins_see_their_scope_and_users_their_own(svc):
