@@ -8,13 +8,10 @@ from typing import Any
 
 from tornado import iostream, web
 
-from .. import backendai_gql
 from .. import host_permissions as H
-from .. import session_query
 from .. import tenancy as T
 from .. import validation as V
 from ..errors import Forbidden, InvalidInput, NotFound
-from ..models import KernelSession, KeyPair
 from ..vfolders import (
     backendai_format,
     fields,
@@ -23,19 +20,17 @@ from ..vfolders import (
     invitations,
     lookup,
     paths,
-    permissions,
     sharing,
     transfer_tokens,
     uploads,
 )
 from ..vfolders.clone import DONE, RUNNING
 from . import storage_proxy
-from .rules import session_scope
 from .storage_proxy import token_secret
 from .vfolder_base import VFolderBase
 
-# The version handshake, folders/_/hosts, everything else the client's VFolder functions call under
-# folders/ and the GraphQL vfolder lists behind `vfolder list`: the same operations as our own vfolder
+# The version handshake, folders/_/hosts and everything else the client's VFolder functions call under
+# folders/ (the GraphQL lists behind `vfolder list` are in backendai_graphql.py): the same operations as our own vfolder
 # API (vfolders/folders.py, invitations.py, sharing.py, files.py, uploads.py), in the manager's request,
 # answer and error shapes (vfolders/backendai_format.py); its transfers are in storage_proxy.py.
 
@@ -418,57 +413,6 @@ class CompatUpdateOptionsHandler(CompatBase):
         self.write_json({}, 201)
 
 
-class CompatGraphQLHandler(CompatBase):
-    """``POST <prefix>admin/gql``: the Backend.AI GraphQL subset the client sends (backendai_gql.py: the
-    vfolder lists, the session list and one session, the caller's keypair), over what our own API shows
-    the caller, in one read-only transaction."""
-    audited = False  # queries only (POST is GraphQL's transport)
-
-    async def post(self):
-        body = self.body()
-        status, answer = await self.run(lambda s: backendai_gql.execute(body, self.gql_source(s)), readonly=True)
-        self.write_json(answer if status == 200 else backendai_format.problem(status, answer), status)
-
-    def gql_source(self, s) -> backendai_gql.Source:
-        p = self.principal
-        scope = session_scope(p)
-        keep = {"vfolder_own_list": lambda acc, d: acc.via == permissions.OWNER,
-                "vfolder_invited_list": lambda acc, d: acc.via == permissions.INVITED,
-                "vfolder_project_list": lambda acc, d: d["type"] == "group"}
-
-        def vfolders(root: str, group, sizes: bool) -> list[dict]:
-            mine = keep.get(root, lambda acc, d: True)
-            found = [(vf, d) for vf, acc in lookup.list_for(s, p)
-                     for d in [backendai_format.folder_dict(folders.to_dict(vf, acc))]
-                     if mine(acc, d) and (group is None or d["group"] == group)]
-            return [backendai_format.gql_item(
-                backendai_format.folder_dict(folders.info(s, self.storage, p, vf.id)) if sizes else d,
-                backendai_format.GQL_FIELDS) for vf, d in found]
-
-        def item(row):
-            return backendai_gql.session_item(session_query.to_dict(row), row.user.email)
-
-        def sessions(filters, limit, offset):
-            rows, total = session_query.find(s, scope, filters, limit, offset)
-            return [item(r) for r in rows], total
-
-        def session(sid: int):
-            row = s.get(KernelSession, sid)
-            return item(row) if row is not None and session_query.visible(scope, row) else None
-
-        def keypair():
-            kp = s.get(KeyPair, p.access_key) if p.access_key else None
-            me = T.users.get(s, p.username)
-            return {"user_id": me.email, "user_info": {"full_name": me.full_name, "email": me.email},
-                    "projects": sorted(p.groups), "access_key": p.access_key,
-                    "secret_key": None,  # never sent back: the caller signed with it
-                    "is_active": kp.is_active if kp else None, "is_admin": p.is_admin,
-                    "created_at": kp.created_at.isoformat() if kp and kp.created_at else None,
-                    "resource_policy": kp.resource_policy.name if kp else None}
-
-        return backendai_gql.Source(vfolders=vfolders, sessions=sessions, session=session, keypair=keypair)
-
-
 # vfolder routes, relative to the service prefix
 VFOLDER_ROUTES: list[tuple[str, Any]] = [
     (r"folders/?", CompatFoldersHandler),
@@ -491,7 +435,6 @@ VFOLDER_ROUTES: list[tuple[str, Any]] = [
     (r"folders/([^/]+)/clone", CompatCloneHandler),
     (r"folders/([^/]+)/update-options", CompatUpdateOptionsHandler),
     (r"events/background-task", CompatBackgroundTaskHandler),
-    (r"admin/gql", CompatGraphQLHandler),
 ]
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 
 from backendai_hub import audit
 from backendai_hub.models import AuditLog, User
-from backendai_hub.service import backendai_api, backendai_sessions, storage_proxy
+from backendai_hub.service import backendai_api, backendai_graphql, backendai_sessions, storage_proxy
 from backendai_hub.service.app import API_ROUTES
 from tests.integration import vfolder_harness
 from tests.integration.service_harness import service_fixtures
@@ -93,7 +93,8 @@ def _writing_routes() -> dict[str, tuple[type, str]]:
         for m in r.methods:
             if m in WRITING:
                 out[f"{m.upper()} api/v1/{re.sub(r'[(][^)]*[)]', '*', r.pattern)}"] = (r.handler, "api/v1/" + r.pattern)
-    for pattern, handler in storage_proxy.ROUTES + backendai_api.VFOLDER_ROUTES + backendai_sessions.ROUTES:
+    for pattern, handler in (storage_proxy.ROUTES + backendai_api.VFOLDER_ROUTES + backendai_graphql.ROUTES
+                             + backendai_sessions.ROUTES):
         pattern = pattern.rstrip("/?")
         for m in WRITING:
             if getattr(handler, m).__qualname__.split(".")[0] != "RequestHandler":
