@@ -248,3 +248,29 @@ async def test_official_client_lists_the_callers_own_sessions(svc, client, tmp_p
     assert code != 0 and "no such compute session" in out  # another user's: not there
     code, out = await bai(client, svc, tmp_path, "ps", "--filter", 'name == "x"', who="bob")
     assert code != 0 and "filter and order expressions are not supported" in out
+
+
+async def test_backendai_session_routes_by_name(svc):
+    """What the client's ``ComputeSession(name).get_info()`` and ``destroy()`` call: ``session/<name>``."""
+    theirs = [d for d in SPECS if d["user"] == "alice"]
+    live = max((d for d in theirs if d["status"] == "running"), key=lambda d: d["id"])
+    status, got = await svc.call("alice", "GET", f"/services/backendai/session/{live['server_name']}")
+    assert status == 200, got
+    assert (got["sessionName"], got["status"], got["userId"], got["groupId"]) == (live["server_name"], "RUNNING",
+                                                                                   "alice", "ml")
+    assert got["occupyingSlots"] == {"cpu": "1", "mem": "1073741824"}
+    default = next(d for d in theirs if d["server_name"] == "")
+    status, got = await svc.call("alice", "GET", "/services/backendai/session/default")
+    assert status == 200 and got["sessionId"].endswith(f"{default['id']:012x}")
+    status, got = await svc.call("bob", "GET", f"/services/backendai/session/{live['server_name']}")
+    assert status == 404 and got["title"] == "Not found"  # another user's name means nothing to bob
+    status, got = await svc.call("dadmin", "GET", f"/services/backendai/session/{live['server_name']}"
+                                                  f"?owner_access_key={KEYS['alice'][0]}")
+    assert status == 200 and got["userId"] == "alice"  # an admin names the owner, as with the manager
+    status, got = await svc.call("bob", "GET", f"/services/backendai/session/x?owner_access_key={KEYS['alice'][0]}")
+    assert status == 404 and got["field"] == "owner_access_key"
+    done = next(d for d in theirs if d["status"] == "terminated" and d["server_name"])
+    status, got = await svc.call("alice", "DELETE", f"/services/backendai/session/{done['server_name']}")
+    assert status == 404 and "no live session" in got["msg"]
+    status, got = await svc.call("alice", "DELETE", f"/services/backendai/session/{live['server_name']}")
+    assert status == 503 and "hub's API" in got["msg"]
