@@ -55,6 +55,12 @@ class RemoteError(TenancyError):
     status = 502
 
 
+class Unavailable(TenancyError):
+    """What the request needs is not configured or not reachable here (the hub's API, the engine)."""
+
+    status = 503
+
+
 class AdmissionDenied(Forbidden):
     """A policy (or the host) cannot fit the session; the message names the level and slot."""
 

@@ -13,11 +13,12 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from .. import audit, signing
+from .. import audit, session_ops, signing
+from .. import session_query as Q
 from ..db import Database
 from ..models import AuditLog
 from ..resources import REGISTRY
-from ..errors import Conflict, Forbidden, InvalidInput, NotFound, RemoteError
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, RemoteError, Unavailable
 
 # -- local: straight on the database ---------------------------------------------------------------
 
@@ -80,6 +81,41 @@ class LocalBackend:
                 raise NotFound(f"no audit log row {row_id}")
             return audit.to_dict(row)
 
+    # -- sessions: the database's operator sees every one --------------------------------------------
+
+    def session_page(self, filters: dict, limit: int, offset: int) -> dict:
+        parsed = Q.parse_filters(filters)
+        with self.db.session(readonly=True) as s:
+            rows, total = Q.find(s, Q.Scope(everything=True), parsed, limit, offset)
+            return {"items": [Q.to_dict(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+    def session_show(self, ref: str) -> dict:
+        with self.db.session(readonly=True) as s:
+            return Q.to_dict(Q.get(s, Q.Scope(everything=True), ref))
+
+    def session_stop(self, ref: str, hub_api_url: str | None = None, hub_token: str | None = None) -> dict:
+        """Through the hub's API (the hub owns the server): needs its URL and a token with delete:servers."""
+        if not hub_api_url or not hub_token:
+            raise Unavailable("'session stop' on the database needs the hub's API: pass --hub-api-url (or set "
+                              "JUPYTERHUB_API_URL) and set JUPYTERHUB_API_TOKEN to a token with delete:servers; "
+                              "or stop it through the service (BACKEND_ENDPOINT and a keypair)")
+        everything = Q.Scope(everything=True)
+        sid, user, server = self._audited("session", "stop", (ref,), lambda s: session_ops.mark_stopping(
+            s, everything, ref, self.actor.user or self.actor.credential))
+        try:
+            code = session_ops.stop_server(hub_api_url, hub_token, user, server)
+        except RemoteError:
+            with self.db.session() as s:
+                session_ops.unmark(s, sid, self.actor.user or self.actor.credential)
+            raise
+        with self.db.session(readonly=code != 404) as s:
+            return {**session_ops.settle_stop(s, sid, code), "hub_status": code}
+
+    def session_ping(self, ref: str) -> dict:
+        d = self.session_show(ref)
+        return {"id": d["id"], "name": d["name"], "user": d["user"], "status": d["status"],
+                **session_ops.ping(d["container_id"])}
+
     def close(self) -> None:
         self.db.dispose()
 
@@ -91,7 +127,7 @@ def audit_query(filters: dict) -> audit.Query:
 
 # -- remote: the hub's REST service, with keypair-signed requests --------------------------------------
 
-_STATUS = {400: InvalidInput, 401: Forbidden, 403: Forbidden, 404: NotFound, 409: Conflict}
+_STATUS = {400: InvalidInput, 401: Forbidden, 403: Forbidden, 404: NotFound, 409: Conflict, 503: Unavailable}
 
 
 class RemoteBackend:
@@ -172,6 +208,18 @@ class RemoteBackend:
 
     def audit_show(self, row_id: int) -> dict:
         return self.request("GET", f"audit-logs/{row_id}")
+
+    def session_page(self, filters: dict, limit: int, offset: int) -> dict:
+        return self.request("GET", "sessions", query={**filters, "limit": limit, "offset": offset})
+
+    def session_show(self, ref: str) -> dict:
+        return self.request("GET", f"sessions/{quote(ref, safe='')}")
+
+    def session_stop(self, ref: str, hub_api_url: str | None = None, hub_token: str | None = None) -> dict:
+        return self.request("DELETE", f"sessions/{quote(ref, safe='')}")
+
+    def session_ping(self, ref: str) -> dict:
+        return self.request("GET", f"sessions/{quote(ref, safe='')}/ping")
 
     def close(self) -> None:
         pass

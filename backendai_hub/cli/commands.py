@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -254,6 +255,62 @@ def cmd_audit_prune(db: Database, args):
             out.close()
     print(f"deleted {gone} audit row(s) created before {before.isoformat()}"
           + (f" (exported to {args.export})" if out else ""))
+
+
+# -- sessions --------------------------------------------------------------------------------------
+
+SESSION_COLUMNS = ("id", "user", "name", "domain", "group", "image", "status", "accelerators", "created_at")
+SESSION_FILTERS = ("user", "domain", "group", "status", "image", "accelerators", "older_than")
+
+
+def cmd_session_list(backend, args):
+    limit, offset = getattr(args, "limit", 100), getattr(args, "offset", 0)
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise UsageError("--limit must be 1 to 1000 and --offset 0 or more")
+    filters = {k: getattr(args, k, None) for k in SESSION_FILTERS}
+    filters["status"] = filters["status"] or "live"
+    if filters["accelerators"] is not None:
+        filters["accelerators"] = "true" if filters["accelerators"] else "false"
+    page = backend.session_page(filters, limit, offset)
+    if _out(args) == "json":
+        print(json.dumps(page, indent=2))
+        return
+    emit(page["items"], SESSION_COLUMNS, "table")
+    if page["total"] > page["offset"] + len(page["items"]):
+        print(f"({page['total']} sessions; showing {len(page['items'])} from offset {page['offset']}: "
+              "--offset/--limit for more)", file=sys.stderr)
+
+
+def cmd_session_show(backend, args):
+    emit(backend.session_show(args.session), (), _out(args), single=True)
+
+
+def cmd_session_stop(backend, args):
+    got = backend.session_stop(args.session, getattr(args, "hub_api_url", None) or os.environ.get(
+        "JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN"))
+    if _out(args) == "json":
+        print(json.dumps(got, indent=2))
+    else:
+        state = got["status"] if got["status"] == "terminated" else f"{got['status']} (the hub is stopping it)"
+        print(f"session {got['id']} ({got['user']}/{got['name']}): {state}")
+
+
+def cmd_session_ping(backend, args):
+    got = backend.session_ping(args.session)
+    if _out(args) == "json":
+        print(json.dumps(got, indent=2))
+    else:
+        c, srv = got["container"], got["server"]
+        print(f"session {got['id']} ({got['user']}/{got['name']}, {got['status']}): container "
+              f"{(c['id'] or '-')[:12]} {c['state']}; server "
+              + (f"answering (HTTP {srv['status']}, jupyter-server {srv['version']})" if srv["answering"]
+                 else f"not answering ({srv['error'] or 'HTTP ' + str(srv['status'])})"))
+    if not got["alive"]:
+        raise SessionDead
+
+
+class SessionDead(Exception):
+    """``session ping`` found the container or its server down: the command exits with status 1."""
 
 
 LOCAL_ONLY = (cmd_db_upgrade, cmd_db_current, cmd_fixture_populate, cmd_fixture_list, cmd_fixture_reset,

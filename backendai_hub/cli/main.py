@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.func(db if args.func in C.LOCAL_ONLY else LocalBackend(db), args)
         finally:
             db.dispose()
-    except C.AuditBroken:
+    except (C.AuditBroken, C.SessionDead):
         return 1
     except TenancyError as e:
         return _fail(e.message)

@@ -228,6 +228,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--before", required=True, metavar="DATE")
     p.add_argument("--export", metavar="FILE", help="first write the deleted rows here as JSON lines (a new file)")
 
+    # sessions (hub servers)
+    v = res.add_parser("session", help="sessions (hub servers): list, show, stop, ping").add_subparsers(
+        dest="verb", required=True)
+    p = _sub(v, "list", "sessions, newest first (live ones unless --status says)", C.cmd_session_list, read=True)
+    p.add_argument("-u", "--user")
+    p.add_argument("-d", "--domain")
+    p.add_argument("-g", "--group")
+    p.add_argument("--status", metavar="STATUS[,...]",
+                   help="queued, starting, running, terminated, live (default) or all")
+    p.add_argument("--image")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--accelerators", dest="accelerators", action="store_const", const=True,
+                   help="only sessions holding accelerator devices")
+    g.add_argument("--no-accelerators", dest="accelerators", action="store_const", const=False,
+                   help="only sessions holding none")
+    p.add_argument("--older-than", dest="older_than", metavar="AGE|DATE",
+                   help="created before: a duration back from now (30m, 2h, 7d) or an ISO 8601 date")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--offset", type=int, default=0)
+    for verb, help, func in (
+            ("show", "one session (by id or UUID)", C.cmd_session_show),
+            ("stop", "stop a session through the hub (on the database: needs --hub-api-url and "
+                     "$JUPYTERHUB_API_TOKEN)", C.cmd_session_stop),
+            ("ping", "is the container running and its server answering? (exit 1 if not)", C.cmd_session_ping)):
+        p = _sub(v, verb, help, func, read=True)
+        p.add_argument("session", metavar="ID", help="the session's id or UUID")
+        if verb == "stop":
+            p.add_argument("--hub-api-url", metavar="URL",
+                           help="the hub's API, e.g. http://127.0.0.1:8081/hub/api (default: $JUPYTERHUB_API_URL); "
+                                "only without BACKEND_ENDPOINT")
+
     # completion
     p = res.add_parser("completion", help="print a shell completion script")
     p.add_argument("shell", choices=("bash", "zsh"))

@@ -20,7 +20,6 @@ from ..vfolders import (
     invitations,
     lookup,
     paths,
-    permissions,
     sharing,
     transfer_tokens,
     uploads,
@@ -30,8 +29,8 @@ from . import storage_proxy
 from .storage_proxy import token_secret
 from .vfolder_base import VFolderBase
 
-# The version handshake, folders/_/hosts, everything else the client's VFolder functions call under
-# folders/ and the GraphQL vfolder lists behind `vfolder list`: the same operations as our own vfolder
+# The version handshake, folders/_/hosts and everything else the client's VFolder functions call under
+# folders/ (the GraphQL lists behind `vfolder list` are in backendai_graphql.py): the same operations as our own vfolder
 # API (vfolders/folders.py, invitations.py, sharing.py, files.py, uploads.py), in the manager's request,
 # answer and error shapes (vfolders/backendai_format.py); its transfers are in storage_proxy.py.
 
@@ -414,32 +413,6 @@ class CompatUpdateOptionsHandler(CompatBase):
         self.write_json({}, 201)
 
 
-class CompatGraphQLHandler(CompatBase):
-    """``POST <prefix>admin/gql``: only the paginated vfolder lists the client's ``vfolder list`` commands
-    send (vfolders/backendai_format.py parses exactly that query); the folders are those our own API lists."""
-    audited = False  # queries only (POST is GraphQL's transport)
-
-    async def post(self):
-        root, asked, args, limit, offset = backendai_format.parse_list_query(self.body())
-        group = args.get("group_id")
-        if group is not None and not isinstance(group, str):
-            raise InvalidInput("group_id: must be a group name", field="group_id")
-        keep = {"vfolder_own_list": lambda acc, d: acc.via == permissions.OWNER,
-                "vfolder_invited_list": lambda acc, d: acc.via == permissions.INVITED,
-                "vfolder_project_list": lambda acc, d: d["type"] == "group"}.get(root, lambda acc, d: True)
-        sizes = bool({"num_files", "cur_size"} & set(asked))
-
-        def work(s):
-            found = [(vf, d) for vf, acc in lookup.list_for(s, self.principal)
-                     for d in [backendai_format.folder_dict(folders.to_dict(vf, acc))]
-                     if keep(acc, d) and (group is None or d["group"] == group)]
-            page = [backendai_format.folder_dict(folders.info(s, self.storage, self.principal, vf.id)) if sizes else d
-                    for vf, d in found[offset:offset + limit]]
-            return {"items": [backendai_format.gql_item(d, asked) for d in page], "total_count": len(found)}
-
-        self.write_json({"data": {root: await self.run(work, readonly=True)}})
-
-
 # vfolder routes, relative to the service prefix
 VFOLDER_ROUTES: list[tuple[str, Any]] = [
     (r"folders/?", CompatFoldersHandler),
@@ -462,7 +435,6 @@ VFOLDER_ROUTES: list[tuple[str, Any]] = [
     (r"folders/([^/]+)/clone", CompatCloneHandler),
     (r"folders/([^/]+)/update-options", CompatUpdateOptionsHandler),
     (r"events/background-task", CompatBackgroundTaskHandler),
-    (r"admin/gql", CompatGraphQLHandler),  # only the vfolder lists
 ]
 
 

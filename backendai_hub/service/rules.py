@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from ..errors import Forbidden, NotFound
+from ..session_query import Scope
 from ..scopes import DOMAIN_ADMIN, DOMAIN_GROUP_PREFIX, SCOPE_ADMIN, SCOPE_DOMAIN_ADMIN, SCOPE_SELF, SUPERADMIN, USER
 
 @dataclass(frozen=True)
@@ -184,3 +185,17 @@ def check_agents(p: Principal) -> None:
     # the inventory shows every session's devices, of every domain: superadmins only
     if not p.is_superadmin:
         raise Forbidden("only superadmins see hardware inventory")
+
+
+# [sessions] session operations (service/sessions.py, the Backend.AI session routes, admin/gql)
+def session_scope(p: Principal) -> Scope:
+    """Superadmins see every session, domain admins their domains', everyone their own."""
+    return Scope(everything=p.is_superadmin, domains=p.admin_domains, username=p.username)
+
+
+def check_session(p: Principal, verb: str, *, owner: str, domain: str, ref: str) -> None:
+    """Reads (show, ping) and stop: the owner and the admins of the session's domain; others see nothing."""
+    if not user_visible(p, owner, domain):
+        raise _invisible("session", ref)
+    if verb not in ("read", "stop"):  # pragma: no cover - the handlers ask only these
+        raise Forbidden(f"sessions cannot be {verb}d here")

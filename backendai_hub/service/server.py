@@ -119,6 +119,7 @@ class BackendAIService(Application):
             url.port or 80, address=url.hostname or "127.0.0.1")
         api_url, token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
         if api_url and token:
+            app.settings["hub_api"] = (api_url, token)  # session stops (service/sessions.py)
             culler = app.settings["culler"] = Culler(
                 db, api_url, token, interval=self.cull_interval,
                 audit_retention=timedelta(days=self.audit_retention_days) if self.audit_retention_days > 0 else None,

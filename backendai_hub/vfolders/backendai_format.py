@@ -1,10 +1,6 @@
-"""Backend.AI-compatible shapes: folder and file answers, the manager's problem fields, the client's GraphQL lists."""
+"""Backend.AI-compatible shapes: folder and file answers, the manager's problem fields, a folder as a GraphQL item."""
 
 from __future__ import annotations
-
-import re
-
-from ..errors import InvalidInput
 
 
 def folder_dict(d: dict) -> dict:
@@ -43,51 +39,10 @@ def problem(status: int, body: dict) -> dict:
 
 # -- the GraphQL vfolder lists (``backend.ai vfolder list``, ``list-own``, ``list-invited``, ...) ---------
 
-# the only query the client's paginated lists send (ai.backend.client.pagination), nothing else is parsed
-_GQL_QUERY = re.compile(r"\s*query\s*\((?P<decls>[^(){}]*)\)\s*\{\s*(?P<root>\w+)\s*\((?P<args>[^(){}]*)\)\s*"
-                        r"\{\s*items\s*\{(?P<fields>[^{}]*)\}\s*total_count\s*\}\s*\}\s*")
-_GQL_ARG = re.compile(r"\s*(\w+)\s*:\s*\$(\w+)\s*")
-GQL_LISTS = ("vfolder_list", "vfolder_own_list", "vfolder_invited_list", "vfolder_project_list")
+# the fields of a folder in the GraphQL lists (backendai_gql.py's VirtualFolder)
 GQL_FIELDS = ("id", "host", "name", "user", "group", "creator", "status", "unmanaged_path", "usage_mode",
               "permission", "ownership_type", "max_files", "max_size", "created_at", "last_used", "num_files",
               "cur_size", "cloneable")
-GQL_MAX_LIMIT = 100
-
-
-def parse_list_query(body: dict) -> tuple[str, list[str], dict, int, int]:
-    """(root field, fields, other arguments, limit, offset) of a paginated vfolder list query, or 400."""
-    query, variables = body.get("query"), body.get("variables") or {}
-    if not isinstance(query, str) or not isinstance(variables, dict):
-        raise InvalidInput("query: must be a GraphQL query string with a variables object", field="query")
-    m = _GQL_QUERY.fullmatch(query)
-    if m is None:
-        raise InvalidInput("query: only the paginated vfolder lists (" + ", ".join(GQL_LISTS) + ") are served "
-                           "here; use the REST API for the rest", field="query")
-    root = m["root"]
-    if root not in GQL_LISTS:
-        raise InvalidInput(f"query: {root!r} is not served; only {', '.join(GQL_LISTS)}", field="query")
-    fields = m["fields"].split()
-    unknown = [f for f in fields if f not in GQL_FIELDS]
-    if unknown or not fields:
-        raise InvalidInput(f"query: unknown vfolder field(s) {', '.join(unknown) or '(none asked)'}", field="query")
-    args = {}
-    for part in m["args"].split(","):
-        a = _GQL_ARG.fullmatch(part)
-        if a is None:
-            raise InvalidInput("query: arguments must be variables ($name)", field="query")
-        args[a[1]] = variables.get(a[2])
-    for name in ("filter", "order"):
-        if args.pop(name, None) is not None:
-            raise InvalidInput(f"{name}: filter and order expressions are not supported; list everything",
-                               field=name)
-    limit, offset = args.pop("limit", None), args.pop("offset", 0)
-    for name, value, top in (("limit", limit, GQL_MAX_LIMIT), ("offset", offset, None)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (top and not 1 <= value <= top):
-            raise InvalidInput(f"{name}: must be an integer{f' from 1 to {top}' if top else ' >= 0'}", field=name)
-    unknown = sorted(set(args) - ({"group_id"} if root == "vfolder_list" else set()))
-    if unknown:
-        raise InvalidInput(f"query: unknown argument(s) {', '.join(unknown)} of {root}", field="query")
-    return root, fields, args, limit, offset
 
 
 def gql_item(d: dict, fields: list[str]) -> dict:

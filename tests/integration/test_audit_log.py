@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 
 from backendai_hub import audit
 from backendai_hub.models import AuditLog, User
-from backendai_hub.service import backendai_api, storage_proxy
+from backendai_hub.service import backendai_api, backendai_graphql, backendai_sessions, storage_proxy
 from backendai_hub.service.app import API_ROUTES
 from tests.integration import vfolder_harness
 from tests.integration.service_harness import service_fixtures
@@ -58,6 +58,7 @@ EXPECTED = {
     "POST api/v1/vfolders/*/uploads": ("vfolder", "upload-start"),
     "PATCH api/v1/vfolders/*/uploads/*": ("vfolder", "upload"),
     "DELETE api/v1/vfolders/*/uploads/*": ("vfolder", "upload-abort"),
+    "DELETE api/v1/sessions/*": ("session", "stop"),
     # Backend.AI's routes
     "PATCH folders/_/tus/upload": ("vfolder", "upload"),
     "DELETE folders/_/tus/upload": ("vfolder", "upload-abort"),
@@ -79,6 +80,7 @@ EXPECTED = {
     "POST folders/*/leave": ("vfolder", "leave"),
     "POST folders/*/clone": ("vfolder", "clone"),
     "POST folders/*/update-options": ("vfolder", "update-options"),
+    "DELETE session/*": ("session", "stop"),
 }
 NOT_AUDITED = {"POST admin/gql"}  # GraphQL queries: POST is the transport, nothing changes
 TOKEN_AUTH = {"PATCH folders/_/tus/upload", "DELETE folders/_/tus/upload"}  # a transfer token, not a signature
@@ -91,7 +93,8 @@ def _writing_routes() -> dict[str, tuple[type, str]]:
         for m in r.methods:
             if m in WRITING:
                 out[f"{m.upper()} api/v1/{re.sub(r'[(][^)]*[)]', '*', r.pattern)}"] = (r.handler, "api/v1/" + r.pattern)
-    for pattern, handler in storage_proxy.ROUTES + backendai_api.VFOLDER_ROUTES:
+    for pattern, handler in (storage_proxy.ROUTES + backendai_api.VFOLDER_ROUTES + backendai_graphql.ROUTES
+                             + backendai_sessions.ROUTES):
         pattern = pattern.rstrip("/?")
         for m in WRITING:
             if getattr(handler, m).__qualname__.split(".")[0] != "RequestHandler":
