@@ -29,6 +29,10 @@ def _common_tenant_opts(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--active", dest="is_active", action="store_const", const=True)
     g.add_argument("--inactive", dest="is_active", action="store_const", const=False)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--code-log", dest="code_log", action="store_const", const=True,
+                   help="record the code its sessions run (code-log); a session logs when its domain or group does")
+    g.add_argument("--no-code-log", dest="code_log", action="store_const", const=False)
 
 
 def _policy_opts(p: argparse.ArgumentParser) -> None:

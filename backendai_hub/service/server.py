@@ -25,7 +25,7 @@ from ..db import Database
 from ..forwarded import Networks, ProxiedHTTPServer
 from ..images import DEFAULT_ALIASES
 from ..vfolders.storage import StorageHosts
-from ..scopes import CUSTOM_SCOPES
+from ..scopes import CUSTOM_SCOPES, SCOPE_CODE_LOG
 from .app import make_app, recover
 from .culler import SERVICE_SCOPES, Culler
 
@@ -145,7 +145,8 @@ def hub_service(url: str, *, config: Config | None = None, name: str = "backenda
         "url": url,
         "command": [sys.executable, "-m", "backendai_hub.service"],
         "environment": environment,
-        "oauth_client_allowed_scopes": sorted(CUSTOM_SCOPES),
+        # browser sign-ins to the service never carry the code-log scope: only server tokens do
+        "oauth_client_allowed_scopes": sorted(set(CUSTOM_SCOPES) - {SCOPE_CODE_LOG}),
         "oauth_no_confirm": True,
         "display": True,
     }
