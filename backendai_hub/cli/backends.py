@@ -13,7 +13,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from .. import signing
+from .. import code_logs, signing
 from ..db import Database
 from ..resources import REGISTRY
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, RemoteError
@@ -49,6 +49,16 @@ class LocalBackend:
     def delete(self, resource: str, key: tuple) -> None:
         with self.db.session() as s:
             REGISTRY[resource].delete(s, *key)
+
+    def code_logs(self, filters: dict, limit: int, offset: int) -> dict:
+        with self.db.session(readonly=True) as s:
+            items, total = code_logs.list_(s, code_logs.Reach(all=True), code_logs.parse_filters(filters),
+                                           limit=limit, offset=offset)
+        return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+    def code_log(self, log_id: int) -> dict:
+        with self.db.session(readonly=True) as s:
+            return code_logs.get(s, code_logs.Reach(all=True), log_id)
 
     def close(self) -> None:
         self.db.dispose()
@@ -128,6 +138,12 @@ class RemoteBackend:
 
     def delete(self, resource: str, key: tuple) -> None:
         self.request("DELETE", self._item(resource, key))
+
+    def code_logs(self, filters: dict, limit: int, offset: int) -> dict:
+        return self.request("GET", "code-logs", query={**filters, "limit": limit, "offset": offset})
+
+    def code_log(self, log_id: int) -> dict:
+        return self.request("GET", f"code-logs/{log_id}")
 
     def close(self) -> None:
         pass

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from typing import Sequence
 
-from .. import fixtures
+from .. import code_logs, fixtures
 from ..accelerators import Accelerators
 from ..accelerators.inventory import Inventory, live_holders, render_table
 from ..db import Database, current_revision, head_revision
@@ -150,5 +151,44 @@ def cmd_agent_show(db, args):
         print(render_table(info), end="")
 
 
+CODE_LOG_COLUMNS = ("id", "started_at", "user", "session", "kind", "status", "execution_count", "code")
+
+
+def _one_line(item: dict, width: int = 60) -> dict:
+    code = " ".join((item.get("code") or "").split())
+    return {**item, "code": code if len(code) <= width else code[:width - 1] + "…"}
+
+
+def cmd_code_log_list(backend, args):
+    filters = {f: getattr(args, f, None) for f in code_logs.FILTERS}
+    filters = {k: v for k, v in filters.items() if v is not None}
+    limit, offset = getattr(args, "limit", 100), getattr(args, "offset", 0)
+    page = backend.code_logs(filters, limit, offset)
+    items = page["items"] if _out(args) == "json" else [_one_line(i) for i in page["items"]]
+    emit(items, CODE_LOG_COLUMNS, _out(args))
+
+
+def cmd_code_log_show(backend, args):
+    emit(backend.code_log(args.id), ("id", "user", "domain", "group", "server_name", "session", "kernel_id",
+                                     "msg_id", "execution_count", "kind", "status", "started_at", "ended_at",
+                                     "code_size", "code_sha256", "truncated", "captured_by", "received_at",
+                                     "code"), _out(args), single=True)
+
+
+def cmd_code_log_prune(db: Database, args):
+    before = code_logs.parse_before(args.before)
+    with db.session() as s:
+        if getattr(args, "export", None):
+            # written (and flushed to disk) before anything is deleted, in the same transaction's view
+            with open(args.export, "a", encoding="utf-8") as f:
+                for line in code_logs.export_older(s, before):
+                    f.write(line + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        n = code_logs.prune(s, before)
+    print(f"deleted {n} code-log record(s) received before {before.isoformat()}"
+          + (f" (exported to {args.export})" if getattr(args, "export", None) else ""))
+
+
 LOCAL_ONLY = (cmd_db_upgrade, cmd_db_current, cmd_fixture_populate, cmd_fixture_list, cmd_fixture_reset,
-              cmd_agent_show)
+              cmd_agent_show, cmd_code_log_prune)

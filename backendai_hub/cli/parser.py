@@ -208,6 +208,28 @@ def build_parser() -> argparse.ArgumentParser:
     _sub(v, "show", "CPU, memory, NUMA, disks, accelerators and which session holds each", C.cmd_agent_show,
          read=True)
 
+    # code-log
+    v = res.add_parser("code-log", help="code run in sessions whose domain or group has code_log on").add_subparsers(
+        dest="verb", required=True)
+    p = _sub(v, "list", "recorded executions, oldest first", C.cmd_code_log_list, read=True)
+    p.add_argument("-u", "--user")
+    p.add_argument("-d", "--domain")
+    p.add_argument("-g", "--group")
+    p.add_argument("--session", metavar="ID", help="the session id")
+    p.add_argument("--server", help="the hub server name ('' is the default server)")
+    p.add_argument("--kind", choices=("cell", "terminal", "gap"))
+    p.add_argument("--status", choices=("ok", "error", "aborted", "unknown"))
+    p.add_argument("--since", metavar="TIME", help="ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z")
+    p.add_argument("--until", metavar="TIME")
+    p.add_argument("-q", "--search", dest="q", metavar="TEXT", help="only records whose code contains TEXT")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--offset", type=int, default=0)
+    _sub(v, "show", "one record, with its whole stored code", C.cmd_code_log_show, read=True).add_argument(
+        "id", type=int)
+    p = _sub(v, "prune", "delete records received before a time (database only)", C.cmd_code_log_prune)
+    p.add_argument("--before", required=True, metavar="TIME", help="ISO 8601, e.g. 2026-01-01")
+    p.add_argument("--export", metavar="FILE", help="append the records to FILE as JSON lines first")
+
     # completion
     p = res.add_parser("completion", help="print a shell completion script")
     p.add_argument("shell", choices=("bash", "zsh"))

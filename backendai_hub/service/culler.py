@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 from sqlalchemy import select
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from .. import code_logs
 from ..admission import repair_usage
 from ..db import Database
 from ..models import KernelSession, SessionStatus
@@ -48,8 +49,11 @@ class Culler:
     """Every ``interval`` seconds, and at once after a change that may revoke access (:meth:`poke`):
     stop the servers whose sessions outlived their policy or mount what their user lost."""
 
-    def __init__(self, db: Database, hub_api_url: str, token: str, interval: float = 60):
+    def __init__(self, db: Database, hub_api_url: str, token: str, interval: float = 60, *,
+                 code_log_retention: float = 0, code_log_gap_after: float = 0):
         self.db, self.api, self.token, self.interval = db, hub_api_url.rstrip("/"), token, interval
+        # [code-log] days records are kept (0: forever); seconds of silence that make a gap row (0: none)
+        self.code_log_retention, self.code_log_gap_after = code_log_retention, code_log_gap_after
         self.client = AsyncHTTPClient()
         self._poked: asyncio.Event | None = None
 
@@ -101,6 +105,18 @@ class Culler:
         if self._poked is not None:
             self._poked.set()
 
+    def _code_logs(self, now: datetime) -> None:
+        """[code-log] the retention cut and the gap rows of logged sessions that stopped shipping."""
+        with self.db.session() as s:
+            if self.code_log_retention > 0:
+                n = code_logs.prune(s, now - timedelta(days=self.code_log_retention))
+                if n:
+                    log.info("code log: pruned %d record(s) older than %g day(s)", n, self.code_log_retention)
+            if self.code_log_gap_after > 0:
+                for sid in code_logs.record_gaps(s, silence=timedelta(seconds=self.code_log_gap_after), now=now):
+                    log.warning("code log: session %d shipped nothing for %g s: gap recorded", sid,
+                                self.code_log_gap_after)
+
     def _repair_usage(self) -> None:
         with self.db.session() as s:
             for line in repair_usage(s):
@@ -112,6 +128,7 @@ class Culler:
         now = now or datetime.now(timezone.utc)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._repair_usage)
+        await loop.run_in_executor(None, self._code_logs, now)
         stopped = await self.revoke()
         for sid, user, server, started_at, lifetime, idle in await loop.run_in_executor(None, self._candidates):
             model = await self._hub("GET", f"/users/{quote(user, safe='')}")

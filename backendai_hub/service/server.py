@@ -78,6 +78,17 @@ class BackendAIService(Application):
              "``BackendAIAuthenticator.trusted_proxies`` for the hub.",
     ).tag(config=True)
 
+    code_log_retention = Float(
+        0, help="Days code-log records are kept: the culler's pass deletes older ones (0 keeps them forever; "
+                "``backendai-hub code-log prune --before … --export FILE`` exports them first).",
+    ).tag(config=True)
+
+    code_log_gap_after = Float(
+        300, help="Seconds a running session with code logging on may ship nothing (a batch or a heartbeat; "
+                  "sessions send one every 60 s) before the culler's pass records a ``gap`` row for it: its "
+                  "records may be missing from then on. 0 records no gaps.",
+    ).tag(config=True)
+
     def http_server_options(self) -> dict:
         return {"chunk_size": self.http_chunk_size, "max_buffer_size": self.http_max_buffer_size}
 
@@ -97,7 +108,9 @@ class BackendAIService(Application):
             url.port or 80, address=url.hostname or "127.0.0.1")
         api_url, token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
         if api_url and token:
-            culler = app.settings["culler"] = Culler(db, api_url, token, interval=self.cull_interval)
+            culler = app.settings["culler"] = Culler(db, api_url, token, interval=self.cull_interval,
+                                                     code_log_retention=self.code_log_retention,
+                                                     code_log_gap_after=self.code_log_gap_after)
             ioloop.IOLoop.current().add_callback(culler.run_forever)
         log.info("backendai-hub service at %s%s", url.geturl(), prefix)
         loop = ioloop.IOLoop.current()

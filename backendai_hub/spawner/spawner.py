@@ -17,13 +17,16 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Bool, Dict, Float, Unicode, default
 
-from .. import metrics
+from jupyterhub.roles import get_default_roles
+
+from .. import code_logs, metrics
 from ..accelerators import Accelerators  # [accelerators]
 from .. import policy as P
 from .. import admission as S
 from ..db import Database
 from ..errors import AdmissionDenied, TenancyError
 from ..images import DEFAULT_ALIASES, ImageCatalog
+from ..scopes import SCOPE_CODE_LOG
 from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
@@ -111,6 +114,31 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
     @default("name_template")
     def _default_name_template(self):
         return "{prefix}-{session_token}"
+
+    # [code-log] -----------------------------------------------------------------------------------
+
+    code_log_service = Unicode(
+        "backendai",
+        help="Name of the hub-managed service that receives code-log records (``hub_service``'s). Every "
+             "server token may call it, with a scope that only ships its own user's records; sessions whose "
+             "domain or group has ``code_log`` on get $BACKENDAI_HUB_CODE_LOG=1 and its URL, and record the code "
+             "they run.",
+    ).tag(config=True)
+
+    @default("server_token_scopes")
+    def _default_server_token_scopes(self):
+        # the hub's server role, plus shipping code-log records (granted only as far as the user holds it)
+        server = next(r["scopes"] for r in get_default_roles() if r["name"] == "server")
+        return sorted({*server, f"access:services!service={self.code_log_service}", SCOPE_CODE_LOG})
+
+    async def _code_log_env(self) -> None:
+        """[code-log] What a session needs to record its code, when its domain or group says so."""
+        sid = self.session_id
+        if not await self._db(lambda s: code_logs.session_logging_on(s, sid)):
+            return
+        origin = (self.hub_connect_url or "").rstrip("/")
+        url = f"{origin}{self.hub.base_url}services/{self.code_log_service}/api/v1/code-logs"
+        self.environment = {**self.environment, "BACKENDAI_HUB_CODE_LOG": "1", "BACKENDAI_HUB_CODE_LOG_URL": url}
 
     # -- state ---------------------------------------------------------------------------------------
 
@@ -297,6 +325,7 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
         try:
             self._apply(opts, charge, allocation, mounts)
             await self._ensure_network()
+            await self._code_log_env()  # [code-log]
             self._event(40, "creating the container")
             t = time.monotonic()
             ip_port = await self.launch_container()
