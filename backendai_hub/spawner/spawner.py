@@ -137,7 +137,8 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
         if not await self._db(lambda s: code_logs.session_logging_on(s, sid)):
             return
         origin = (self.hub_connect_url or "").rstrip("/")
-        url = f"{origin}{self.hub.base_url}services/{self.code_log_service}/api/v1/code-logs"
+        base = self.hub.base_url.removesuffix("hub/")  # the hub's is <base_url>hub/; services are beside it
+        url = f"{origin}{base}services/{self.code_log_service}/api/v1/code-logs"
         self.environment = {**self.environment, "BACKENDAI_HUB_CODE_LOG": "1", "BACKENDAI_HUB_CODE_LOG_URL": url}
 
     # -- state ---------------------------------------------------------------------------------------
