@@ -95,7 +95,7 @@ class Shipper:
         return False
 
     async def run(self) -> None:
-        delay = 1.0
+        first = delay = min(1.0, self.backoff_max)
         while True:
             try:
                 ok = await self.ship_once()
@@ -108,7 +108,7 @@ class Shipper:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue
-            delay = 1.0
+            delay = first
             if ok:  # more may be waiting
                 continue
             try:
