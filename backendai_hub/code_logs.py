@@ -179,7 +179,8 @@ def ingest(s: Session, username: str, batch: Batch, *, source: str, now: datetim
     group, domain = row.group, row.group.domain
     if not logging_on(domain, group):
         raise Forbidden(f"code_log is off for domain {domain.name!r} and group {group.name!r}: records refused")
-    captured_by = " ".join(x for x in (source, batch.captured_by) if x)[:255]
+    # what the session says of itself, and what the service saw: the peer it came from
+    captured_by = f"{batch.captured_by or 'an unnamed capturer'} ({source})"[:255]
     stored = 0
     if batch.records:
         values = [dict(received_at=now, username=username, domain=domain.name, group=group.name,

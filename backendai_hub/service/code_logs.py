@@ -55,7 +55,7 @@ class CodeLogsHandler(APIHandler):
 
     async def post(self):
         batch = CL.parse_batch(self.body())
-        source = f"session-server {self.request.remote_ip}"
+        source = f"via {self.request.remote_ip}"
         result = await self.run(lambda s: CL.ingest(s, self.principal.username, batch, source=source))
         self.write_json(result)
 

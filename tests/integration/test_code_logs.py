@@ -93,7 +93,7 @@ async def test_a_batch_sent_twice_is_stored_once(svc):
     one = page["items"][0]
     assert one["user"] == "alice" and one["domain"] == "default" and one["group"] == "ml"
     assert one["execution_count"] == 1 and one["status"] == "ok" and one["kind"] == "cell"
-    assert one["captured_by"].startswith("session-server 127.0.0.1") and one["captured_by"].endswith("test")
+    assert one["captured_by"] == "test (via 127.0.0.1)"
     assert one["code_size"] == len("print(1)") and len(one["code_sha256"]) == 64
     code, shown = await svc.call("alice", "GET", f"code-logs/{one['id']}")
     assert code == 200 and shown == one
