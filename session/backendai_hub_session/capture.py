@@ -13,6 +13,7 @@ from jupyter_server.services.kernels.connection.base import deserialize_binary_m
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
 from .buffer import new_record_id
+from .lines import LineAssembler
 
 log = logging.getLogger("backendai_hub_session")
 
@@ -137,42 +138,6 @@ class LoggingConnection(ZMQChannelsWebsocketConnection):
 
 
 # -- terminals -------------------------------------------------------------------------------------------
-
-class LineAssembler:
-    """Keystrokes sent to a terminal, as the lines entered: Enter ends a line, Backspace removes the
-    last character, escape sequences (arrows, function keys) are dropped. Tab completion and history
-    recall happen in the shell, so such a line is recorded as typed, not as run."""
-
-    MAX = MAX_CODE_BYTES
-
-    def __init__(self):
-        self.line = ""
-        self._esc = False
-
-    def feed(self, data: str) -> list[str]:
-        out = []
-        for ch in data:
-            if self._esc:
-                if ch.isalpha() or ch == "~":
-                    self._esc = False
-                continue
-            if ch == "\x1b":
-                self._esc = True
-            elif ch in "\r\n":
-                if self.line.strip():
-                    out.append(self.line)
-                self.line = ""
-            elif ch in "\x7f\b":
-                self.line = self.line[:-1]
-            elif ch == "\x03":  # Ctrl-C abandons the line
-                self.line = ""
-            elif ch == "\x15":  # Ctrl-U
-                self.line = ""
-            elif ch >= " " or ch == "\t":
-                if len(self.line) < self.MAX:
-                    self.line += ch
-        return out
-
 
 def patch_terminals() -> bool:
     """Record the lines typed into Jupyter's terminals (jupyter_server_terminals' websocket)."""

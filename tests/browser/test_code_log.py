@@ -53,19 +53,30 @@ def _put(hub, token, server: str, path: str, model: dict) -> None:
 
 
 def _run_cells(page, first: int, count: int) -> None:
+    """Run cells ``first`` .. ``first + count - 1`` one by one (click, Shift+Enter), each time waiting for
+    its execution count. A cell whose prompt stays blank (no request sent: JupyterLab was still
+    connecting its kernel) is tried again; one that shows [*] was sent and is never sent twice."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    """Shift+Enter ``count`` times from cell ``first``, each time waiting for its execution count."""
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")  # the kernel is ready
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached")
     cells = page.locator(".jp-Notebook .jp-Cell")
-    cells.nth(first).locator(".jp-InputArea-editor").click()
-    for i in range(first, first + count):  # Shift+Enter runs the cell and selects the next one
-        page.keyboard.press("Shift+Enter")
+    for i in range(first, first + count):
         prompt = cells.nth(i).locator(".jp-InputPrompt")
-        deadline = time.monotonic() + 60
-        while not re.search(r"\[\d+\]", prompt.inner_text()):
+        deadline = time.monotonic() + 90
+        while True:
+            cells.nth(i).locator(".jp-InputArea-editor").click()
+            page.keyboard.press("Shift+Enter")
+            retry = time.monotonic() + 8
+            while not re.search(r"\[[\d*]+\]", prompt.inner_text()) and time.monotonic() < retry:
+                time.sleep(0.2)
+            if re.search(r"\[[\d*]+\]", prompt.inner_text()):
+                break
             if time.monotonic() > deadline:
                 page.screenshot(path=str(SHOTS / f"cell-{i}-did-not-run.png"))
                 raise AssertionError(f"cell {i} did not run: {prompt.inner_text()!r}")
+        while not re.search(r"\[\d+\]", prompt.inner_text()):
+            if time.monotonic() > deadline:
+                page.screenshot(path=str(SHOTS / f"cell-{i}-did-not-finish.png"))
+                raise AssertionError(f"cell {i} did not finish: {prompt.inner_text()!r}")
             time.sleep(0.2)
 
 
