@@ -189,8 +189,9 @@ def ingest(s: Session, username: str, batch: Batch, *, source: str, now: datetim
                        started_at=r.started_at, ended_at=r.ended_at, code=r.code, code_size=r.code_size,
                        code_sha256=r.code_sha256, truncated=r.truncated, captured_by=captured_by)
                   for r in batch.records]
-        stmt = _insert(s).values(values).on_conflict_do_nothing(index_elements=["session_id", "record_id"])
-        stored = s.execute(stmt).rowcount or 0
+        stmt = (_insert(s).values(values).on_conflict_do_nothing(index_elements=["session_id", "record_id"])
+                .returning(CodeLog.id))  # the rows inserted (rowcount is not reliable for a multi-row insert)
+        stored = len(s.execute(stmt).all())
     stream = s.get(CodeLogStream, row.id)
     if stream is None:
         s.add(CodeLogStream(session_id=row.id, last_seen_at=now, captured_by=captured_by))
