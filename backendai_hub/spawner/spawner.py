@@ -41,6 +41,18 @@ _catalogs: dict[tuple, ImageCatalog] = {}
 _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
 
 
+def code_log_token_scopes(spawner) -> list[str]:
+    """[code-log] A server token's scopes: the hub's server role, plus shipping code-log records to the
+    service (granted only as far as the user holds them; the scope only where the hub defines it)."""
+    from jupyterhub.scopes import scope_definitions  # the hub's table, custom scopes included, at spawn
+
+    server = next(r["scopes"] for r in get_default_roles() if r["name"] == "server")
+    extra = {f"access:services!service={spawner.code_log_service}"}
+    if SCOPE_CODE_LOG in scope_definitions:
+        extra.add(SCOPE_CODE_LOG)
+    return sorted({*server, *extra})
+
+
 class BackendAISpawner(JailSettingsMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
@@ -127,9 +139,7 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
 
     @default("server_token_scopes")
     def _default_server_token_scopes(self):
-        # the hub's server role, plus shipping code-log records (granted only as far as the user holds it)
-        server = next(r["scopes"] for r in get_default_roles() if r["name"] == "server")
-        return sorted({*server, f"access:services!service={self.code_log_service}", SCOPE_CODE_LOG})
+        return code_log_token_scopes
 
     async def _code_log_env(self) -> None:
         """[code-log] What a session needs to record its code, when its domain or group says so."""
