@@ -5,6 +5,7 @@ lines too; a session whose domain and group have logging off records nothing and
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import json
 import os
 import re
@@ -122,6 +123,13 @@ def _open_lab(browser, hub, server: str, path: str):  # noqa: F811
     page.set_default_timeout(90_000)
     page.goto(f"{hub.url}/user/demo/{server + '/' if server else ''}lab/tree/{path}")
     page.wait_for_selector(".jp-Notebook .jp-Cell .jp-InputArea-editor")
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached")
+    time.sleep(2)
+    for dialog in page.locator(".jp-Dialog").all():  # e.g. a kernel or server notice: say it, then close it
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"dialog-{server or 'default'}.png"))
+        print("JupyterLab dialog:", dialog.inner_text()[:500])
+        page.keyboard.press("Escape")
     return page
 
 
@@ -162,13 +170,16 @@ def test_cells_are_recorded_in_order_exactly_once_even_when_the_service_dies(bro
         assert _service_pid(hub) != pid
 
         # a terminal's lines, and the shell's banner
-        out = asyncio.run(_terminal(hub, demo, ["echo hello-terminal\r", "ls /tmp \x7f\x7f\x7f\x7f\x7fpwd\r"]))
+        keys = ["echo hello-terminal\r", "ls /tmp \x7f\x7f\x7f\x7f\x7fpwd\r"]
+        with ThreadPoolExecutor(1) as pool:  # playwright's loop runs in this thread
+            out = pool.submit(asyncio.run, _terminal(hub, demo, keys)).result()
         assert "Code logging is on" in out, out
         terms = _wait_logs(hub, admin, 2, kind="terminal")
         assert [r["code"] for r in terms] == ["echo hello-terminal", "ls pwd"]  # as typed, Backspaces applied
         assert all(r["kernel_id"].startswith("terminal:") for r in terms)
         # the user sees their own; the domain admin theirs; nobody else's
         assert len(_logs(hub, demo)) == len(_logs(hub, admin, user="demo"))
+        page.context.close()
     finally:
         stop_server(hub, admin, "demo")
 
