@@ -13,10 +13,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('domains', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('code_log', sa.Boolean(), server_default=sa.text('false'), nullable=False))
-    with op.batch_alter_table('groups', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('code_log', sa.Boolean(), server_default=sa.text('false'), nullable=False))
+    # plain ADD COLUMN (no batch table rebuild): SQLite would refuse to drop a table that rows refer to
+    for table in ('domains', 'groups'):
+        op.add_column(table, sa.Column('code_log', sa.Boolean(), server_default=sa.text('false'), nullable=False))
     op.create_table('code_logs',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
@@ -63,7 +62,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_code_logs_session_id'))
         batch_op.drop_index(batch_op.f('ix_code_logs_domain'))
     op.drop_table('code_logs')
-    with op.batch_alter_table('groups', schema=None) as batch_op:
-        batch_op.drop_column('code_log')
-    with op.batch_alter_table('domains', schema=None) as batch_op:
-        batch_op.drop_column('code_log')
+    # not batch: recreating domains or groups on SQLite would drop a table that rows still refer to
+    # (foreign keys are on); SQLite >= 3.35 drops an unconstrained column in place
+    for table in ('groups', 'domains'):
+        if op.get_bind().dialect.name == 'sqlite':
+            op.execute(f'ALTER TABLE {table} DROP COLUMN code_log')
+        else:
+            op.drop_column(table, 'code_log')
