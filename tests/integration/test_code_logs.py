@@ -251,3 +251,19 @@ def test_the_policy_flag_through_the_cli(svc):
     assert r.returncode == 0 and json.loads(r.stdout)["code_log"] is False, r.stderr
     with svc.db.session() as s:
         assert s.scalar(select(Group.code_log).where(Group.name == "cv"))
+
+
+async def test_the_cli_reads_code_logs_over_the_api_with_a_keypair(svc):
+    import asyncio
+
+    from backendai_hub.cli.backends import RemoteBackend
+    from tests.integration.service_harness import KEYS, PREFIX
+
+    await _three_users(svc)
+    ak, sk = KEYS["dadmin"]
+    remote = RemoteBackend(f"{svc.base}{PREFIX.rstrip('/')}", ak, sk)
+    loop = asyncio.get_running_loop()
+    page = await loop.run_in_executor(None, lambda: remote.code_logs({"q": "secret"}, 100, 0))
+    assert [r["user"] for r in page["items"]] == ["alice"]  # the domain admin's reach, over the wire
+    one = await loop.run_in_executor(None, lambda: remote.code_log(page["items"][0]["id"]))
+    assert one["code"] == "alice two secret"
