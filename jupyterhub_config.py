@@ -72,6 +72,10 @@ if os.environ.get("BACKENDAI_HUB_HOST_CAPACITY"):  # e.g. "cpu=2,mem=4g": less t
         kv.split("=", 1) for kv in os.environ["BACKENDAI_HUB_HOST_CAPACITY"].split(","))
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
+# the service's periodic pass reconciles engine, sessions and hub for what is older than this
+c.BackendAIService.reconcile_grace = float(os.environ.get("BACKENDAI_HUB_RECONCILE_GRACE", "600"))
+if os.environ.get("BACKENDAI_HUB_EXTRA_CONFIG"):  # a file of further settings (tests use one)
+    load_subconfig(os.environ["BACKENDAI_HUB_EXTRA_CONFIG"])  # noqa: F821 - traitlets provides it
 
 # the service gets its settings from this config: call hub_service after everything above is set
 c.JupyterHub.services = [hub_service(f"http://127.0.0.1:{port + 3}", config=c)]

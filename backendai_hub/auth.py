@@ -12,11 +12,11 @@ from sqlalchemy import select
 from tornado import web
 from traitlets import Float, Integer, Unicode, default
 
-from . import forwarded, throttle
+from . import audit, forwarded, throttle
 from .db import Database
-from .errors import NotFound
+from .errors import NotFound, ServiceUnavailable
 from .keys import CryptKeyError, hash_password, password_needs_rehash, verify_password
-from .models import KeyPair, User, UserRole, UserStatus
+from .models import AuditStatus, KeyPair, User, UserRole, UserStatus
 from .scopes import DOMAIN_GROUP_PREFIX, SCOPE_ADMIN, SCOPE_CODE_LOG, SCOPE_DOMAIN_ADMIN, SCOPE_SELF
 from .tenancy import users
 from .validation import ACCESS_KEY_RE
@@ -177,28 +177,49 @@ class BackendAIAuthenticator(Authenticator):
         return None
 
     def _check_credentials(self, login: str, secret: str, address: str | None) -> dict:
-        """Blocking (run in an executor): {"model": ...} | {"refused": msg, "status": n} | {}."""
+        """Blocking (run in an executor): {"model": ...} | {"refused": msg, "status": n} | {}.
+
+        Every attempt is recorded in the audit log in the same transaction as the throttle's count:
+        success, failure (and the lock it led to), and refusals (locked, inactive).
+        """
         with self.database.session() as s:
             account, keypair = self._find(s, login)
             # the account's own name, whichever of its names (or keys) was typed: one count, one lock;
             # a login that names no account is counted as typed, so that locks do not tell them apart
             keys = throttle.keys_for(account.username if account is not None else login, address)
+
+            def record(status: AuditStatus, description: str = "", operation: str = "sign-in") -> None:
+                actor = audit.Actor(
+                    user=account.username if account is not None else None, source="hub",
+                    credential=f"keypair:{keypair.access_key}" if keypair is not None else "password",
+                    domain=account.domain.name if account is not None else None, client_address=address)
+                audit.append(s, actor, audit.Event(
+                    "user", operation, "POST hub/login", status=status, description=description,
+                    entity_id=account.username if account is not None else login[:255]))
+
             lock = throttle.locked(s, keys)
             if lock:
                 self.log.warning("Refused sign-in for %r: %s is locked", login, lock[0])
+                record(AuditStatus.rejected, f"locked ({lock[0]}): too many failed sign-ins")
                 return {"refused": f"too many failed sign-ins; try again in {lock[1]} seconds", "status": 429}
             user = account if self._verify(account, keypair, login, secret) else None
             if user is None:
-                throttle.record_failure(s, keys, self.rules)
+                now_locked = throttle.record_failure(s, keys, self.rules)
                 self.log.warning("Failed sign-in for %r from %s", login, address)
+                record(AuditStatus.rejected, "wrong credentials" if account is not None else "no such account")
+                if now_locked:
+                    record(AuditStatus.success, f"{', '.join(now_locked)} locked for {int(self.lock_seconds)} "
+                                                "seconds after repeated failed sign-ins", operation="lock")
                 return {}
             throttle.clear(s, keys[0])
             refusal = self._refusal(user, keypair)
             if refusal:
                 self.log.warning("Refused sign-in for %s: %s", user.username, refusal)
+                record(AuditStatus.rejected, refusal)
                 return {"refused": refusal, "status": 403}
             if keypair is None and password_needs_rehash(user.password_hash):
                 user.password_hash = hash_password(secret)
+            record(AuditStatus.success)
             return {"model": self._auth_model(user)}
 
     def _find(self, s, login: str) -> tuple[User | None, KeyPair | None]:
@@ -228,8 +249,7 @@ class BackendAIAuthenticator(Authenticator):
         if not login or not secret:
             return None
         address = self.client_address(handler)
-        result = await asyncio.get_running_loop().run_in_executor(
-            None, self._check_credentials, login, secret, address)
+        result = await self._in_executor(self._check_credentials, login, secret, address)
         if "refused" in result:
             raise web.HTTPError(result["status"], result["refused"])
         return result.get("model")
@@ -246,4 +266,12 @@ class BackendAIAuthenticator(Authenticator):
                     return False
                 return self._auth_model(u)
 
-        return await asyncio.get_running_loop().run_in_executor(None, load)
+        return await self._in_executor(load)
+
+    async def _in_executor(self, fn, *args):
+        """``fn(*args)`` on an executor thread; a database that is down is the 503 the hub shows, not a
+        failed sign-in (nor a 500)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        except ServiceUnavailable as e:
+            raise web.HTTPError(503, e.message) from None

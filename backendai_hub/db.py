@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import SingletonConfigurable
 
-from .errors import Conflict
+from .errors import Conflict, ServiceUnavailable
 from .keys import SecretBox, load_or_create_key_file, parse_keys
 
 DEFAULT_DB_URL = "sqlite:///backendai_hub.sqlite"
@@ -30,7 +33,17 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, busy_timeout_ms: int = 10000, echo: bool = False) -> Engine:
+def instance_id(url: str) -> str:
+    """The deployment's id: a hash of its database's URL without the password (hub and service agree)."""
+    u = make_url(normalize_url(url)).set(password=None)
+    return hashlib.sha256(u.render_as_string(hide_password=False).encode()).hexdigest()[:16]
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 10000, echo: bool = False, pool_size: int = 5,
+                max_overflow: int = 10, pool_timeout: float = 10.0, connect_timeout: float = 5.0) -> Engine:
+    """The engine of ``url``. PostgreSQL's pool is bounded (``pool_size`` + ``max_overflow`` connections,
+    a checkout waits ``pool_timeout`` s at most) and pings a connection before lending it, so one that a
+    server restart closed is replaced instead of failing a request."""
     url = normalize_url(url)
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -59,7 +72,70 @@ def make_engine(url: str, *, busy_timeout_ms: int = 10000, echo: bool = False) -
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    connect_args = {"connect_timeout": max(1, round(connect_timeout))} if u.get_backend_name() == "postgresql" else {}
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow,
+                         pool_timeout=pool_timeout, connect_args=connect_args)
+
+
+# SQLSTATEs that mean "the server cannot serve us now", not "this statement is wrong": connection
+# exceptions (class 08), too many connections, and a server shutting down, crashed or starting up
+_UNAVAILABLE_STATES = ("53300", "57P01", "57P02", "57P03")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database server cannot be reached (refused, lost, shutting down, full of
+    connections) or every pooled connection is busy: the same request may succeed later.
+
+    SQLite's errors (a locked or malformed file) and PostgreSQL's statement errors (deadlocks,
+    serialization failures, constraint violations) are not: they are the request's own.
+    """
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool had no connection free for pool_timeout s
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig
+    if isinstance(exc, ConnectionError):
+        return True
+    if exc is None or type(exc).__module__.split(".")[0] != "psycopg":
+        return False
+    if not any(c.__name__ in ("OperationalError", "InterfaceError") for c in type(exc).__mro__):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    # no SQLSTATE: psycopg's own connection errors (refused, timed out, closed, lost mid-query)
+    return state is None or state.startswith("08") or state in _UNAVAILABLE_STATES
+
+
+_RESTARTING = ("the database system is starting up", "the database system is shutting down",
+               "the database system is in recovery mode", "terminating connection due to administrator command")
+_FULL = ("too many connections", "remaining connection slots are reserved")
+
+
+def unavailable_error(exc: BaseException, retry_after: int = 5) -> ServiceUnavailable | None:
+    """The 503 that ``exc`` means for a caller, when :func:`is_unavailable`; else None. Its message says
+    what happened in general terms (the server's address and its own words go to the log only)."""
+    if not is_unavailable(exc):
+        return None
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    state = getattr(orig, "sqlstate", None) or ""
+    text = str(orig).lower()  # a refused connection carries the server's FATAL line, not its SQLSTATE
+    if isinstance(exc, sa_exc.TimeoutError):
+        why = "all of this process's connections to it are in use"
+    elif state in ("57P01", "57P02", "57P03") or any(w in text for w in _RESTARTING):
+        why = "the server is restarting"
+    elif state == "53300" or any(w in text for w in _FULL):
+        why = "the server has no connection left"
+    else:
+        why = "it cannot be reached"
+    return ServiceUnavailable(f"the database is unavailable ({why}); retry in {retry_after} s",
+                              retry_after=retry_after)
+
+
+def describe(exc: BaseException) -> str:
+    """The first line of a database error, for the log."""
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
 
 
 def alembic_config(engine_or_url: Engine | str):
@@ -133,15 +209,51 @@ class Database(SingletonConfigurable):
 
     busy_timeout_ms = Integer(10000, help="SQLite busy timeout in milliseconds.").tag(config=True)
 
+    pool_size = Integer(
+        5, min=1, help="""PostgreSQL: connections each process (the hub, the REST service, a CLI) keeps open.
+
+        A process never holds more than ``pool_size + max_overflow``: size them so that every process
+        together stays below the server's ``max_connections``.
+        """,
+    ).tag(config=True)
+
+    max_overflow = Integer(
+        10, min=0, help="PostgreSQL: connections opened beyond ``pool_size`` under load and closed when returned.",
+    ).tag(config=True)
+
+    pool_timeout = Float(
+        10, min=0, help="""PostgreSQL: seconds a request waits for a free connection when all are in use.
+
+        It then fails with 503 Service Unavailable (``Retry-After``) instead of queueing without end.
+        """,
+    ).tag(config=True)
+
+    connect_timeout = Float(
+        5, min=1, help="""PostgreSQL: seconds to wait for the server when opening a connection (whole seconds).
+
+        While the server is down or restarting, requests fail fast with 503 Service Unavailable
+        (a JSON error naming the database, with ``Retry-After``; a spawn fails with that message) and
+        nothing is changed; the pool reconnects by itself once the server is back (connections are
+        pinged before use, so none closed by the restart is lent out).
+        """,
+    ).tag(config=True)
+
+    retry_after = Integer(
+        5, min=1, help="Seconds the REST service's ``Retry-After`` tells clients to wait when the database is unavailable.",
+    ).tag(config=True)
+
     _engine: Engine | None = None
     _sessionmaker: sessionmaker | None = None
     _readonly_sessionmaker: sessionmaker | None = None
     _box: SecretBox | None = None
+    _down_since: float | None = None  # when the database became unavailable (for the log)
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.url, busy_timeout_ms=self.busy_timeout_ms)
+            self._engine = make_engine(self.url, busy_timeout_ms=self.busy_timeout_ms, pool_size=self.pool_size,
+                                       max_overflow=self.max_overflow, pool_timeout=self.pool_timeout,
+                                       connect_timeout=self.connect_timeout)
         return self._engine
 
     @property
@@ -169,7 +281,9 @@ class Database(SingletonConfigurable):
     def session(self, readonly: bool = False) -> Iterator[Session]:
         """One transaction: committed when the block succeeds, rolled back on any error.
 
-        ``readonly`` transactions must not write; on SQLite they skip the write lock.
+        ``readonly`` transactions must not write; on SQLite they skip the write lock. A database that
+        cannot be reached (see :func:`is_unavailable`) raises :class:`~backendai_hub.errors.ServiceUnavailable`:
+        the transaction is rolled back whole, or was never begun (all of it, or none, is committed).
         """
         if self._sessionmaker is None:
             self._sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
@@ -179,8 +293,19 @@ class Database(SingletonConfigurable):
         try:
             with s.begin():
                 yield s
+        except Exception as e:
+            error = unavailable_error(e, self.retry_after)
+            if error is None:
+                raise
+            if self._down_since is None:  # once per outage, not once per request
+                self._down_since = time.monotonic()
+                self.log.warning("backendai-hub database unavailable: %s", describe(e))
+            raise error from e
         finally:
             s.close()
+        if self._down_since is not None:
+            down, self._down_since = time.monotonic() - self._down_since, None
+            self.log.info("backendai-hub database reachable again (unavailable for %.1f s)", down)
 
     def has_tables(self) -> bool:
         return inspect(self.engine).has_table("domains")

@@ -21,6 +21,11 @@ class TenancyError(Exception):
             out["field"] = self.field
         return out
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the REST service sends with this error (none by default)."""
+        return {}
+
 
 class InvalidInput(TenancyError):
     status = 400
@@ -100,3 +105,28 @@ class StorageError(TenancyError):
     """The storage host failed (answered as 503: the request was fine, the host was not)."""
 
     status = 503
+
+
+class ServiceUnavailable(TenancyError):
+    """A backend the request needs (the database) cannot be reached now; nothing was changed. The REST
+    service answers 503 with ``Retry-After``; the request may be sent again as it was."""
+
+    status = 503
+
+    def __init__(self, message: str, *, backend: str = "database", retry_after: int = 5):
+        super().__init__(message)
+        self.backend, self.retry_after = backend, retry_after
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "unavailable": self.backend, "retry_after": self.retry_after}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class InsufficientStorage(TenancyError):
+    """The storage host has no space left (HTTP 507): what was written so far stays where it was (an
+    upload's bytes in its hidden part file, resumable once there is room), never half a file at its path."""
+
+    status = 507

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from sqlalchemy.orm import Session
 
+from . import audit
 from . import tenancy as T
 from . import validation as V
 from .errors import InvalidInput, NotFound, TenancyError
@@ -83,8 +84,21 @@ def _find(s: Session, res: Resource, r: dict):
         return None
 
 
-def populate(s: Session, box: SecretBox, data: dict) -> list[dict]:
-    """Create what is missing and update what exists, in one transaction (the caller's)."""
+FIXTURES = audit.Actor(user=None, source="fixtures", credential="fixture file")
+_OPERATIONS = {"created": "create", "updated": "update", "deleted": "delete"}
+
+
+def _record(s: Session, actor: audit.Actor | None, kind: str, label: str, action: str, what: str) -> None:
+    if actor is None:
+        return  # not recorded (a schema older than the audit log's, in migration tests)
+    entity = "policy" if kind.endswith("-policy") else kind
+    audit.append(s, actor, audit.Event(entity, _OPERATIONS[action], f"fixture {what}", entity_id=label))
+
+
+def populate(s: Session, box: SecretBox, data: dict, actor: audit.Actor | None = FIXTURES,
+             what: str = "populate") -> list[dict]:
+    """Create what is missing and update what exists, in one transaction (the caller's); each object
+    created or updated is recorded in the audit log in it."""
     report = []
     for kind, label, res, r in _items(data):
         try:
@@ -98,6 +112,7 @@ def populate(s: Session, box: SecretBox, data: dict) -> list[dict]:
                 res.update(s, *res.key_of(r), {k: v for k, v in r.items() if k not in res.key})
         except TenancyError as e:
             raise type(e)(f"fixture {kind} {label!r}: {e.message}", field=e.field) from None
+        _record(s, actor, kind, label, action, what)
         report.append({"kind": kind, "name": label, "action": action})
     return report
 
@@ -123,10 +138,11 @@ def status(s: Session, data: dict) -> list[dict]:
             for kind, label, res, r in _items(data)]
 
 
-def reset(s: Session, box: SecretBox, data: dict) -> list[dict]:
+def reset(s: Session, box: SecretBox, data: dict, actor: audit.Actor | None = FIXTURES) -> list[dict]:
     """Delete the fixture's objects (dependents first), then populate them afresh."""
-    for _kind, _label, res, r in reversed(_items(data)):
+    for kind, label, res, r in reversed(_items(data)):
         if _find(s, res, r) is not None:
             res.delete(s, *res.key_of(r))
             s.flush()
-    return populate(s, box, data)
+            _record(s, actor, kind, label, "deleted", "reset")
+    return populate(s, box, data, actor, "reset")

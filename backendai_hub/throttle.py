@@ -46,8 +46,10 @@ def locked(s: Session, keys: list[str], now: datetime | None = None) -> tuple[st
     return None
 
 
-def record_failure(s: Session, keys: list[str], rules: ThrottleRules, now: datetime | None = None) -> None:
+def record_failure(s: Session, keys: list[str], rules: ThrottleRules, now: datetime | None = None) -> list[str]:
+    """Count a failed sign-in against ``keys``; the keys it locked now."""
     now = now or _now()
+    locked = []
     for key in keys:
         row = s.get(LoginThrottle, key)
         if row is None:
@@ -59,6 +61,8 @@ def record_failure(s: Session, keys: list[str], rules: ThrottleRules, now: datet
         if row.failures >= rules.max_failures:
             row.locked_until = now + rules.lock
             row.failures, row.window_start = 0, now
+            locked.append(key)
+    return locked
 
 
 def clear(s: Session, key: str) -> bool:

@@ -12,6 +12,7 @@ import enum
 import json
 import math
 import re
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
 from . import egress as E
@@ -130,6 +131,17 @@ def member(cls: type[enum.Enum]) -> Parser:
             raise InvalidInput(f"{field}: {value!r} is not one of {values}", field=field) from None
 
     return parse_member
+
+
+def timestamp(value: Any, field: str) -> datetime:
+    """An ISO 8601 date or date-time (``2026-12-01``, ``2026-12-01T10:00:00+09:00``); no zone means UTC."""
+    if not isinstance(value, str) or not value or len(value) > 40:
+        raise InvalidInput(f"{field}: must be an ISO 8601 date or date-time", field=field)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        raise InvalidInput(f"{field}: {value!r} is not an ISO 8601 date or date-time", field=field) from None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
 
 def integer(value: Any, field: str, *, minimum: int = 0, maximum: int = INT64_MAX) -> int:

@@ -13,22 +13,41 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from .. import code_logs, signing
+from .. import audit, code_logs, signing
 from ..db import Database
+from ..models import AuditLog
 from ..resources import REGISTRY
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, RemoteError
 
 # -- local: straight on the database ---------------------------------------------------------------
 
 class LocalBackend:
-    """Operations on the database, each in one transaction."""
+    """Operations on the database, each in one transaction that also records it in the audit log
+    (a failure is recorded in a transaction of its own)."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, actor: audit.Actor | None = None):
         self.db = db
+        self.actor = actor or audit.local_actor()
+
+    def _audited(self, resource: str, operation: str, key: tuple, work):
+        event = audit.Event(resource, operation, f"{resource} {operation}",
+                            entity_id="/".join(map(str, key)) if key else None)
+        try:
+            with self.db.session() as s:
+                result = work(s)
+                if event.entity_id is None and isinstance(result, dict):
+                    event.entity_id = str(next((result[k] for k in ("access_key", "username", "name")
+                                                if result.get(k)), "")) or None
+                audit.append(s, self.actor, event)
+                return result
+        except Exception as e:
+            audit.record(self.db, self.actor, event.failed(e))
+            raise
 
     def create(self, resource: str, data: dict) -> dict:
-        with self.db.session() as s:
-            return REGISTRY[resource].create(s, self.db.secrets, data)
+        named = tuple(data[k] for k in REGISTRY[resource].key if isinstance(data.get(k), str))
+        return self._audited(resource, "create", named if len(named) == len(REGISTRY[resource].key) else (),
+                             lambda s: REGISTRY[resource].create(s, self.db.secrets, data))
 
     def list(self, resource: str, **filters) -> list[dict]:
         res = REGISTRY[resource]
@@ -43,12 +62,23 @@ class LocalBackend:
 
     def update(self, resource: str, key: tuple, data: dict) -> dict:
         res = REGISTRY[resource]
-        with self.db.session() as s:
-            return res.to_dict(res.update(s, *key, data))
+        return self._audited(resource, "update", key, lambda s: res.to_dict(res.update(s, *key, data)))
 
     def delete(self, resource: str, key: tuple) -> None:
-        with self.db.session() as s:
-            REGISTRY[resource].delete(s, *key)
+        self._audited(resource, "delete", key, lambda s: REGISTRY[resource].delete(s, *key))
+
+    def audit_page(self, filters: dict, limit: int, offset: int) -> dict:
+        q = audit_query(filters)
+        with self.db.session(readonly=True) as s:
+            rows, total = audit.search(s, q, limit, offset)
+            return {"items": [audit.to_dict(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+    def audit_show(self, row_id: int) -> dict:
+        with self.db.session(readonly=True) as s:
+            row = s.get(AuditLog, row_id)
+            if row is None:
+                raise NotFound(f"no audit log row {row_id}")
+            return audit.to_dict(row)
 
     def code_logs(self, filters: dict, limit: int, offset: int) -> dict:
         with self.db.session(readonly=True) as s:
@@ -62,6 +92,11 @@ class LocalBackend:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def audit_query(filters: dict) -> audit.Query:
+    """The CLI's audit filters (already parsed) as a query over every row (the database's operator)."""
+    return audit.Query(**{k: v for k, v in filters.items() if v is not None})
 
 
 # -- remote: the hub's REST service, with keypair-signed requests --------------------------------------
@@ -138,6 +173,15 @@ class RemoteBackend:
 
     def delete(self, resource: str, key: tuple) -> None:
         self.request("DELETE", self._item(resource, key))
+
+    def audit_page(self, filters: dict, limit: int, offset: int) -> dict:
+        query = {("q" if k == "text" else k): (v.isoformat() if hasattr(v, "isoformat") else
+                                               getattr(v, "value", v))
+                 for k, v in filters.items() if v is not None}
+        return self.request("GET", "audit-logs", query={**query, "limit": limit, "offset": offset})
+
+    def audit_show(self, row_id: int) -> dict:
+        return self.request("GET", f"audit-logs/{row_id}")
 
     def code_logs(self, filters: dict, limit: int, offset: int) -> dict:
         return self.request("GET", "code-logs", query={**filters, "limit": limit, "offset": offset})

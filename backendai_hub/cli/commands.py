@@ -9,11 +9,15 @@ import os
 import sys
 from typing import Sequence
 
-from .. import code_logs, fixtures
+from sqlalchemy import select
+
+from .. import audit, code_logs, fixtures
+from .. import validation as V
 from ..accelerators import Accelerators
 from ..accelerators.inventory import Inventory, live_holders, render_table
 from ..db import Database, current_revision, head_revision
 from ..keys import generate_password
+from ..models import AuditLog, AuditStatus
 from ..resources import REGISTRY
 from .output import emit
 
@@ -126,8 +130,15 @@ def cmd_delete(backend, args):
 def _fixture(db, args, run, columns):
     data = fixtures.load(args.file)
     box = db.secrets
-    with db.session() as s:
-        emit(run(s, box, data), columns, _out(args))
+    actor = audit.local_actor("fixtures")
+    try:
+        with db.session() as s:
+            emit(run(s, box, data, actor), columns, _out(args))
+    except Exception as e:
+        if args.verb != "list":  # the objects' rows rolled back with them: the failure is recorded
+            audit.record(db, actor, audit.Event("fixture", args.verb, f"fixture {args.verb}",
+                                                entity_id=str(args.file)).failed(e))
+        raise
 
 
 def cmd_fixture_populate(db, args):
@@ -135,7 +146,7 @@ def cmd_fixture_populate(db, args):
 
 
 def cmd_fixture_list(db, args):
-    _fixture(db, args, lambda s, _box, data: fixtures.status(s, data), ("kind", "name", "present"))
+    _fixture(db, args, lambda s, _box, data, _actor: fixtures.status(s, data), ("kind", "name", "present"))
 
 
 def cmd_fixture_reset(db, args):
@@ -150,6 +161,104 @@ def cmd_agent_show(db, args):
     else:
         print(render_table(info), end="")
 
+
+# -- the audit log ---------------------------------------------------------------------------------
+
+AUDIT_COLUMNS = ("seq", "created_at", "actor", "source", "entity_type", "entity_id", "operation", "status",
+                 "description")
+
+
+def _audit_filters(args) -> dict:
+    got = {k: getattr(args, k, None) for k in ("actor", "entity_type", "entity_id", "operation", "status",
+                                               "since", "until", "text")}
+    if got["status"] is not None:
+        got["status"] = V.member(AuditStatus)(got["status"], "--status")
+    for k in ("since", "until"):
+        if got[k] is not None:
+            got[k] = V.timestamp(got[k], f"--{k}")
+    return got
+
+
+def cmd_audit_list(backend, args):
+    limit, offset = getattr(args, "limit", 50), getattr(args, "offset", 0)
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise UsageError("--limit must be 1 to 1000 and --offset 0 or more")
+    page = backend.audit_page(_audit_filters(args), limit, offset)
+    emit(page["items"], AUDIT_COLUMNS, _out(args))
+    if _out(args) != "json" and page["total"] > page["offset"] + len(page["items"]):
+        print(f"({page['total']} rows; showing {len(page['items'])} from offset {page['offset']}: "
+              "--offset/--limit for more)", file=sys.stderr)
+
+
+def cmd_audit_show(backend, args):
+    emit(backend.audit_show(args.id), (), _out(args), single=True)
+
+
+def cmd_audit_export(backend, args):
+    """Every matching row, oldest first, as JSON lines (to --out or stdout)."""
+    filters = _audit_filters(args)
+    try:
+        out = open(args.out, "w", encoding="utf-8") if getattr(args, "out", None) else sys.stdout
+    except OSError as e:
+        raise UsageError(f"--out {args.out}: {e.strerror}") from None
+    try:
+        pages, offset, total = [], 0, None
+        while total is None or offset < total:  # the API pages newest first: collect, then reverse
+            page = backend.audit_page(filters, 1000, offset)
+            total = page["total"]
+            if not page["items"]:
+                break
+            pages.append(page["items"])
+            offset += len(page["items"])
+        for items in reversed(pages):
+            for row in reversed(items):
+                out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+def cmd_audit_verify(db: Database, args):
+    with db.session(readonly=True) as s:
+        verdict = audit.verify(s)
+        head = s.scalar(select(AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1))
+    result = {**verdict.to_dict(), "head_hash": head}
+    if _out(args) == "json":
+        print(json.dumps(result, indent=2))
+    elif verdict.ok:
+        print(f"audit log intact: {verdict.checked} row(s), seq {verdict.first_seq}..{verdict.last_seq}, "
+              f"head {head}")
+    else:
+        print(f"audit log BROKEN at seq {verdict.broken_seq} (row id {verdict.broken_id}): {verdict.reason} "
+              f"({verdict.checked} row(s) before it verified)")
+    if not verdict.ok:
+        raise AuditBroken
+
+
+class AuditBroken(Exception):
+    """``audit verify`` found a break: the command exits with status 1."""
+
+
+def cmd_audit_prune(db: Database, args):
+    before = V.timestamp(args.before, "--before")
+    actor = audit.local_actor()
+    try:
+        out = open(args.export, "x", encoding="utf-8") if getattr(args, "export", None) else None
+    except OSError as e:
+        raise UsageError(f"--export {args.export}: {e.strerror} (it must be a new file)") from None
+    try:
+        with db.session() as s:
+            gone = audit.prune(s, actor, before,
+                               export=(lambda rows: out.writelines(audit.export_lines(rows))) if out else None)
+    finally:
+        if out is not None:
+            out.close()
+    print(f"deleted {gone} audit row(s) created before {before.isoformat()}"
+          + (f" (exported to {args.export})" if out else ""))
+
+
+
+# -- the code-execution log ------------------------------------------------------------------------
 
 CODE_LOG_COLUMNS = ("id", "started_at", "user", "session", "kind", "status", "execution_count", "code")
 
@@ -186,9 +295,12 @@ def cmd_code_log_prune(db: Database, args):
                 f.flush()
                 os.fsync(f.fileno())
         n = code_logs.prune(s, before)
+        audit.append(s, audit.local_actor(), audit.Event(
+            "code-log", "prune", "code-log prune", description=f"{n} record(s) received before {before.isoformat()}"
+            + (f", exported to {args.export}" if getattr(args, "export", None) else "")))
     print(f"deleted {n} code-log record(s) received before {before.isoformat()}"
           + (f" (exported to {args.export})" if getattr(args, "export", None) else ""))
 
 
 LOCAL_ONLY = (cmd_db_upgrade, cmd_db_current, cmd_fixture_populate, cmd_fixture_list, cmd_fixture_reset,
-              cmd_agent_show, cmd_code_log_prune)
+              cmd_agent_show, cmd_audit_verify, cmd_audit_prune, cmd_code_log_prune)

@@ -9,7 +9,7 @@ from typing import Sequence
 import shtab
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from ..db import Database
+from ..db import Database, describe, unavailable_error
 from ..errors import TenancyError
 from ..keys import CryptKeyError
 from . import commands as C
@@ -48,10 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.func(db if args.func in C.LOCAL_ONLY else LocalBackend(db), args)
         finally:
             db.dispose()
+    except C.AuditBroken:
+        return 1
     except TenancyError as e:
         return _fail(e.message)
     except (C.UsageError, CryptKeyError) as e:
         return _fail(str(e))
     except (OperationalError, ProgrammingError) as e:
+        down = unavailable_error(e)
+        if down is not None:
+            return _fail(f"{down.message.rsplit(';', 1)[0]}: {describe(e)}")  # the operator sees where
         return _fail(f"database error: {str(e.orig).splitlines()[0] if e.orig else e}")
     return 0

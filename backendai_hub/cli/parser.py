@@ -208,6 +208,30 @@ def build_parser() -> argparse.ArgumentParser:
     _sub(v, "show", "CPU, memory, NUMA, disks, accelerators and which session holds each", C.cmd_agent_show,
          read=True)
 
+    # audit log
+    v = res.add_parser("audit", help="the audit log: who changed what").add_subparsers(dest="verb", required=True)
+    for verb, help, func in (("list", "audit rows, newest first", C.cmd_audit_list),
+                             ("export", "every matching row, oldest first, as JSON lines", C.cmd_audit_export)):
+        p = _sub(v, verb, help, func, read=verb == "list")
+        p.add_argument("--actor", help="who acted (a username)")
+        p.add_argument("--entity-type", help="domain, group, user, keypair, policy, vfolder, session, ...")
+        p.add_argument("--entity-id")
+        p.add_argument("--operation", help="create, update, delete, share, sign-in, spawn, ...")
+        p.add_argument("--status", choices=("success", "rejected", "error"))
+        p.add_argument("--since", metavar="DATE", help="ISO 8601 date or date-time (UTC unless it says)")
+        p.add_argument("--until", metavar="DATE")
+        p.add_argument("--text", help="words in the description, action, entity or actor")
+        if verb == "list":
+            p.add_argument("--limit", type=int, default=50)
+            p.add_argument("--offset", type=int, default=0)
+        else:
+            p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    _sub(v, "show", "one audit row", C.cmd_audit_show, read=True).add_argument("id", type=int)
+    _sub(v, "verify", "check the hash chain; names the first broken row (exit 1)", C.cmd_audit_verify, read=True)
+    p = _sub(v, "prune", "delete rows created before a date (the cut stays verifiable)", C.cmd_audit_prune)
+    p.add_argument("--before", required=True, metavar="DATE")
+    p.add_argument("--export", metavar="FILE", help="first write the deleted rows here as JSON lines (a new file)")
+
     # code-log
     v = res.add_parser("code-log", help="code run in sessions whose domain or group has code_log on").add_subparsers(
         dest="verb", required=True)

@@ -283,6 +283,9 @@ class CompatInvitationsHandler(CompatBase):
 
 
 class CompatAcceptInvitationHandler(CompatBase):
+    audit_ops = {"POST": "accept"}
+    audit_entity = "vfolder-invitation"
+
     async def post(self):
         inv_id = self.body().get("inv_id")
         await self.run(lambda s: invitations.answer_invitation(s, self.principal, inv_id, True))
@@ -290,6 +293,9 @@ class CompatAcceptInvitationHandler(CompatBase):
 
 
 class CompatDeleteInvitationHandler(CompatBase):
+    audit_ops = {"DELETE": "delete"}
+    audit_entity = "vfolder-invitation"
+
     async def delete(self):
         """The invitee rejects the invitation; its inviter (or the folder's owner) cancels it."""
         inv_id = self.body().get("inv_id")
@@ -411,6 +417,7 @@ class CompatUpdateOptionsHandler(CompatBase):
 class CompatGraphQLHandler(CompatBase):
     """``POST <prefix>admin/gql``: only the paginated vfolder lists the client's ``vfolder list`` commands
     send (vfolders/backendai_format.py parses exactly that query); the folders are those our own API lists."""
+    audited = False  # queries only (POST is GraphQL's transport)
 
     async def post(self):
         root, asked, args, limit, offset = backendai_format.parse_list_query(self.body())

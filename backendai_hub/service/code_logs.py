@@ -30,6 +30,9 @@ def check_filters(p: Principal, f: dict) -> None:
 
 class CodeLogsHandler(APIHandler):
     may_revoke_access = False
+    # ingest is a log of its own: an audit row per batch and heartbeat would bury the audit log (and
+    # queue every session behind its chain); prunes of these records are audited where they happen
+    audited = False
 
     async def authenticate(self) -> Principal:
         if self.request.method != "POST":

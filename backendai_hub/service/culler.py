@@ -7,16 +7,19 @@ import asyncio
 import json
 import logging
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from urllib.parse import quote
 
 from sqlalchemy import select
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from .. import code_logs
+from .. import audit, code_logs
 from ..admission import repair_usage
 from ..db import Database
+from ..errors import ServiceUnavailable
 from ..models import KernelSession, SessionStatus
 from ..vfolders.mounts import revoked_mounts
+from .reconciler import Action, Reconciler, hub_servers, plan
 
 log = logging.getLogger("backendai_hub.culler")
 
@@ -50,8 +53,11 @@ class Culler:
     stop the servers whose sessions outlived their policy or mount what their user lost."""
 
     def __init__(self, db: Database, hub_api_url: str, token: str, interval: float = 60, *,
-                 code_log_retention: float = 0, code_log_gap_after: float = 0):
+                 audit_retention: timedelta | None = None, audit_export_dir: str | None = None,
+                 reconciler: Reconciler | None = None, code_log_retention: float = 0, code_log_gap_after: float = 0):
         self.db, self.api, self.token, self.interval = db, hub_api_url.rstrip("/"), token, interval
+        self.reconciler = reconciler
+        self.audit_retention, self.audit_export_dir = audit_retention, audit_export_dir
         # [code-log] days records are kept (0: forever); seconds of silence that make a gap row (0: none)
         self.code_log_retention, self.code_log_gap_after = code_log_retention, code_log_gap_after
         self.client = AsyncHTTPClient()
@@ -76,11 +82,14 @@ class Culler:
                                 rp.idle_timeout))
             return out
 
-    def _note(self, session_id: int, reason: str) -> None:
+    def _note(self, session_id: int, user: str, server: str, reason: str) -> None:
         with self.db.session() as s:
             row = s.get(KernelSession, session_id)
             if row is not None and row.status == SessionStatus.running:
                 row.status_info = f"stopping: {reason}"
+            audit.append(s, audit.SERVICE, audit.Event(
+                "session", "cull", f"cull server {user}/{server}", entity_id=f"{user}/{server}#{session_id}",
+                description=reason, domain=row.user.domain.name if row is not None else None))
 
     def _revoked(self) -> list[tuple[int, str, str, str]]:
         with self.db.session(readonly=True) as s:
@@ -89,7 +98,7 @@ class Culler:
 
     async def _stop(self, sid: int, user: str, server: str, reason: str) -> None:
         log.info("Stopping %s/%s: %s", user, server, reason)
-        await asyncio.get_running_loop().run_in_executor(None, self._note, sid, reason)
+        await asyncio.get_running_loop().run_in_executor(None, self._note, sid, user, server, reason)
         await self._hub("DELETE", _server_path(user, server))
 
     async def revoke(self) -> list[tuple[str, str, str]]:
@@ -109,8 +118,12 @@ class Culler:
         """[code-log] the retention cut and the gap rows of logged sessions that stopped shipping."""
         with self.db.session() as s:
             if self.code_log_retention > 0:
-                n = code_logs.prune(s, now - timedelta(days=self.code_log_retention))
+                before = now - timedelta(days=self.code_log_retention)
+                n = code_logs.prune(s, before)
                 if n:
+                    audit.append(s, audit.SERVICE, audit.Event(
+                        "code-log", "prune", "code-log retention",
+                        description=f"{n} record(s) received before {before.isoformat()}"))
                     log.info("code log: pruned %d record(s) older than %g day(s)", n, self.code_log_retention)
             if self.code_log_gap_after > 0:
                 for sid in code_logs.record_gaps(s, silence=timedelta(seconds=self.code_log_gap_after), now=now):
@@ -122,12 +135,62 @@ class Culler:
             for line in repair_usage(s):
                 log.warning("level usage repaired: %s", line)
 
+    def prune_audit(self, now: datetime | None = None) -> int:
+        """Apply the audit log's retention: rows older than it go (exported first when configured)."""
+        if self.audit_retention is None:
+            return 0
+        before = (now or datetime.now(timezone.utc)) - self.audit_retention
+        export = None
+        if self.audit_export_dir:
+            def export(rows):
+                rows = list(rows)
+                path = Path(self.audit_export_dir) / f"audit-{rows[0].seq}-{rows[-1].seq}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "x", encoding="utf-8") as f:
+                    f.writelines(audit.export_lines(rows))
+        with self.db.session() as s:
+            gone = audit.prune(s, audit.SERVICE, before, export=export)
+        if gone:
+            log.info("audit log: %d row(s) older than %s deleted", gone, before.isoformat())
+        return gone
+
+    async def reconcile(self, now: datetime | None = None) -> list[Action]:
+        """Make the engine's containers, the sessions table and the hub's servers agree (reconciler.py)."""
+        r = self.reconciler
+        if r is None:
+            return []
+        loop = asyncio.get_running_loop()
+        users, offset = [], 0
+        while True:  # the hub pages GET /users (200 a page by default)
+            page = await self._hub("GET", f"/users?state=active&offset={offset}&limit=200") or []
+            users += page
+            offset += len(page)
+            if len(page) < 200:
+                break
+        hub = hub_servers(users)
+        rows = await loop.run_in_executor(None, r.rows)
+        containers = await loop.run_in_executor(None, r.containers)
+        actions = plan(rows, containers, hub, now=now or datetime.now(timezone.utc), grace=r.grace)
+        for a in actions:
+            log.warning("%s %s/%s: %s", a.kind, a.user, a.server, a.reason)
+            if a.container_id and a.kind in ("release", "remove-container"):
+                await loop.run_in_executor(None, r.remove_container, a.container_id, a.session_id)
+            if a.kind == "release":
+                await loop.run_in_executor(None, r.release, a)
+                continue
+            if a.kind == "stop-server":
+                await self._hub("DELETE", _server_path(a.user, a.server))
+            await loop.run_in_executor(None, r.record, a)
+        return actions
+
     async def run_once(self, now: datetime | None = None) -> list[tuple[str, str, str]]:
         """One pass; returns (user, server, reason) for each server it stopped. Also recounts the
         per-level usage admission reads, should anything have changed sessions behind its back."""
         now = now or datetime.now(timezone.utc)
         loop = asyncio.get_running_loop()
+        await self.reconcile(now)
         await loop.run_in_executor(None, self._repair_usage)
+        await loop.run_in_executor(None, self.prune_audit, now)
         await loop.run_in_executor(None, self._code_logs, now)
         stopped = await self.revoke()
         for sid, user, server, started_at, lifetime, idle in await loop.run_in_executor(None, self._candidates):
@@ -148,6 +211,8 @@ class Culler:
         while True:
             try:
                 await self.run_once()
+            except ServiceUnavailable as e:  # the database is down: the next round tries again
+                log.warning("Culling pass skipped: %s", e.message)
             except Exception:  # keep culling on the next round; a hub restart is not fatal here
                 log.exception("Culling pass failed")
             try:

@@ -15,9 +15,10 @@ import sys
 from datetime import timedelta
 from urllib.parse import urlparse
 
+import docker
 from tornado import ioloop
 from tornado.log import enable_pretty_logging
-from traitlets import Dict, Float, Integer
+from traitlets import Dict, Float, Integer, Unicode
 from traitlets.config import Application, Config
 
 from ..accelerators import Accelerators
@@ -26,8 +27,10 @@ from ..forwarded import Networks, ProxiedHTTPServer
 from ..images import DEFAULT_ALIASES
 from ..vfolders.storage import StorageHosts
 from ..scopes import CUSTOM_SCOPES, SCOPE_CODE_LOG
+from ..spawner.firewall import Firewall
 from .app import make_app, recover
 from .culler import SERVICE_SCOPES, Culler
+from .reconciler import Reconciler
 
 CONFIG_ENV = "BACKENDAI_HUB_SERVICE_CONFIG"
 # the configurables the service process instantiates: their sections of the hub's config reach it
@@ -41,6 +44,25 @@ class BackendAIService(Application):
 
     name = "backendai-hub-service"
     description = __doc__
+
+    audit_retention_days = Integer(
+        0, help="""Days the audit log keeps its rows; older ones are deleted by the service's periodic pass
+        (0: keep every row). The cut is recorded in the log, so what stays still verifies
+        (``backendai-hub audit verify``). See ``audit_export_dir`` to keep a copy.""",
+    ).tag(config=True)
+
+    audit_export_dir = Unicode(
+        "", help="""Where rows past ``audit_retention_days`` are written, as JSON lines
+        (``audit-<first>-<last>.jsonl``, a new file per cut), before they are deleted; empty: not kept.""",
+    ).tag(config=True)
+
+    reconcile_grace = Float(
+        600, help="""Seconds a session, container or server is left alone after it appears, before the
+        periodic pass reconciles it with the engine and the hub (removing an orphaned container,
+        releasing a session the hub does not know, asking the hub to stop a server whose container is
+        gone). Longer than the slowest spawn (start_timeout + http_timeout), so that nothing being born
+        is touched. 0 turns the reconciler off.""",
+    ).tag(config=True)
 
     cull_interval = Float(
         60, help="Seconds between two passes of the culler that stops sessions past their keypair policy's "
@@ -108,9 +130,14 @@ class BackendAIService(Application):
             url.port or 80, address=url.hostname or "127.0.0.1")
         api_url, token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
         if api_url and token:
-            culler = app.settings["culler"] = Culler(db, api_url, token, interval=self.cull_interval,
-                                                     code_log_retention=self.code_log_retention,
-                                                     code_log_gap_after=self.code_log_gap_after)
+            culler = app.settings["culler"] = Culler(
+                db, api_url, token, interval=self.cull_interval,
+                audit_retention=timedelta(days=self.audit_retention_days) if self.audit_retention_days > 0 else None,
+                audit_export_dir=self.audit_export_dir or None,
+                reconciler=Reconciler(db, docker.from_env(), grace=timedelta(seconds=self.reconcile_grace),
+                                      firewall=Firewall() if os.geteuid() == 0 else None)
+                if self.reconcile_grace > 0 else None,
+                code_log_retention=self.code_log_retention, code_log_gap_after=self.code_log_gap_after)
             ioloop.IOLoop.current().add_callback(culler.run_forever)
         log.info("backendai-hub service at %s%s", url.geturl(), prefix)
         loop = ioloop.IOLoop.current()
@@ -165,8 +192,28 @@ def hub_service(url: str, *, config: Config | None = None, name: str = "backenda
     }
 
 
+def exit_with_parent() -> bool:
+    """Linux: be sent SIGTERM when the process that started us (the hub) dies, even by SIGKILL.
+
+    The hub starts the service in a session of its own, so a hub killed outright would leave it
+    running; the restarted hub's own service could then not bind the port. Returns whether it is set.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+        return False
+    if os.getppid() == 1:  # the hub died before the call: nothing will signal us
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point the hub starts (see ``hub_service``)."""
+    exit_with_parent()
     service = BackendAIService(config=Config(json.loads(os.environ.get(CONFIG_ENV) or "{}")))
     service.parse_command_line(argv if argv is not None else sys.argv[1:])
     service.start()

@@ -20,6 +20,8 @@ class UploadsHandler(VFolderBase):
     """``POST``: create a tus upload (``Upload-Length``; the target in ``Upload-Metadata: path <b64>``
     or ``?path=``); answers 201 with its ``Location``."""
 
+    audit_ops = {"POST": "upload-start"}
+
     host_perm = H.UPLOAD_FILE
     may_revoke_access = False  # writes files, grants nothing
 
@@ -65,8 +67,12 @@ class UploadHandler(VFolderBase):
     host_perm = H.UPLOAD_FILE
     may_revoke_access = False
     writer: uploads.PartWriter | None = None  # PATCH: where the body goes
+    # one audit row per upload's end (the PATCH that completes it) or abort, not one per chunk;
+    # a chunk that is refused is recorded
+    audit_ops = {"PATCH": "upload", "DELETE": "upload-abort"}
 
     async def prepare(self):
+        self.audit_deferred = self.request.method == "PATCH"
         await super().prepare()
         _tus_headers(self)
         if self.request.method != "PATCH":
@@ -81,11 +87,12 @@ class UploadHandler(VFolderBase):
         user = self.principal.username
 
         def work(s):
-            _, _, root = self.root_for(s, ref, "write")
+            vf, _, root = self.root_for(s, ref, "write")
             up, _ = uploads.load_upload(root, upload_id, user)
-            return root, uploads.PartWriter.open(root, up, offset)  # locked: one writer per upload
+            full = self.storage.full_error(vf.host, vf.id)
+            return root, full, uploads.PartWriter.open(root, up, offset, full)  # locked: one writer per upload
 
-        self._root, self.writer = await self.run(work)
+        self._root, self._full, self.writer = await self.run(work)
         # the body may not run past the declared length (tornado answers 400 and closes otherwise)
         self.request.connection.set_max_body_size(self.writer.room)
 
@@ -120,9 +127,12 @@ class UploadHandler(VFolderBase):
     async def patch(self, ref, upload_id):
         writer, root = self.writer, self._root
         offset = await writer.finish()
-        if writer.complete:
+        if not writer.complete:
+            self.audit_event = None  # a chunk: the upload's last one is recorded
+        else:
+            self.audit_deferred = False
             await self.run(lambda s: (self.root_for(s, ref, "write"),
-                                      uploads.finish_upload(self.storage, root, writer.up)))
+                                      uploads.finish_upload(self.storage, root, writer.up, self._full)))
         self.set_header("Upload-Offset", str(offset))
         self.set_status(204)
         self.finish()
@@ -149,7 +159,10 @@ ROUTES = [
                  {"name": "Upload-Metadata", "in": "header", "schema": _STR},
                  {"name": "Tus-Resumable", "in": "header",
                   "schema": {"type": "string", "enum": [uploads.TUS_VERSION]}}),
-        errors={"412": "unsupported Tus-Resumable version", "413": "the upload does not fit in the folder's quota"})}),
+        errors={"412": "unsupported Tus-Resumable version", "413": "the upload does not fit in the folder's quota",
+                "507": "the storage host is full"})}),
     Route(r"vfolders/([^/]+)/uploads/([^/]+)", UploadHandler, ("vfolder", "upload"), tag="vfolders",
-          ops={"patch": op(status="204"), "delete": op(status="204")}),
+          ops={"patch": op(status="204", errors={"413": "the folder's quota is reached",
+                                                 "507": "the storage host is full: what was written is kept"}),
+               "delete": op(status="204")}),
 ]

@@ -95,6 +95,8 @@ class HostsHandler(VFolderBase):
 # -- files ------------------------------------------------------------------------------------------
 
 class FilesHandler(VFolderBase):
+    audit_ops = {"DELETE": "delete-files"}
+
     async def get(self, ref):
         path = self.get_query_argument("path", "")
 
@@ -144,6 +146,8 @@ class MoveHandler(VFolderBase):
 # -- invitations, sharing, leaving, kicking ---------------------------------------------------------
 
 class InviteHandler(VFolderBase):
+    audit_ops = {"POST": "invite"}
+
     async def post(self, ref):
         data = self.body()
         self.write_json({"items": await self.run(lambda s: [
@@ -162,6 +166,9 @@ class InvitationHandler(VFolderBase):
 
 
 class InvitationAnswerHandler(VFolderBase):
+    def audit_operation(self) -> str:
+        return self.path_args[1]  # accept / reject
+
     async def post(self, inv_id, answer):
         self.write_json(await self.run(lambda s: invitations.invitation_to_dict(
             invitations.answer_invitation(s, self.principal, inv_id, answer == "accept"))))
@@ -191,6 +198,8 @@ class CollaboratorsHandler(VFolderBase):
 
 
 class CollaboratorHandler(VFolderBase):
+    audit_ops = {"DELETE": "kick"}
+
     async def delete(self, ref, user):
         await self.run(lambda s: sharing.kick(s, self.principal, ref, user))
         self.no_content()

@@ -15,6 +15,8 @@ from urllib.parse import quote
 LABEL_SESSION = "ai.backend.hub.session"
 LABEL_USER = "ai.backend.hub.user"
 LABEL_SERVER = "ai.backend.hub.server"
+# which deployment (database) a session belongs to, so that a reconciler never touches another's
+LABEL_INSTANCE = "ai.backend.hub.instance"
 
 OAUTH_CLIENT_PREFIX = "jupyterhub-user-"
 # quote() never emits '~' once '~' itself is escaped: the one separator no component contains
@@ -43,9 +45,13 @@ def container_token() -> str:
     return secrets.token_hex(12)
 
 
-def session_labels(username: str, server_name: str, session_id: int | None) -> dict[str, str]:
+def session_labels(username: str, server_name: str, session_id: int | None,
+                   instance: str | None = None) -> dict[str, str]:
     """Labels of a session's container: how operators and tests find it, since its name is opaque."""
-    return {LABEL_SESSION: str(session_id), LABEL_USER: username, LABEL_SERVER: server_name}
+    labels = {LABEL_SESSION: str(session_id), LABEL_USER: username, LABEL_SERVER: server_name}
+    if instance:
+        labels[LABEL_INSTANCE] = instance
+    return labels
 
 
 def label_filters(username: str, server_name: str | None = None) -> dict[str, list[str]]:

@@ -23,15 +23,16 @@ from .. import code_logs, metrics
 from ..accelerators import Accelerators  # [accelerators]
 from .. import policy as P
 from .. import admission as S
-from ..db import Database
-from ..errors import AdmissionDenied, TenancyError
+from ..db import Database, instance_id
+from ..errors import AdmissionDenied, ServiceUnavailable, TenancyError
+from ..models import AuditStatus
 from ..images import DEFAULT_ALIASES, ImageCatalog
 from ..scopes import SCOPE_CODE_LOG
 from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
 from .jail_settings import JailSettingsMixin
-from . import form
+from . import form, records
 from .firewall import Firewall, FirewallError
 from .names import container_token, firewall_tag, legacy_firewall_tag, oauth_client_id, session_labels
 from .network import SessionNetwork, ensure_session_network
@@ -329,6 +330,11 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
         except TenancyError as e:
             metrics.DENIALS.labels(reason=metrics.reason_label(e)).inc()
             self.log.warning("Refused session for %s: %s", self._log_name, e.message)
+            # refused before admission wrote anything (else the release did); a database that is down
+            # records nothing, and its 503 is what the user must see
+            if self.session_id is None and not isinstance(e, ServiceUnavailable):
+                reason = e.message
+                await self._db(lambda s: records.append(s, self, "admit", AuditStatus.rejected, reason))
             raise web.HTTPError(e.status, e.message) from None
         metrics.ADMISSIONS.inc()
         metrics.STAGE.labels(stage="admission").observe(time.monotonic() - started)
@@ -342,11 +348,14 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
             ip_port = await self.launch_container()
             metrics.STAGE.labels(stage="container").observe(time.monotonic() - t)
             await self._allow_egress(ip_port[0], charge)
-            await self._db(lambda s: S.mark_running(s, self.session_id, self.container_id))
+            await self._db(lambda s: (S.mark_running(s, self.session_id, self.container_id),
+                                      records.append(s, self, "start", description=f"container {self.object_name}")))
             self._event(80, "waiting for the server to answer")
             return ip_port
-        except BaseException:
+        except BaseException as e:
             await self._release("failed to start")
+            if isinstance(e, ServiceUnavailable):  # the database went away mid-start: its 503, not a 500
+                raise web.HTTPError(e.status, e.message) from None
             raise
 
     def _name_container(self) -> None:
@@ -360,7 +369,7 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
         await asyncio.get_running_loop().run_in_executor(None, self.catalog.images)
         raw = dict(self.user_options or {})
         group = raw.get("group") if isinstance(raw.get("group"), str) else None
-        charge = await self._db(lambda s: S.resolve(s, self.user.name, group))
+        charge = self._charge = await self._db(lambda s: S.resolve(s, self.user.name, group))
         opts = parse_options(raw, resolve_image=self.catalog.resolve, default_image=self.image,
                              default_resources=P.parse_slots(self.default_resources, field="default_resources"),
                              allowed_images=charge.allowed_images)
@@ -380,6 +389,9 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
                           request=opts.resources, known_slots=self.known_slots, capacity=capacity, queue=queue,
                           queued_id=queued_id, host_cpus=host_cpus if self.pin_cpus else None,
                           allocator=self.accelerators.allocator())  # [accelerators]
+            if row.status != S.SessionStatus.queued:
+                records.append(s, self, "admit", description=f"group {charge.group!r}: "
+                               f"{P.format_slots(opts.resources)}", sid=row.id)
             return row.id, row.status, S.queue_position(s, row.id), dict(row.allocation or {})
 
         sid, status, position, allocation = await self._db(attempt)
@@ -421,7 +433,8 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
                                             *(m.docker() for m in mounts)]
         # no hostname, aliases or links: other sessions resolve each of them (Docker's embedded DNS)
         self.extra_create_kwargs = {**jail_create_kwargs(self.jail_settings),
-                                    "labels": session_labels(self.user.name, self.name, self.session_id)}
+                                    "labels": session_labels(self.user.name, self.name, self.session_id,
+                                                             instance_id(self.database.url))}
         self.environment = {**self.environment,
                             "BACKENDAI_SESSION_ID": str(self.session_id),
                             "BACKENDAI_GROUP": charge.group,
@@ -498,8 +511,45 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
             except FirewallError as e:
                 self.log.warning("%s: could not remove egress rules: %s", self._log_name, e)
         if sid is not None:
-            if await self._db(lambda s: S.release(s, sid, reason)):
+            operation, status = records.release_operation(reason)
+
+            def release(s):
+                released = S.release(s, sid, reason)
+                if released:
+                    records.append(s, self, operation, status, reason, sid=sid)
+                return released
+
+            try:
+                released = await self._db(release)
+            except ServiceUnavailable as e:
+                # nothing is admitted while the database is down: the slots are freed once it is back
+                self.log.warning("%s: session %s is released once the database is back (%s)", self._log_name, sid,
+                                 e.message)
+                self._release_later(release, sid)
+                return
+            if released:
                 self.log.info("%s: released session %s (%s)", self._log_name, sid, reason)
+
+    _releasing: set = set()  # the tasks retrying releases until the database is back (kept referenced)
+
+    def _release_later(self, release, sid: int) -> None:
+        async def retry():
+            delay = 0.5
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    if await self._db(release):
+                        self.log.info("%s: released session %s, the database being back", self._log_name, sid)
+                    return
+                except ServiceUnavailable:
+                    delay = min(2 * delay, 10.0)
+                except Exception:
+                    self.log.exception("%s: could not release session %s", self._log_name, sid)
+                    return
+
+        task = asyncio.ensure_future(retry())
+        BackendAISpawner._releasing.add(task)
+        task.add_done_callback(BackendAISpawner._releasing.discard)
 
     async def stop(self, now=False):
         # DockerSpawner.stop clears the state; the hub deletes the server's OAuth client by

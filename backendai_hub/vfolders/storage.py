@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import Iterator
+from typing import Callable, Iterator
 
 from traitlets import Dict, Integer, Unicode, default, validate
 from traitlets import Enum as TEnum
 from traitlets.config import SingletonConfigurable
 
-from ..errors import InvalidInput, NotFound, StorageError
+from ..errors import InsufficientStorage, InvalidInput, NotFound, QuotaExceeded, StorageError, TenancyError
 from ..session_user import SESSION_GID, SESSION_UID
 from .quota import LoopbackQuota, QuotaError
 
@@ -179,6 +179,15 @@ class StorageHosts(SingletonConfigurable):
                 raise StorageError(f"cannot remove the folder's storage: {e}") from None
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+    def full_error(self, host: str, vfid: str) -> Callable[[], TenancyError]:
+        """What a write into the folder that finds no space left means: its own quota filesystem is full
+        (413), or the storage host itself is (507, whatever the folder's quota says)."""
+        if self.uses_image(host, vfid):
+            return lambda: QuotaExceeded("the vfolder is full: its quota is reached")
+        return lambda: InsufficientStorage(f"the storage host {host!r} is full (no space left on device); an "
+                                           f"upload keeps what it wrote: resume it once there is room (HEAD "
+                                           f"gives the offset) or abort it (DELETE)")
 
     def free_bytes(self, host: str, vfid: str) -> int | None:
         """What the filesystem itself still takes (loopback quotas); None when only the API counts."""

@@ -12,6 +12,7 @@ import stat as st
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 from ..errors import Conflict, InvalidInput, NotFound, QuotaExceeded, TenancyError, UploadLocked
 from . import paths
@@ -27,6 +28,15 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination"
 MAX_UPLOAD = 1 << 42  # 4 TiB: what one upload may declare
 UPLOAD_TTL = 24 * 3600.0  # an upload no byte reached for this long is abandoned (its reservation freed)
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+# what a write that found no space raises: the folder's quota reached, or its storage host full
+# (StorageHosts.full_error says which for a folder)
+FullError = Callable[[], TenancyError]
+
+
+def _quota_reached() -> TenancyError:
+    return QuotaExceeded("the vfolder is full: its quota is reached")
 
 
 @dataclass
@@ -148,24 +158,33 @@ def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quo
         raise QuotaExceeded(f"an upload of {length} bytes does not fit in the vfolder's quota: "
                             f"{left} bytes left of {quota if quota is not None else 'the filesystem'}")
     updir = _dir(root)
-    try:
-        os.mkdir(updir, 0o700)  # only the service (root) reads pending uploads
-    except FileExistsError:
-        if not st.S_ISDIR(os.lstat(updir).st_mode):
-            raise Conflict(f"{UPLOAD_DIR!r} in this vfolder is not the upload directory (something else has that "
-                           f"name); remove or rename it from a session", field="path") from None
     up = Upload(id=uuid.uuid4().hex, path=rel, length=length, user=user, overwrite=overwrite, created=time.time())
     try:
-        pfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except NotFound:  # the last pending upload finished and took the directory along: once more
-        os.mkdir(updir, 0o700)
-        pfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    os.close(pfd)
-    jfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(jfd, "w") as f:
-        json.dump(asdict(up), f)
+        try:
+            os.mkdir(updir, 0o700)  # only the service (root) reads pending uploads
+        except FileExistsError:
+            if not st.S_ISDIR(os.lstat(updir).st_mode):
+                raise Conflict(f"{UPLOAD_DIR!r} in this vfolder is not the upload directory (something else has "
+                               f"that name); remove or rename it from a session", field="path") from None
+        try:
+            pfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except NotFound:  # the last pending upload finished and took the directory along: once more
+            os.mkdir(updir, 0o700)
+            pfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(pfd)
+        jfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(jfd, "w") as f:
+            json.dump(asdict(up), f)
+    except OSError as e:
+        if e.errno not in FULL:
+            raise
+        try:
+            abort_upload(root, up)  # no record without its part file, nor the other way round
+        except (NotFound, OSError):
+            pass  # the upload directory itself could not be made
+        raise storage.full_error(host, vfid)() from None
     if length == 0:
-        finish_upload(storage, root, up)
+        finish_upload(storage, root, up, full=storage.full_error(host, vfid))
     return up
 
 
@@ -201,9 +220,10 @@ def open_part(root: str, up: Upload) -> tuple[int, int]:
 _IOV_MAX = os.sysconf("SC_IOV_MAX")
 
 
-def write_all(fd: int, data) -> None:
-    """Write ``data`` (bytes, or a list of bytes: one writev) completely; a full folder is a 413 (quota),
-    not a server error."""
+def write_all(fd: int, data, full: FullError = _quota_reached) -> None:
+    """Write ``data`` (bytes, or a list of bytes: one writev) completely; no space left raises ``full()``
+    (the quota's 413 unless told otherwise, a full storage host's 507), not a server error. What was
+    written before stays written."""
     views = [memoryview(b) for b in (data if isinstance(data, list) else [data]) if len(b)]
     try:
         while views:
@@ -214,13 +234,25 @@ def write_all(fd: int, data) -> None:
                 else:
                     views[0], n = views[0][n:], 0
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise QuotaExceeded("the vfolder is full: its quota is reached") from None
+        if e.errno in FULL:
+            raise full() from None
         raise
 
 
-def finish_upload(storage: StorageHosts, root: str, up: Upload) -> None:
-    """Move the complete part file to its target (the entry itself, never through a link)."""
+def finish_upload(storage: StorageHosts, root: str, up: Upload, full: FullError = _quota_reached) -> None:
+    """Move the complete part file to its target (the entry itself, never through a link): the file
+    appears there whole or not at all. No space for the move (a directory that must grow) raises
+    ``full()`` and keeps the upload, to finish with an empty PATCH once there is room."""
+    try:
+        _finish(storage, root, up)
+    except OSError as e:
+        if e.errno in FULL:
+            raise full() from None
+        raise
+    _drop_upload_dir(root)
+
+
+def _finish(storage: StorageHosts, root: str, up: Upload) -> None:
     with paths.open_dir(root, UPLOAD_DIR, field="upload") as ufd, \
             paths.open_parent(root, up.path, reserved=RESERVED) as (dfd, name):
         pfd = os.open(f"{up.id}.part", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=ufd)
@@ -244,7 +276,6 @@ def finish_upload(storage: StorageHosts, root: str, up: Upload) -> None:
         storage.chown(name, dir_fd=dfd)
         os.fsync(dfd)  # and so is its name
         os.unlink(f"{up.id}.json", dir_fd=ufd)
-    _drop_upload_dir(root)
 
 
 def abort_upload(root: str, up: Upload) -> None:
@@ -281,8 +312,8 @@ class PartWriter:
 
     FLUSH_AT = 1 << 20
 
-    def __init__(self, up: Upload, fd: int, offset: int):
-        self.up, self.offset = up, offset
+    def __init__(self, up: Upload, fd: int, offset: int, full: FullError = _quota_reached):
+        self.up, self.offset, self.full = up, offset, full
         self.room = up.length - offset  # the body may not run past the declared length
         self.error: BaseException | None = None
         self._fd: int | None = fd
@@ -293,14 +324,15 @@ class PartWriter:
         self._received = 0
 
     @classmethod
-    def open(cls, root: str, up: Upload, offset: int) -> PartWriter:
-        """The writer of ``up`` resuming at ``offset``, which must be where the part file ends."""
+    def open(cls, root: str, up: Upload, offset: int, full: FullError = _quota_reached) -> PartWriter:
+        """The writer of ``up`` resuming at ``offset``, which must be where the part file ends; a write
+        that finds no space raises ``full()``."""
         fd, current = open_part(root, up)
         if offset != current:
             os.close(fd)
             raise Conflict(f"Upload-Offset: {offset} does not match the upload's offset {current}",
                            field="Upload-Offset")
-        return cls(up, fd, current)
+        return cls(up, fd, current, full)
 
     @property
     def complete(self) -> bool:
@@ -346,7 +378,7 @@ class PartWriter:
         if pieces and self.error is None:
             # the connection dropped: keep what arrived (less than FLUSH_AT bytes, written inline)
             try:
-                write_all(self._fd, pieces)
+                write_all(self._fd, pieces, self.full)
             except (OSError, TenancyError):
                 pass
         os.close(self._fd)
@@ -360,7 +392,7 @@ class PartWriter:
         await self._wait_write()
         if self._fd is None or self.error is not None:
             return
-        self._pending = asyncio.get_running_loop().run_in_executor(None, write_all, self._fd, data)
+        self._pending = asyncio.get_running_loop().run_in_executor(None, write_all, self._fd, data, self.full)
         self._pending_len = sum(map(len, data))
 
     async def _wait_write(self) -> None:

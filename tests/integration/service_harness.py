@@ -75,12 +75,15 @@ class Service:
     keys = KEYS
     tenancy = TENANCY
 
-    def __init__(self, template: Path, workdir: Path, *, settings: dict | None = None,
-                 server_options: dict | None = None):
-        shutil.copy(template / "template.sqlite", workdir / "db.sqlite")
-        shutil.copy(template / "key", workdir / "key")
-        (workdir / "key").chmod(0o600)
-        self.db = Database(url=f"sqlite:///{workdir / 'db.sqlite'}", crypt_key_file=str(workdir / "key"))
+    def __init__(self, template: Path | None, workdir: Path, *, settings: dict | None = None,
+                 server_options: dict | None = None, db: Database | None = None):
+        """On a copy of ``template``'s SQLite database, or on ``db`` (populated by the caller)."""
+        if db is None:
+            shutil.copy(template / "template.sqlite", workdir / "db.sqlite")
+            shutil.copy(template / "key", workdir / "key")
+            (workdir / "key").chmod(0o600)
+            db = Database(url=f"sqlite:///{workdir / 'db.sqlite'}", crypt_key_file=str(workdir / "key"))
+        self.db = db
         # a HubOAuth that would only be asked about hub tokens; these tests sign with keypairs
         hub_auth = HubOAuth(api_token="unused", api_url="http://127.0.0.1:9/hub/api", cache_max_age=0)
         self.app = make_app(self.db, prefix=PREFIX, hub_auth=hub_auth)
@@ -94,7 +97,18 @@ class Service:
 
     async def call(self, actor: str | None, method: str, path: str, body=None, *, headers=None,
                    secret: str | None = None, date: datetime | None = None):
-        """``path`` is relative to the API root unless it starts with '/'."""
+        """``path`` is relative to the API root unless it starts with '/'; (status, JSON payload)."""
+        resp = await self.fetch(actor, method, path, body, headers=headers, secret=secret, date=date)
+        text = resp.body.decode() if resp.body else ""
+        try:
+            payload = json.loads(text) if text else None
+        except ValueError:
+            payload = text
+        return resp.code, payload
+
+    async def fetch(self, actor: str | None, method: str, path: str, body=None, *, headers=None,
+                    secret: str | None = None, date: datetime | None = None):
+        """As :meth:`call`, the whole response (status, headers, body)."""
         url_path = path if path.startswith("/") else API + path
         data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
         hdrs = {"Content-Type": "application/json"}
@@ -107,13 +121,7 @@ class Service:
         hdrs.update(headers or {})
         req = HTTPRequest(self.base + url_path, method=method, headers=hdrs, body=data,
                           allow_nonstandard_methods=True)
-        resp = await self.client.fetch(req, raise_error=False)
-        text = resp.body.decode() if resp.body else ""
-        try:
-            payload = json.loads(text) if text else None
-        except ValueError:
-            payload = text
-        return resp.code, payload
+        return await self.client.fetch(req, raise_error=False)
 
     def stop(self):
         self.server.stop()

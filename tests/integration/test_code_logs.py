@@ -237,6 +237,10 @@ def test_prune_exports_then_deletes(svc, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0 and "deleted 2" in r.stdout, r.stderr
     assert [json.loads(line)["record_id"] for line in out.read_text().splitlines()] == ["cell-1", "cell-2"]
+    from backendai_hub.models import AuditLog
+    with svc.db.session(readonly=True) as s:  # the prune is an audited change
+        row = s.scalars(select(AuditLog).where(AuditLog.entity_type == "code-log")).one()
+        assert row.operation == "prune" and row.source == "cli" and "2 record(s)" in row.description
     left = subprocess.run([*cli, "-o", "json", "code-log", "list"], capture_output=True, text=True)
     assert [r["record_id"] for r in json.loads(left.stdout)] == ["cell-3"]
     bad = subprocess.run([*cli, "code-log", "prune", "--before", "someday"], capture_output=True, text=True)

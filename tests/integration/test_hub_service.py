@@ -199,3 +199,24 @@ def test_remote_cli_reports_an_unreachable_hub(hub):
     r = subprocess.run([sys.executable, "-m", "backendai_hub.cli", "domain", "list"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "cannot reach http://127.0.0.1:9/services/backendai" in r.stderr
+
+
+def test_remote_cli_audit_reads_what_the_remote_writes_left(hub):
+    import json
+
+    assert remote_cli(hub, "admin", "domain", "create", "audited-remote").returncode == 0
+    r = remote_cli(hub, "admin", "-o", "json", "audit", "list", "--entity-type", "domain", "--entity-id",
+                   "audited-remote")
+    assert r.returncode == 0, r.stderr
+    [row] = json.loads(r.stdout)
+    assert (row["actor"], row["source"], row["operation"], row["status"]) == ("admin", "rest", "create", "success")
+    assert row["credential"] == f"keypair:{hub.credentials['admin']['access_key']}"
+    shown = json.loads(remote_cli(hub, "admin", "-o", "json", "audit", "show", str(row["id"])).stdout)
+    assert shown["hash"] == row["hash"]
+    # a user reads only their own rows; verify and prune need the database
+    r = remote_cli(hub, "demo", "-o", "json", "audit", "list", "--limit", "1000")
+    assert r.returncode == 0 and {x["actor"] for x in json.loads(r.stdout)} <= {"demo"}
+    r = remote_cli(hub, "admin", "audit", "verify")
+    assert r.returncode == 2 and "works on the database only" in r.stderr
+    r = run_cli(hub, "audit", "verify")
+    assert r.returncode == 0 and "audit log intact" in r.stdout, r.stdout + r.stderr

@@ -131,3 +131,27 @@ def test_the_service_logs_the_address_the_proxy_saw_not_a_forged_one(hub):
             break
         time.sleep(0.2)
     assert lines and "(127.0.0.6)" in lines[-1], lines
+
+
+def test_sign_ins_failures_and_locks_are_in_the_audit_log_with_the_real_address(hub):
+    clear_locks(hub)
+    demo = hub.credentials["demo"]
+    assert login(hub, "demo", demo["password"], "127.0.3.1",
+                 {"X-Forwarded-For": "198.51.100.9"}) == 302
+    assert [login(hub, "demo", "wrong-password", f"127.0.3.{i}") for i in range(2, 7)] == [403] * 5
+    assert login(hub, "demo", demo["password"], "127.0.3.8") == 429
+    rows = admin(hub, "GET", "/audit-logs?actor=demo&entity_type=user&limit=20").json()["items"][::-1]
+    mine = [r for r in rows if (r["client_address"] or "").startswith("127.0.3.")]
+    assert [(r["operation"], r["status"], r["client_address"]) for r in mine] == [
+        ("sign-in", "success", "127.0.3.1"),
+        *[("sign-in", "rejected", f"127.0.3.{i}") for i in range(2, 7)],
+        ("lock", "success", "127.0.3.6"),
+        ("sign-in", "rejected", "127.0.3.8")]
+    assert mine[1]["description"] == "wrong credentials" and "locked" in mine[-1]["description"]
+    assert all(r["source"] == "hub" and r["credential"] == "password" and r["domain"] for r in mine)
+    text = str(rows)
+    assert demo["password"] not in text and "wrong-password" not in text
+    clear_locks(hub)
+    # the admin's unlock is recorded too, with the admin as the actor
+    unlocks = admin(hub, "GET", "/audit-logs?entity_type=login-lock&operation=delete").json()["items"]
+    assert unlocks and unlocks[0]["entity_id"] == "user:demo" and unlocks[0]["actor"] == "admin"

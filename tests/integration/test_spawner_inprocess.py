@@ -335,3 +335,31 @@ async def test_container_names_stay_apart_for_every_name_a_hub_lets_in(db, make_
         spawner = user.spawners[server]
         names.add(spawner.name_template.format(**spawner.template_namespace()))
     assert len(names) == len(servers)
+
+
+def audit_rows(db) -> list[tuple[str, str, str, str]]:
+    from backendai_hub.models import AuditLog
+
+    with db.session() as s:
+        rows = s.scalars(select(AuditLog).where(AuditLog.entity_type == "session").order_by(AuditLog.seq)).all()
+        return [(r.actor, r.operation, r.status.value, r.description) for r in rows]
+
+
+async def test_a_sessions_admission_start_stop_and_refusals_are_in_the_audit_log(db, make_hub):
+    hub = make_hub(host_capacity={"cpu": 4, "mem": "8g"})
+    spawner, spawn = hub.spawn("ann", options=ONE_CPU)
+    await asyncio.wait_for(spawn, 20)
+    await hub.stop("ann")
+    spawner, spawn = hub.spawn("ben", options={"resources": {"cpu": 3}})
+    with pytest.raises(web.HTTPError):
+        await asyncio.wait_for(spawn, 20)
+    spawner, spawn = hub.spawn("cat", options=TWO_CPUS, spawner_class=BadSpawner)
+    with pytest.raises(RuntimeError):
+        await asyncio.wait_for(spawn, 20)
+    rows = audit_rows(db)
+    assert [r[:3] for r in rows] == [
+        ("ann", "admit", "success"), ("ann", "start", "success"), ("ann", "stop", "success"),
+        ("ben", "admit", "rejected"),
+        ("cat", "admit", "success"), ("cat", "start", "error")]
+    assert rows[0][3] == "group 'ml': cpu=1,mem=1g"
+    assert rows[3][3] == "group 'ml' allows cpu=2, 0 in use, 3 requested"

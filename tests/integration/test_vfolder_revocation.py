@@ -12,7 +12,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from backendai_hub.models import Group, KernelSession, SessionStatus, User, VFolderGrant
+from backendai_hub.models import AuditLog, Group, KernelSession, SessionStatus, User, VFolderGrant
 from backendai_hub.service.culler import Culler
 from backendai_hub.vfolders.mounts import revoked_mounts, session_mounts
 from tests.integration.service_harness import service_fixtures
@@ -128,6 +128,11 @@ async def test_the_service_stops_the_session_at_once_after_the_kick_with_the_rea
         assert hub.deleted == ["users/bob/servers/work"]
         with svc.db.session(readonly=True) as s:
             assert s.get(KernelSession, sid).status_info == "stopping: access to vfolder 'mine' was revoked"
+            # the kick and the cull it led to, in the audit log, by alice and by the service
+            rows = s.scalars(select(AuditLog).order_by(AuditLog.seq.desc()).limit(2)).all()[::-1]
+            assert [(r.actor, r.source, r.entity_type, r.operation, r.entity_id, r.description) for r in rows] == [
+                ("alice", "rest", "vfolder", "kick", "mine/bob", ""),
+                (None, "service", "session", "cull", f"bob/work#{sid}", "access to vfolder 'mine' was revoked")]
         # asked once: the next passes leave a session that is already stopping to the hub
         culler.poke()
         await asyncio.sleep(0.5)
