@@ -32,7 +32,7 @@ from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
 from .jail_settings import JailSettingsMixin
-from . import form, records
+from . import form, records, releasing
 from .firewall import Firewall, FirewallError
 from .names import container_token, firewall_tag, legacy_firewall_tag, oauth_client_id, session_labels
 from .network import SessionNetwork, ensure_session_network
@@ -503,53 +503,9 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
     # -- stop, poll, release --------------------------------------------------------------------------
 
     async def _release(self, reason: str, sid: int | None = None, tag: str | None = None) -> None:
-        sid = self.session_id if sid is None else sid
-        tag = self.firewall_tag if tag is None else tag
-        if tag is not None and self.firewall:
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, Firewall().remove_session, tag)
-            except FirewallError as e:
-                self.log.warning("%s: could not remove egress rules: %s", self._log_name, e)
-        if sid is not None:
-            operation, status = records.release_operation(reason)
-
-            def release(s):
-                released = S.release(s, sid, reason)
-                if released:
-                    records.append(s, self, operation, status, reason, sid=sid)
-                return released
-
-            try:
-                released = await self._db(release)
-            except ServiceUnavailable as e:
-                # nothing is admitted while the database is down: the slots are freed once it is back
-                self.log.warning("%s: session %s is released once the database is back (%s)", self._log_name, sid,
-                                 e.message)
-                self._release_later(release, sid)
-                return
-            if released:
-                self.log.info("%s: released session %s (%s)", self._log_name, sid, reason)
-
-    _releasing: set = set()  # the tasks retrying releases until the database is back (kept referenced)
-
-    def _release_later(self, release, sid: int) -> None:
-        async def retry():
-            delay = 0.5
-            while True:
-                await asyncio.sleep(delay)
-                try:
-                    if await self._db(release):
-                        self.log.info("%s: released session %s, the database being back", self._log_name, sid)
-                    return
-                except ServiceUnavailable:
-                    delay = min(2 * delay, 10.0)
-                except Exception:
-                    self.log.exception("%s: could not release session %s", self._log_name, sid)
-                    return
-
-        task = asyncio.ensure_future(retry())
-        BackendAISpawner._releasing.add(task)
-        task.add_done_callback(BackendAISpawner._releasing.discard)
+        """Free what the session holds (its egress rules, its row's slots and devices), recorded."""
+        await releasing.release(self, reason, self.session_id if sid is None else sid,
+                                self.firewall_tag if tag is None else tag)
 
     async def stop(self, now=False):
         # DockerSpawner.stop clears the state; the hub deletes the server's OAuth client by
