@@ -17,9 +17,7 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Bool, Dict, Float, Unicode, default
 
-from jupyterhub.roles import get_default_roles
-
-from .. import code_logs, metrics
+from .. import metrics
 from ..accelerators import Accelerators  # [accelerators]
 from .. import policy as P
 from .. import admission as S
@@ -27,10 +25,10 @@ from ..db import Database, instance_id
 from ..errors import AdmissionDenied, ServiceUnavailable, TenancyError
 from ..models import AuditStatus
 from ..images import DEFAULT_ALIASES, ImageCatalog
-from ..scopes import SCOPE_CODE_LOG
 from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
+from .code_log import CodeLogMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
 from .firewall import Firewall, FirewallError
@@ -42,19 +40,7 @@ _catalogs: dict[tuple, ImageCatalog] = {}
 _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
 
 
-def code_log_token_scopes(spawner) -> list[str]:
-    """[code-log] A server token's scopes: the hub's server role, plus shipping code-log records to the
-    service (granted only as far as the user holds them; the scope only where the hub defines it)."""
-    from jupyterhub.scopes import scope_definitions  # the hub's table, custom scopes included, at spawn
-
-    server = next(r["scopes"] for r in get_default_roles() if r["name"] == "server")
-    extra = {f"access:services!service={spawner.code_log_service}"}
-    if SCOPE_CODE_LOG in scope_definitions:
-        extra.add(SCOPE_CODE_LOG)
-    return sorted({*server, *extra})
-
-
-class BackendAISpawner(JailSettingsMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -127,30 +113,6 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
     @default("name_template")
     def _default_name_template(self):
         return "{prefix}-{session_token}"
-
-    # [code-log] -----------------------------------------------------------------------------------
-
-    code_log_service = Unicode(
-        "backendai",
-        help="Name of the hub-managed service that receives code-log records (``hub_service``'s). Every "
-             "server token may call it, with a scope that only ships its own user's records; sessions whose "
-             "domain or group has ``code_log`` on get $BACKENDAI_HUB_CODE_LOG=1 and its URL, and record the code "
-             "they run.",
-    ).tag(config=True)
-
-    @default("server_token_scopes")
-    def _default_server_token_scopes(self):
-        return code_log_token_scopes
-
-    async def _code_log_env(self) -> None:
-        """[code-log] What a session needs to record its code, when its domain or group says so."""
-        sid = self.session_id
-        if not await self._db(lambda s: code_logs.session_logging_on(s, sid)):
-            return
-        origin = (self.hub_connect_url or "").rstrip("/")
-        base = self.hub.base_url.removesuffix("hub/")  # the hub's is <base_url>hub/; services are beside it
-        url = f"{origin}{base}services/{self.code_log_service}/api/v1/code-logs"
-        self.environment = {**self.environment, "BACKENDAI_HUB_CODE_LOG": "1", "BACKENDAI_HUB_CODE_LOG_URL": url}
 
     # -- state ---------------------------------------------------------------------------------------
 
