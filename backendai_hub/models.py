@@ -130,6 +130,8 @@ class Domain(Base):
     allowed_vfolder_hosts: Mapped[dict] = mapped_column(JSON, default=dict)  # host -> permissions
     # policy kind -> names the domain's admins may assign (superadmins assign any)
     allowed_resource_policies: Mapped[dict] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    # its sessions record the code they run (code_logs); a group's flag turns it on for that group too
+    code_log: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     groups: Mapped[list[Group]] = relationship(back_populates="domain")
@@ -160,6 +162,7 @@ class Group(Base):
     allowed_vfolder_hosts: Mapped[dict] = mapped_column(JSON, default=dict)  # host -> permissions
     resource_policy_id: Mapped[int | None] = mapped_column(
         ForeignKey("group_resource_policies.id", ondelete="RESTRICT"))
+    code_log: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))  # see Domain
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     domain: Mapped[Domain] = relationship(back_populates="groups")
@@ -439,3 +442,59 @@ class AuditLog(Base):
     duration_us: Mapped[int] = mapped_column(BigInteger, default=0)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class CodeLogKind(str, enum.Enum):
+    cell = "cell"  # one kernel execute_request and its reply
+    terminal = "terminal"  # one line entered in a terminal
+    gap = "gap"  # the service noticed a logged session stopped shipping: records may be missing
+
+
+class CodeLogStatus(str, enum.Enum):
+    ok = "ok"
+    error = "error"
+    aborted = "aborted"
+    unknown = "unknown"  # no reply seen (the kernel died, the server stopped, a terminal line)
+
+
+class CodeLog(Base):
+    """One execution recorded in a session whose domain or group has ``code_log`` on.
+
+    Captured by the session's own server (``captured_by``): as trustworthy as that server, which its
+    user controls. ``(session_id, record_id)`` is unique: redelivered batches are stored once.
+    """
+
+    __tablename__ = "code_logs"
+    __table_args__ = (UniqueConstraint("session_id", "record_id", name="uq_code_logs_session_record"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    group: Mapped[str] = mapped_column(String(64))
+    server_name: Mapped[str] = mapped_column(String(255), default="")
+    session_id: Mapped[int] = mapped_column(Integer, index=True)  # sessions.id (no FK: logs outlive sessions)
+    record_id: Mapped[str] = mapped_column(String(128))  # the capturer's id of the record
+    kind: Mapped[CodeLogKind] = mapped_column(_enum(CodeLogKind, "code_log_kind"))
+    status: Mapped[CodeLogStatus] = mapped_column(_enum(CodeLogStatus, "code_log_status"))
+    kernel_id: Mapped[str | None] = mapped_column(String(128))
+    msg_id: Mapped[str | None] = mapped_column(String(128))
+    execution_count: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    code: Mapped[str] = mapped_column(Text, default="")  # at most CODE_LOG_MAX_CODE characters
+    code_size: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes of the full code (UTF-8)
+    code_sha256: Mapped[str] = mapped_column(String(64), default="")  # of the full code
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    captured_by: Mapped[str] = mapped_column(String(255), default="")
+
+
+class CodeLogStream(Base):
+    """When a logged session last shipped (a batch or a heartbeat), to notice when it stops."""
+
+    __tablename__ = "code_log_streams"
+
+    session_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    gap_since: Mapped[datetime | None] = mapped_column(UTCDateTime)  # set while a gap row is open
+    captured_by: Mapped[str] = mapped_column(String(255), default="")

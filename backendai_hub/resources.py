@@ -47,10 +47,12 @@ POLICIES_OUT = {"type": "object", "additionalProperties": STR_LIST,
 POLICIES = {"oneOf": [POLICIES_OUT, STR_LIST, STR],
             "description": "policy kind -> names; or kind:name items, as a list or comma-separated"}
 
+CODE_LOG = {"type": "boolean", "description": "record the code its sessions run (code-logs); a session logs when "
+                                            "its domain or its group has this on"}
 _SHARED_IN = {"description": STR, "is_active": BOOL, "total_resource_slots": SLOTS, "allowed_images": STR_LIST,
-              "allowed_vfolder_hosts": HOSTS}
+              "allowed_vfolder_hosts": HOSTS, "code_log": CODE_LOG}
 _SHARED_OUT = {"description": STR, "is_active": BOOL, "total_resource_slots": SLOTS_OUT,
-               "allowed_images": STR_LIST, "allowed_vfolder_hosts": HOSTS_OUT}
+               "allowed_images": STR_LIST, "allowed_vfolder_hosts": HOSTS_OUT, "code_log": BOOL}
 _POLICY_IN = {"name": NAME, "total_resource_slots": SLOTS, "max_concurrent_sessions": NULLABLE_INT,
               "max_session_lifetime": NULLABLE_INT, "idle_timeout": NULLABLE_INT, "allowed_vfolder_hosts": HOSTS,
               "max_vfolder_count": NULLABLE_INT, "max_quota_size": SIZE, "max_quota_scope_size": SIZE,

@@ -8,6 +8,8 @@ SUPERADMIN, DOMAIN_ADMIN, USER = "superadmin", "domain-admin", "user"
 SCOPE_ADMIN = "custom:backendai:admin"
 SCOPE_DOMAIN_ADMIN = "custom:backendai:domain-admin"
 SCOPE_SELF = "custom:backendai:self"
+# ship code-log records for one's own sessions, and nothing else: what a session's server token carries
+SCOPE_CODE_LOG = "custom:backendai:code-log"
 DOMAIN_GROUP_PREFIX = "domain:"  # hub group holding every user of a domain
 
 CUSTOM_SCOPES = {
@@ -15,4 +17,5 @@ CUSTOM_SCOPES = {
     SCOPE_DOMAIN_ADMIN: {"description": "Administer the groups, users and keypairs of one domain "
                                         "(filtered with !group=domain:<name>)."},
     SCOPE_SELF: {"description": "Read your own tenancy and manage your own keypairs."},
+    SCOPE_CODE_LOG: {"description": "Ship code-log records of your own sessions (a session's server token)."},
 }

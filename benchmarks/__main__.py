@@ -14,6 +14,7 @@ from .common import DEFAULT_OUT, write_result
 BENCHMARKS = {
     "admission_scale": "benchmarks.admission_scale",
     "audit_overhead": "benchmarks.audit_overhead",
+    "code_log": "benchmarks.code_log",
     "allocation": "benchmarks.allocation",
     "policy_admission": "benchmarks.policy_admission",
     "service_latency": "benchmarks.service_latency",

@@ -201,10 +201,15 @@ fi
 # ---------------------------------------------------------------------------------------------
 nb_tag="$nb_repo:latest"
 alias_tag="$nb_repo:python$pyver"
+# the session-side package (session/: code-log capture), as a wheel made with the stdlib only
+session_wheels="$kcache/session-wheel"
+rm -rf "$session_wheels"
+"$python" "$root/session/make_wheel.py" "$session_wheels" >/dev/null || die "could not build the session wheel"
 nb_hash="$( {
   echo "$recipe $base_id $base_distro $pyver"
-  cat "$nb_dir/Dockerfile" "$req"
+  cat "$nb_dir/Dockerfile" "$req" "$nb_dir/code-log-banner.sh"
   (cd "$wheelhouse" && find . -name '*.whl' -printf '%P %s\n' | LC_ALL=C sort)
+  cat "$session_wheels"/*.whl
 } | sha)"
 old_id="$(image_id "$nb_tag")"
 if [[ -n "$old_id" && "$(label_of "$nb_tag" "$hash_label")" == "$nb_hash" ]]; then
@@ -213,7 +218,8 @@ else
   ctx="$kcache/context-notebook"
   rm -rf "$ctx"
   mkdir -p "$ctx/wheels"
-  cp "$nb_dir/Dockerfile" "$req" "$ctx/"
+  cp "$nb_dir/Dockerfile" "$req" "$nb_dir/code-log-banner.sh" "$ctx/"
+  cp "$session_wheels"/*.whl "$ctx/wheels/"
   # Hard links keep the context free to assemble; fall back to copies across filesystems.
   cp -l "$wheelhouse"/*.whl "$ctx/wheels/" 2>/dev/null || cp "$wheelhouse"/*.whl "$ctx/wheels/"
   log "docker build --network none $nb_tag (classic builder) ..."

@@ -13,7 +13,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from .. import audit, session_ops, signing
+from .. import audit, code_logs, session_ops, signing
 from .. import session_query as Q
 from ..db import Database
 from ..models import AuditLog
@@ -115,6 +115,16 @@ class LocalBackend:
         d = self.session_show(ref)
         return {"id": d["id"], "name": d["name"], "user": d["user"], "status": d["status"],
                 **session_ops.ping(d["container_id"])}
+
+    def code_logs(self, filters: dict, limit: int, offset: int) -> dict:
+        with self.db.session(readonly=True) as s:
+            items, total = code_logs.list_(s, code_logs.Reach(all=True), code_logs.parse_filters(filters),
+                                           limit=limit, offset=offset)
+        return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+    def code_log(self, log_id: int) -> dict:
+        with self.db.session(readonly=True) as s:
+            return code_logs.get(s, code_logs.Reach(all=True), log_id)
 
     def close(self) -> None:
         self.db.dispose()
@@ -220,6 +230,12 @@ class RemoteBackend:
 
     def session_ping(self, ref: str) -> dict:
         return self.request("GET", f"sessions/{quote(ref, safe='')}/ping")
+
+    def code_logs(self, filters: dict, limit: int, offset: int) -> dict:
+        return self.request("GET", "code-logs", query={**filters, "limit": limit, "offset": offset})
+
+    def code_log(self, log_id: int) -> dict:
+        return self.request("GET", f"code-logs/{log_id}")
 
     def close(self) -> None:
         pass

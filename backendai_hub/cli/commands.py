@@ -11,7 +11,7 @@ from typing import Sequence
 
 from sqlalchemy import select
 
-from .. import audit, fixtures
+from .. import audit, code_logs, fixtures
 from .. import validation as V
 from ..accelerators import Accelerators
 from ..accelerators.inventory import Inventory, live_holders, render_table
@@ -313,5 +313,49 @@ class SessionDead(Exception):
     """``session ping`` found the container or its server down: the command exits with status 1."""
 
 
+# -- the code-execution log ------------------------------------------------------------------------
+
+CODE_LOG_COLUMNS = ("id", "started_at", "user", "session", "kind", "status", "execution_count", "code")
+
+
+def _one_line(item: dict, width: int = 60) -> dict:
+    code = " ".join((item.get("code") or "").split())
+    return {**item, "code": code if len(code) <= width else code[:width - 1] + "…"}
+
+
+def cmd_code_log_list(backend, args):
+    filters = {f: getattr(args, f, None) for f in code_logs.FILTERS}
+    filters = {k: v for k, v in filters.items() if v is not None}
+    limit, offset = getattr(args, "limit", 100), getattr(args, "offset", 0)
+    page = backend.code_logs(filters, limit, offset)
+    items = page["items"] if _out(args) == "json" else [_one_line(i) for i in page["items"]]
+    emit(items, CODE_LOG_COLUMNS, _out(args))
+
+
+def cmd_code_log_show(backend, args):
+    emit(backend.code_log(args.id), ("id", "user", "domain", "group", "server_name", "session", "kernel_id",
+                                     "msg_id", "execution_count", "kind", "status", "started_at", "ended_at",
+                                     "code_size", "code_sha256", "truncated", "captured_by", "received_at",
+                                     "code"), _out(args), single=True)
+
+
+def cmd_code_log_prune(db: Database, args):
+    before = code_logs.parse_before(args.before)
+    with db.session() as s:
+        if getattr(args, "export", None):
+            # written (and flushed to disk) before anything is deleted, in the same transaction's view
+            with open(args.export, "a", encoding="utf-8") as f:
+                for line in code_logs.export_older(s, before):
+                    f.write(line + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        n = code_logs.prune(s, before)
+        audit.append(s, audit.local_actor(), audit.Event(
+            "code-log", "prune", "code-log prune", description=f"{n} record(s) received before {before.isoformat()}"
+            + (f", exported to {args.export}" if getattr(args, "export", None) else "")))
+    print(f"deleted {n} code-log record(s) received before {before.isoformat()}"
+          + (f" (exported to {args.export})" if getattr(args, "export", None) else ""))
+
+
 LOCAL_ONLY = (cmd_db_upgrade, cmd_db_current, cmd_fixture_populate, cmd_fixture_list, cmd_fixture_reset,
-              cmd_agent_show, cmd_audit_verify, cmd_audit_prune)
+              cmd_agent_show, cmd_audit_verify, cmd_audit_prune, cmd_code_log_prune)

@@ -29,6 +29,10 @@ def _common_tenant_opts(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--active", dest="is_active", action="store_const", const=True)
     g.add_argument("--inactive", dest="is_active", action="store_const", const=False)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--code-log", dest="code_log", action="store_const", const=True,
+                   help="record the code its sessions run (code-log); a session logs when its domain or group does")
+    g.add_argument("--no-code-log", dest="code_log", action="store_const", const=False)
 
 
 def _policy_opts(p: argparse.ArgumentParser) -> None:
@@ -258,6 +262,28 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--hub-api-url", metavar="URL",
                            help="the hub's API, e.g. http://127.0.0.1:8081/hub/api (default: $JUPYTERHUB_API_URL); "
                                 "only without BACKEND_ENDPOINT")
+
+    # code-log
+    v = res.add_parser("code-log", help="code run in sessions whose domain or group has code_log on").add_subparsers(
+        dest="verb", required=True)
+    p = _sub(v, "list", "recorded executions, oldest first", C.cmd_code_log_list, read=True)
+    p.add_argument("-u", "--user")
+    p.add_argument("-d", "--domain")
+    p.add_argument("-g", "--group")
+    p.add_argument("--session", metavar="ID", help="the session id")
+    p.add_argument("--server", help="the hub server name ('' is the default server)")
+    p.add_argument("--kind", choices=("cell", "terminal", "gap"))
+    p.add_argument("--status", choices=("ok", "error", "aborted", "unknown"))
+    p.add_argument("--since", metavar="TIME", help="ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z")
+    p.add_argument("--until", metavar="TIME")
+    p.add_argument("-q", "--search", dest="q", metavar="TEXT", help="only records whose code contains TEXT")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--offset", type=int, default=0)
+    _sub(v, "show", "one record, with its whole stored code", C.cmd_code_log_show, read=True).add_argument(
+        "id", type=int)
+    p = _sub(v, "prune", "delete records received before a time (database only)", C.cmd_code_log_prune)
+    p.add_argument("--before", required=True, metavar="TIME", help="ISO 8601, e.g. 2026-01-01")
+    p.add_argument("--export", metavar="FILE", help="append the records to FILE as JSON lines first")
 
     # completion
     p = res.add_parser("completion", help="print a shell completion script")

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from sqlalchemy import select
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from .. import audit
+from .. import audit, code_logs
 from ..admission import repair_usage
 from ..db import Database
 from ..errors import ServiceUnavailable
@@ -54,10 +54,12 @@ class Culler:
 
     def __init__(self, db: Database, hub_api_url: str, token: str, interval: float = 60, *,
                  audit_retention: timedelta | None = None, audit_export_dir: str | None = None,
-                 reconciler: Reconciler | None = None):
+                 reconciler: Reconciler | None = None, code_log_retention: float = 0, code_log_gap_after: float = 0):
         self.db, self.api, self.token, self.interval = db, hub_api_url.rstrip("/"), token, interval
         self.reconciler = reconciler
         self.audit_retention, self.audit_export_dir = audit_retention, audit_export_dir
+        # [code-log] days records are kept (0: forever); seconds of silence that make a gap row (0: none)
+        self.code_log_retention, self.code_log_gap_after = code_log_retention, code_log_gap_after
         self.client = AsyncHTTPClient()
         self._poked: asyncio.Event | None = None
 
@@ -111,6 +113,22 @@ class Culler:
         """Something that may revoke access changed: run a pass now instead of at the next interval."""
         if self._poked is not None:
             self._poked.set()
+
+    def _code_logs(self, now: datetime) -> None:
+        """[code-log] the retention cut and the gap rows of logged sessions that stopped shipping."""
+        with self.db.session() as s:
+            if self.code_log_retention > 0:
+                before = now - timedelta(days=self.code_log_retention)
+                n = code_logs.prune(s, before)
+                if n:
+                    audit.append(s, audit.SERVICE, audit.Event(
+                        "code-log", "prune", "code-log retention",
+                        description=f"{n} record(s) received before {before.isoformat()}"))
+                    log.info("code log: pruned %d record(s) older than %g day(s)", n, self.code_log_retention)
+            if self.code_log_gap_after > 0:
+                for sid in code_logs.record_gaps(s, silence=timedelta(seconds=self.code_log_gap_after), now=now):
+                    log.warning("code log: session %d shipped nothing for %g s: gap recorded", sid,
+                                self.code_log_gap_after)
 
     def _repair_usage(self) -> None:
         with self.db.session() as s:
@@ -173,6 +191,7 @@ class Culler:
         await self.reconcile(now)
         await loop.run_in_executor(None, self._repair_usage)
         await loop.run_in_executor(None, self.prune_audit, now)
+        await loop.run_in_executor(None, self._code_logs, now)
         stopped = await self.revoke()
         for sid, user, server, started_at, lifetime, idle in await loop.run_in_executor(None, self._candidates):
             model = await self._hub("GET", f"/users/{quote(user, safe='')}")

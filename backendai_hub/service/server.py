@@ -26,7 +26,7 @@ from ..db import Database
 from ..forwarded import Networks, ProxiedHTTPServer
 from ..images import DEFAULT_ALIASES
 from ..vfolders.storage import StorageHosts
-from ..scopes import CUSTOM_SCOPES
+from ..scopes import CUSTOM_SCOPES, SCOPE_CODE_LOG
 from ..spawner.firewall import Firewall
 from .app import make_app, recover
 from .culler import SERVICE_SCOPES, Culler
@@ -100,6 +100,17 @@ class BackendAIService(Application):
              "``BackendAIAuthenticator.trusted_proxies`` for the hub.",
     ).tag(config=True)
 
+    code_log_retention = Float(
+        0, help="Days code-log records are kept: the culler's pass deletes older ones (0 keeps them forever; "
+                "``backendai-hub code-log prune --before … --export FILE`` exports them first).",
+    ).tag(config=True)
+
+    code_log_gap_after = Float(
+        300, help="Seconds a running session with code logging on may ship nothing (a batch or a heartbeat; "
+                  "sessions send one every 60 s) before the culler's pass records a ``gap`` row for it: its "
+                  "records may be missing from then on. 0 records no gaps.",
+    ).tag(config=True)
+
     def http_server_options(self) -> dict:
         return {"chunk_size": self.http_chunk_size, "max_buffer_size": self.http_max_buffer_size}
 
@@ -126,7 +137,8 @@ class BackendAIService(Application):
                 audit_export_dir=self.audit_export_dir or None,
                 reconciler=Reconciler(db, docker.from_env(), grace=timedelta(seconds=self.reconcile_grace),
                                       firewall=Firewall() if os.geteuid() == 0 else None)
-                if self.reconcile_grace > 0 else None)
+                if self.reconcile_grace > 0 else None,
+                code_log_retention=self.code_log_retention, code_log_gap_after=self.code_log_gap_after)
             ioloop.IOLoop.current().add_callback(culler.run_forever)
         log.info("backendai-hub service at %s%s", url.geturl(), prefix)
         loop = ioloop.IOLoop.current()
@@ -174,7 +186,8 @@ def hub_service(url: str, *, config: Config | None = None, name: str = "backenda
         "url": url,
         "command": [sys.executable, "-m", "backendai_hub.service"],
         "environment": environment,
-        "oauth_client_allowed_scopes": sorted(CUSTOM_SCOPES),
+        # browser sign-ins to the service never carry the code-log scope: only server tokens do
+        "oauth_client_allowed_scopes": sorted(set(CUSTOM_SCOPES) - {SCOPE_CODE_LOG}),
         "oauth_no_confirm": True,
         "display": True,
     }

@@ -28,6 +28,7 @@ from ..images import DEFAULT_ALIASES, ImageCatalog
 from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
+from .code_log import CodeLogMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
 from .firewall import Firewall, FirewallError
@@ -39,7 +40,7 @@ _catalogs: dict[tuple, ImageCatalog] = {}
 _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
 
 
-class BackendAISpawner(JailSettingsMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -303,6 +304,7 @@ class BackendAISpawner(JailSettingsMixin, DockerSpawner):
         try:
             self._apply(opts, charge, allocation, mounts)
             await self._ensure_network()
+            await self._code_log_env()  # [code-log]
             self._event(40, "creating the container")
             t = time.monotonic()
             ip_port = await self.launch_container()

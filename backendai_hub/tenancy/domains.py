@@ -20,6 +20,7 @@ SHARED_FIELDS: dict[str, V.Parser] = {
     "total_resource_slots": V.slots,
     "allowed_images": V.images,
     "allowed_vfolder_hosts": V.host_permissions,
+    "code_log": V.boolean,  # record the code its sessions run (a session logs when its domain or group says so)
 }
 FIELDS: dict[str, V.Parser] = {"name": V.lower_name, **SHARED_FIELDS, "allowed_resource_policies": V.policy_names}
 
@@ -103,6 +104,7 @@ def shared_to_dict(obj: Domain | Group) -> dict:
         "total_resource_slots": dict(obj.total_resource_slots or {}),
         "allowed_images": list(obj.allowed_images or []),
         "allowed_vfolder_hosts": V.host_permissions_out(obj.allowed_vfolder_hosts),
+        "code_log": bool(obj.code_log),
     }
 
 

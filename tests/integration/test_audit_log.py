@@ -82,7 +82,8 @@ EXPECTED = {
     "POST folders/*/update-options": ("vfolder", "update-options"),
     "DELETE session/*": ("session", "stop"),
 }
-NOT_AUDITED = {"POST admin/gql"}  # GraphQL queries: POST is the transport, nothing changes
+NOT_AUDITED = {"POST admin/gql",  # GraphQL queries: POST is the transport, nothing changes
+               "POST api/v1/code-logs"}  # sessions' code-log batches: a log of their own
 TOKEN_AUTH = {"PATCH folders/_/tus/upload", "DELETE folders/_/tus/upload"}  # a transfer token, not a signature
 
 

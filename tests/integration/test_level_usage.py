@@ -13,7 +13,9 @@ from sqlalchemy import event, insert
 from backendai_hub import admission as S
 from backendai_hub import fixtures as F
 from backendai_hub import tenancy as T
-from backendai_hub.db import Database, upgrade
+from alembic import command
+
+from backendai_hub.db import Database, alembic_config
 from backendai_hub.errors import AdmissionDenied
 from backendai_hub.models import HOST_USAGE, KernelSession, LevelUsage, SessionStatus
 from backendai_hub.policy import parse_slots
@@ -214,10 +216,13 @@ def test_concurrent_spawns_at_the_keypair_limit_still_admit_exactly_one(db):
 
 def test_upgrade_counts_the_sessions_live_before_it(db_url, tmp_path):
     database = Database(url=db_url, crypt_key_file=str(tmp_path / "key"))
-    upgrade(database.engine, "0008")
+    # the tenancy through today's model, then back to the schema before level_usage (0009) with it
+    database.upgrade()
     with database.session() as s:
         F.populate(s, database.secrets, TENANCY, actor=None)  # no audit log at 0008
         ben, cat = S.resolve(s, "ben"), S.resolve(s, "cat")
+    command.downgrade(alembic_config(database.engine), "0008")
+    with database.session() as s:
         rows = [(ben, SessionStatus.running, {"cpu": "0.5", "mem": "1073741824"}, {"cpuset": [1, 2]}),
                 (ben, SessionStatus.starting, {"cpu": "0.25"}, {"devices": {"cuda.device": {"0": "1"}}, "cpuset": [2]}),
                 (cat, SessionStatus.running, {"cpu": "1"}, {}),
