@@ -15,6 +15,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .. import audit, code_logs
 from ..admission import repair_usage
+from ..session_ops import server_path
 from ..db import Database
 from ..errors import ServiceUnavailable
 from ..models import KernelSession, SessionStatus
@@ -41,11 +42,6 @@ def overdue(started_at: datetime | None, last_activity: datetime | None, *, life
     if idle_timeout and reference and (now - reference).total_seconds() > idle_timeout:
         return f"idle for more than {idle_timeout} s"
     return None
-
-
-def _server_path(user: str, server: str) -> str:
-    return (f"/users/{quote(user, safe='')}/servers/{quote(server, safe='')}" if server
-            else f"/users/{quote(user, safe='')}/server")
 
 
 class Culler:
@@ -99,7 +95,7 @@ class Culler:
     async def _stop(self, sid: int, user: str, server: str, reason: str) -> None:
         log.info("Stopping %s/%s: %s", user, server, reason)
         await asyncio.get_running_loop().run_in_executor(None, self._note, sid, user, server, reason)
-        await self._hub("DELETE", _server_path(user, server))
+        await self._hub("DELETE", server_path(user, server))
 
     async def revoke(self) -> list[tuple[str, str, str]]:
         """Stop every live session that mounts a folder its user may no longer mount (as mounted)."""
@@ -179,7 +175,7 @@ class Culler:
                 await loop.run_in_executor(None, r.release, a)
                 continue
             if a.kind == "stop-server":
-                await self._hub("DELETE", _server_path(a.user, a.server))
+                await self._hub("DELETE", server_path(a.user, a.server))
             await loop.run_in_executor(None, r.record, a)
         return actions
 

@@ -163,13 +163,14 @@ class Reconciler:
     def release(self, action: Action) -> None:
         with self.db.session() as s:
             if S.release(s, action.session_id, action.reason):
-                audit.append(s, audit.SERVICE, audit.Event(
-                    "session", "reconcile", f"reconcile server {action.user}/{action.server}",
-                    entity_id=f"{action.user}/{action.server}#{action.session_id}", description=action.reason))
+                audit.append(s, audit.SERVICE, _event(action, action.reason))
 
     def record(self, action: Action) -> None:
         with self.db.session() as s:
-            audit.append(s, audit.SERVICE, audit.Event(
-                "session", "reconcile", f"reconcile server {action.user}/{action.server}",
-                entity_id=f"{action.user}/{action.server}" + (f"#{action.session_id}" if action.session_id else ""),
-                description=f"{action.kind}: {action.reason}"))
+            audit.append(s, audit.SERVICE, _event(action, f"{action.kind}: {action.reason}"))
+
+
+def _event(action: Action, description: str) -> audit.Event:
+    entity = f"{action.user}/{action.server}" + (f"#{action.session_id}" if action.session_id else "")
+    return audit.Event("session", "reconcile", f"reconcile server {action.user}/{action.server}",
+                       entity_id=entity, description=description)
