@@ -1,8 +1,8 @@
 """The spawner glue: JupyterHub hooks over DockerSpawner, calling the pure builders.
 
 ``start()`` reads as its steps: options, tenancy and mount plan -> admission (maybe queued) -> mounts
--> container options -> network -> create and start -> egress -> record. Whatever a failed start
-reserved is released.
+-> container options -> network -> create and start -> egress -> record -> listening. Whatever
+a failed start reserved is released.
 """
 
 from __future__ import annotations
@@ -34,13 +34,14 @@ from . import form, records, releasing
 from .firewall import Firewall, FirewallError
 from .names import container_token, firewall_tag, legacy_firewall_tag, oauth_client_id, session_labels
 from .network import SessionNetwork, ensure_session_network
+from .readiness import ReadinessMixin
 from .options import SessionOptions, options_from_form, parse_options
 
 _catalogs: dict[tuple, ImageCatalog] = {}
 _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
 
 
-class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -313,6 +314,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
             await self._db(lambda s: (S.mark_running(s, self.session_id, self.container_id),
                                       records.append(s, self, "start", description=f"container {self.object_name}")))
             self._event(80, "waiting for the server to answer")
+            await self.wait_until_listening(*ip_port)
             return ip_port
         except BaseException as e:
             await self._release("failed to start")

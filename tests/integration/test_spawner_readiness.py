@@ -1,0 +1,109 @@
+"""start() returns once the session's server listens (in process, real sockets, our real database; no Docker)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from tornado import httpserver, netutil, web
+
+from backendai_hub.spawner.readiness import ServerExited, ServerNotListening, port_accepts, wait_listening
+from tests.integration.test_spawner_inprocess import ONE_CPU, TWO_CPUS, db, make_hub, sessions  # noqa: F401
+from tests.mocking import FakeContainer, MockSpawner
+
+class Answer(web.RequestHandler):
+    def get(self, *args):
+        self.write({"container": "late"})
+
+
+LATE = 0.6  # seconds after the container starts that LateSpawner's server listens
+
+
+class LateSpawner(MockSpawner):
+    """The container starts at once; its server listens ``LATE`` s later, as a real one after its imports."""
+
+    listened_at: float | None = None
+    returned_at: float | None = None
+
+    async def _serve(self, container: FakeContainer) -> int:
+        sockets = netutil.bind_sockets(0, "127.0.0.1")  # bound, but not listening (connections are refused)
+        port = sockets[0].getsockname()[1]
+        sockets[0].close()
+
+        def listen():
+            container.server = httpserver.HTTPServer(web.Application([(r"/.*", Answer)]))
+            container.server.listen(port, "127.0.0.1")
+            self.listened_at = time.monotonic()
+
+        asyncio.get_running_loop().call_later(LATE, listen)
+        return port
+
+    async def start(self):
+        try:
+            return await super().start()
+        finally:
+            self.returned_at = time.monotonic()
+
+
+class DyingSpawner(MockSpawner):
+    """The container exits (status 3) before its server ever listens."""
+
+    async def _serve(self, container: FakeContainer) -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        asyncio.get_running_loop().call_later(0.2, lambda: setattr(container, "running", False))
+        return port
+
+    async def container_status(self):
+        return None if self.container is not None and self.container.running else 3
+
+
+async def test_start_returns_only_once_the_server_listens(db, make_hub):
+    hub = make_hub()
+    spawner, spawn = hub.spawn("ann", options=ONE_CPU, spawner_class=LateSpawner)
+    await asyncio.wait_for(spawn, 20)
+    assert spawner.listened_at is not None and spawner.returned_at is not None
+    # start() waited for the server, and no longer than a few of its 50 ms polls after it listened
+    assert spawner.listened_at <= spawner.returned_at < spawner.listened_at + 0.5
+    assert sessions(db) == [("ann", "running", "")]
+
+
+async def test_with_the_wait_off_start_returns_before_the_server_listens(db, make_hub):
+    hub = make_hub(ready_poll_interval=0)
+    spawner, spawn = hub.spawn("ann", options=ONE_CPU, spawner_class=LateSpawner)
+    await asyncio.wait_for(spawn, 20)  # the hub's own check waits for it instead
+    assert spawner.returned_at < spawner.listened_at
+
+
+async def test_a_server_that_exits_before_listening_fails_the_spawn_at_once_and_frees_its_slots(db, make_hub):
+    hub = make_hub(host_capacity={"cpu": 4, "mem": "8g"}, http_timeout=30)
+    t = time.monotonic()
+    _, spawn = hub.spawn("ann", options=TWO_CPUS, spawner_class=DyingSpawner)
+    with pytest.raises(web.HTTPError, match=r"the session's server exited \(3\) before it listened"):
+        await asyncio.wait_for(spawn, 20)
+    assert time.monotonic() - t < 10  # not after http_timeout (30 s)
+    assert [(u, status) for u, status, _ in sessions(db)] == [("ann", "terminated")]
+    _, spawn = hub.spawn("ben", options=TWO_CPUS)  # the group's two cpus are free again
+    await asyncio.wait_for(spawn, 20)
+
+
+async def test_wait_listening_polls_a_real_port_until_it_listens():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    assert not await port_accepts("127.0.0.1", port)
+
+    async def running():
+        return None
+
+    asyncio.get_running_loop().call_later(0.3, s.listen)
+    took = await wait_listening("127.0.0.1", port, timeout=5, interval=0.05, exited=running)
+    assert 0.25 < took < 1.0
+    assert await port_accepts("127.0.0.1", port)
+    s.close()
+    with pytest.raises(ServerNotListening, match=f"did not listen on port {port} within 0.3 s") as info:
+        await wait_listening("127.0.0.1", port, timeout=0.3, interval=0.05, exited=running)
+    assert not isinstance(info.value, ServerExited)
