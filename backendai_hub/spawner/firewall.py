@@ -147,8 +147,23 @@ class FirewallUnavailable(FirewallError):
     """iptables cannot be used here: the binary is missing, we are not root, or Docker's chains are absent."""
 
 
-def detect_iptables() -> str:
-    """Path of the iptables variant (nft or legacy) whose ruleset Docker manages."""
+_detected: list[str] = []  # detect_iptables' answer, once found (the variant does not change under a hub)
+
+
+def detect_iptables(cached: bool = False) -> str:
+    """Path of the iptables variant (nft or legacy) whose ruleset Docker manages.
+
+    ``cached``: this process's earlier answer, if any (each session's egress step builds a Firewall;
+    detecting costs up to three iptables runs, which all wait on the xtables lock in a burst).
+    """
+    if cached and _detected:
+        return _detected[0]
+    path = _detect_iptables()
+    _detected[:] = [path]
+    return path
+
+
+def _detect_iptables() -> str:
     if os.geteuid() != 0:
         raise FirewallUnavailable("iptables needs root (CAP_NET_ADMIN); run the hub as root to firewall sessions")
     # Both variants may be installed, but only the one Docker wrote to has FORWARD -> DOCKER-USER;
@@ -175,7 +190,7 @@ class Firewall:
 
     def __init__(self, binary: str | None = None, timeout: float = 15.0):
         if binary is None:
-            binary = detect_iptables()
+            binary = detect_iptables(cached=True)
         elif shutil.which(binary) is None:
             raise FirewallUnavailable(f"iptables binary {binary!r} not found")
         self.binary = shutil.which(binary) or binary

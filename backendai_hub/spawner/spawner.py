@@ -34,11 +34,13 @@ from . import form, records, releasing
 from .firewall import Firewall, FirewallError
 from .names import container_token, firewall_tag, legacy_firewall_tag, oauth_client_id, session_labels
 from .network import SessionNetwork, ensure_session_network
+from .once import once
 from .readiness import ReadinessMixin
 from .options import SessionOptions, options_from_form, parse_options
 
 _catalogs: dict[tuple, ImageCatalog] = {}
 _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
+_engine_info: dict[str, dict] = {}  # the engine's CPUs and memory, asked once per hub process
 
 
 class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, DockerSpawner):
@@ -208,14 +210,13 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, DockerSp
 
     # -- capacity ------------------------------------------------------------------------------------
 
-    _engine_info: dict | None = None
-
     async def _host(self) -> tuple[dict[str, Decimal], int]:
         """The host's capacity and CPU count (the engine's, unless configured)."""
-        if BackendAISpawner._engine_info is None:
+        async def engine_info():
             info = await self.docker("info")
-            BackendAISpawner._engine_info = {"cpu": int(info["NCPU"]), "mem": int(info["MemTotal"])}
-        info = BackendAISpawner._engine_info
+            return {"cpu": int(info["NCPU"]), "mem": int(info["MemTotal"])}
+
+        info = await once(_engine_info, "engine", engine_info)
         await self.accelerators.ready()  # [accelerators] discovery (NVML) once, on an executor
         capacity = {"cpu": Decimal(info["cpu"]), "mem": Decimal(info["mem"]), **self.accelerators.capacity()}
         if self.host_capacity:
@@ -421,14 +422,13 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, DockerSp
         <gateway>:<port> to the proxy on 127.0.0.1 and drops everything else aimed at the host.
         """
         port = self._session_hub_port()
-        key = (self.network_name, port, self.firewall)
-        if key not in _networks:
-            try:
-                _networks[key] = await asyncio.get_running_loop().run_in_executor(None, self.setup_network, port)
-            except FirewallError as e:
-                raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
+        try:
+            net = await once(_networks, (self.network_name, port, self.firewall),
+                             lambda: asyncio.get_running_loop().run_in_executor(None, self.setup_network, port))
+        except FirewallError as e:
+            raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
         if self.hub_connect_url is None:
-            self.hub_connect_url = f"http://{_networks[key].gateway}:{port}"
+            self.hub_connect_url = f"http://{net.gateway}:{port}"
 
     async def _allow_egress(self, ip: str, charge: S.Charge) -> None:
         # recorded before the rules go in: a half-applied policy is removed by the same tag

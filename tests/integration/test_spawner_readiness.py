@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import uuid
 
 import pytest
 from tornado import httpserver, netutil, web
 
 from backendai_hub.spawner.readiness import ServerExited, ServerNotListening, port_accepts, wait_listening
-from tests.integration.test_spawner_inprocess import ONE_CPU, TWO_CPUS, db, make_hub, sessions  # noqa: F401
+from tests.integration import test_spawner_inprocess as base
+from tests.integration.test_spawner_inprocess import ONE_CPU, TWO_CPUS, sessions
 from tests.mocking import FakeContainer, MockSpawner
+
+db, make_hub = base.db, base.make_hub  # the same tenancy and in-process hub as test_spawner_inprocess
+
 
 class Answer(web.RequestHandler):
     def get(self, *args):
@@ -107,3 +112,25 @@ async def test_wait_listening_polls_a_real_port_until_it_listens():
     with pytest.raises(ServerNotListening, match=f"did not listen on port {port} within 0.3 s") as info:
         await wait_listening("127.0.0.1", port, timeout=0.3, interval=0.05, exited=running)
     assert not isinstance(info.value, ServerExited)
+
+
+class CountingSpawner(MockSpawner):
+    """Counts how often the session network and its host guard are set up."""
+
+    setups: list[str] = []
+
+    def setup_network(self, port: int):
+        CountingSpawner.setups.append(self.network_name)
+        time.sleep(0.1)  # iptables under the xtables lock: long enough for every spawn to ask at once
+        return super().setup_network(port)
+
+
+async def test_a_burst_of_spawns_on_a_fresh_hub_sets_the_network_and_its_guard_up_once(db, make_hub):
+    net = f"burst-{uuid.uuid4().hex[:8]}"  # a network this hub process has not set up yet
+    hub = make_hub(host_capacity={"cpu": 8, "mem": "16g"}, network_name=net)
+    users = ("ann", "ben", "cat", "a", "a-b")
+    spawns = [hub.spawn(u, options={"resources": {"cpu": 0.25, "mem": "256m"}}, spawner_class=CountingSpawner)
+              for u in users]
+    await asyncio.wait_for(asyncio.gather(*(f for _, f in spawns)), 30)
+    assert CountingSpawner.setups.count(net) == 1
+    assert sorted(u for u, status, _ in sessions(db) if status == "running") == sorted(users)
