@@ -340,6 +340,16 @@ class Firewall:
             raise FirewallError(f"cannot set {name}={value}: {e}") from None
 
 
+def host_guard_intact(bridge: str) -> bool:
+    """Whether ``bridge`` still routes the guard's DNAT to 127.0.0.1 (a bridge the engine made anew, as
+    after a restart, comes up with route_localnet off, and sessions on it could not reach the hub)."""
+    try:
+        with open(_sysctl_path(route_localnet_sysctl(bridge))) as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
 def _sysctl_path(name: str) -> str:
     return "/proc/sys/" + name.replace(".", "/")
 

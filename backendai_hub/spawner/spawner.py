@@ -31,7 +31,7 @@ from .jail import jail_create_kwargs, jail_host_config
 from .code_log import CodeLogMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
-from .firewall import Firewall, FirewallError
+from .firewall import Firewall, FirewallError, host_guard_intact
 from .names import container_token, firewall_tag, legacy_firewall_tag, oauth_client_id, session_labels
 from .network import SessionNetwork, ensure_session_network
 from .once import once
@@ -422,8 +422,11 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, DockerSp
         <gateway>:<port> to the proxy on 127.0.0.1 and drops everything else aimed at the host.
         """
         port = self._session_hub_port()
+        key = (self.network_name, port, self.firewall)
+        if key in _networks and not self.network_still_set_up(_networks[key]):
+            del _networks[key]  # the engine made the bridge anew (it restarted): set it up again
         try:
-            net = await once(_networks, (self.network_name, port, self.firewall),
+            net = await once(_networks, key,
                              lambda: asyncio.get_running_loop().run_in_executor(None, self.setup_network, port))
         except FirewallError as e:
             raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
@@ -451,6 +454,10 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, DockerSp
         if self.firewall:
             Firewall().install_host_guard(net.bridge, net.gateway, port)
         return net
+
+    def network_still_set_up(self, net: SessionNetwork) -> bool:
+        """Whether the bridge still has the guard's per-bridge setting (a file read; no iptables run)."""
+        return not self.firewall or host_guard_intact(net.bridge)
 
     async def launch_container(self) -> tuple[str, int]:
         """Create and start the session container (DockerSpawner's start); its (ip, port)."""
