@@ -73,9 +73,10 @@ class EngineRestarts:
             time.sleep(0.2)
 
     def _start(self, argv: list[str], timeout: float = 90) -> None:
-        with open(self.log, "ab") as log:
-            subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.cwd,
-                             start_new_session=True)  # setsid, as ensure-docker.sh: it outlives the test
+        # as ensure-docker.sh: `setsid nohup dockerd >>log &` from a shell that exits at once, so dockerd
+        # is init's child, not ours (a stopped child of the test would linger as a zombie named dockerd)
+        subprocess.run(["sh", "-c", 'log="$1"; shift; setsid nohup "$@" >>"$log" 2>&1 </dev/null &', "sh",
+                        str(self.log), *argv], cwd=self.cwd, check=True, timeout=30)
         deadline = time.monotonic() + timeout
         while not _engine_answers():
             assert time.monotonic() < deadline, f"dockerd did not answer within {timeout}s (log: {self.log})"
