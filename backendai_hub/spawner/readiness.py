@@ -38,26 +38,35 @@ async def port_accepts(host: str, port: int, timeout: float = 1.0) -> bool:
 
 
 async def wait_listening(host: str, port: int, *, timeout: float, interval: float,
-                         exited: Callable[[], Awaitable[object]], check_every: float = 1.0) -> float:
-    """Poll ``host:port`` every ``interval`` s until it accepts a connection; the seconds it took.
+                         exited: Callable[[], Awaitable[object]], fast_for: float = 2.0,
+                         max_interval: float = 0.5, first_check: float = 1.0, max_check: float = 8.0) -> float:
+    """Poll ``host:port`` until it accepts a connection; the seconds it took.
 
-    ``exited()`` (the container's exit status, None while it runs) is asked every ``check_every`` s,
-    so a server that dies is reported at once rather than after ``timeout``.
+    Every ``interval`` s for the first ``fast_for`` s (a server usually listens within a second), then
+    half as often again each poll up to ``max_interval``: in a burst, when servers boot for many
+    seconds on shared cores, twenty spawns polling at full rate would cost the hub the CPU they wait for.
+    ``exited()`` (the container's exit status, None while it runs) is asked after ``first_check`` s,
+    then at doubling gaps up to ``max_check`` s, so a server that dies is reported soon, while a burst's
+    status checks do not queue in front of other spawns' container creates on the engine's executor.
     """
     started = time.monotonic()
     deadline = started + timeout
-    next_check = started + check_every
+    check_gap = first_check
+    next_check = started + check_gap
     while True:
         if await port_accepts(host, port, timeout=min(1.0, max(0.05, deadline - time.monotonic()))):
             return time.monotonic() - started
         now = time.monotonic()
         if now >= next_check:
-            next_check = now + check_every
+            check_gap = min(check_gap * 2, max_check)
+            next_check = now + check_gap
             status = await exited()
             if status is not None:
                 raise ServerExited(f"the session's server exited ({status}) before it listened")
         if now >= deadline:
             raise ServerNotListening(f"the session's server did not listen on port {port} within {timeout:g} s")
+        if now - started > fast_for:
+            interval = min(interval * 1.5, max(max_interval, interval))
         await asyncio.sleep(interval)
 
 
