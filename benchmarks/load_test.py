@@ -105,6 +105,8 @@ class User:
             await self.request(s, "POST /hub/login", "POST", "/hub/login?next=", (302,),
                                data={"username": self.name, "password": self.password, "_xsrf": xsrf})
             if self.token is None:
+                # signing in binds a new _xsrf cookie to the user: the form's is no longer valid
+                xsrf = [c.value for c in s.cookie_jar if c.key == "_xsrf"][-1]
                 _, body = await self.request(s, "POST /hub/api/users/<u>/tokens", "POST",
                                              f"/hub/api/users/{self.name}/tokens", (200, 201),
                                              json={"note": "load"}, headers={"X-XSRFToken": xsrf})
