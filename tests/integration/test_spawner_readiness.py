@@ -134,3 +134,30 @@ async def test_a_burst_of_spawns_on_a_fresh_hub_sets_the_network_and_its_guard_u
     await asyncio.wait_for(asyncio.gather(*(f for _, f in spawns)), 30)
     assert CountingSpawner.setups.count(net) == 1
     assert sorted(u for u, status, _ in sessions(db) if status == "running") == sorted(users)
+
+
+QUARTER = {"resources": {"cpu": 0.25, "mem": "256m"}}
+
+
+class RemadeBridgeSpawner(CountingSpawner):
+    """As after an engine restart that made the bridge anew: the guard's per-bridge setting is gone once."""
+
+    remade: list[bool] = [True]
+
+    def network_still_set_up(self, net) -> bool:
+        return not (RemadeBridgeSpawner.remade and RemadeBridgeSpawner.remade.pop())
+
+
+async def test_a_bridge_the_engine_made_anew_is_set_up_again_at_the_next_spawn(db, make_hub):
+    net = f"remade-{uuid.uuid4().hex[:8]}"
+    hub = make_hub(host_capacity={"cpu": 8, "mem": "16g"}, network_name=net)
+    _, spawn = hub.spawn("ann", options=QUARTER, spawner_class=CountingSpawner)
+    await asyncio.wait_for(spawn, 20)
+    assert CountingSpawner.setups.count(net) == 1
+    RemadeBridgeSpawner.remade[:] = [True]
+    _, spawn = hub.spawn("ben", options=QUARTER, spawner_class=RemadeBridgeSpawner)
+    await asyncio.wait_for(spawn, 20)
+    assert CountingSpawner.setups.count(net) == 2  # guarded again
+    _, spawn = hub.spawn("cat", options=QUARTER, spawner_class=RemadeBridgeSpawner)
+    await asyncio.wait_for(spawn, 20)
+    assert CountingSpawner.setups.count(net) == 2  # intact now: not again
