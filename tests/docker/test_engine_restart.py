@@ -58,7 +58,8 @@ def spawn_ready(hub, token: str, name: str) -> None:
 
 def one_running_container(hub, name: str):
     found = containers(hub, name)
-    assert [c.status for c in found] == ["running"], [(c.name, c.status) for c in found]
+    assert [c.status for c in found] == ["running"], (
+        [(c.name, c.status) for c in found], hub.log.read_text()[-6000:])  # the hub's side, for a failure
     return found[0]
 
 
