@@ -39,6 +39,7 @@ def open_page(browser, hub, who: str, password: str | None = None):  # noqa: F81
     page.wait_for_url("**/hub/home")
     link = page.locator("#backendai-selfservice-link")
     assert link.inner_text().strip() == "Keys & sessions"
+    shot(page, f"0-hub-home-{who}")
     link.click()  # the hub's OAuth: authorize, callback, the page
     page.wait_for_url("**/services/backendai/")
     page.wait_for_selector("h1:has-text('Your keys, sessions and folders')")
@@ -101,6 +102,9 @@ def test_issue_copy_use_with_the_official_client_revoke(browser, demo_hub, backe
     assert out.returncode == 0, out.stdout + out.stderr
     out = backend_ai(backend_ai_cli, env, tmp_path, "vfolder", "list")
     assert out.returncode == 0 and "from-page" in out.stdout, out.stdout + out.stderr
+    (tmp_path / "blob.bin").write_bytes(os.urandom(3 << 20))
+    out = backend_ai(backend_ai_cli, env, tmp_path, "vfolder", "upload", "from-page", "blob.bin")
+    assert out.returncode == 0, out.stdout + out.stderr
 
     # a reload forgets the secret: only the access key is rendered
     page.reload()
@@ -108,7 +112,9 @@ def test_issue_copy_use_with_the_official_client_revoke(browser, demo_hub, backe
     html = page.content()
     assert secret not in html and access in html
     assert page.locator("#new-key").is_hidden()
-    assert page.locator("#folder-table tr[data-folder='from-page']").count() == 1
+    folder = page.locator("#folder-table tr[data-folder='from-page']")
+    assert folder.locator(".used").inner_text() == "3.0 MiB"  # its usage, against its quota
+    assert "10.0 GiB" in folder.inner_text() and folder.locator("td").last.inner_text() == "1"
     shot(page, "3-reloaded")
 
     # revoke (confirm dialog accepted): the client is refused from then on
