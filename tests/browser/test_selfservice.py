@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.browser.test_signin import browser  # noqa: F401 - the fixture
-from tests.hubproc import hub_api, hub_token, run_cli, server_path, stop_server, wait_ready
+from tests.hubproc import hub_api, hub_token, run_cli, server_path, service_api, stop_server, wait_ready
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("BACKENDAI_HUB_SCREENSHOTS", "/tmp/bhub-screenshots")) / "selfservice"
@@ -142,7 +142,10 @@ def test_issue_copy_use_with_the_official_client_revoke(browser, demo_hub, backe
 def test_sessions_own_and_domain_scope_and_stop_from_the_page(browser, demo_hub, docker_available):  # noqa: F811
     make_user(demo_hub, "neighbour", "neighbour-password")
     demo = hub_token(demo_hub, "demo", demo_hub.credentials["demo"]["password"])
-    r = hub_api(demo_hub, demo, "POST", server_path("demo", "pagework"), json={"group": "ml", "resources": SMALL})
+    r = service_api(demo_hub, demo, "POST", "vfolders", json={"name": "session-data"})
+    assert r.status_code in (201, 409), r.text
+    r = hub_api(demo_hub, demo, "POST", server_path("demo", "pagework"),
+                json={"group": "ml", "resources": SMALL, "vfolders": ["session-data"]})
     assert r.status_code in (201, 202), r.text
     try:
         wait_ready(demo_hub, demo, name="pagework", timeout=120)
@@ -152,6 +155,7 @@ def test_sessions_own_and_domain_scope_and_stop_from_the_page(browser, demo_hub,
         text = row.inner_text()
         assert "backendai-hub/notebook" in text and "cpu=1" in text and "mem=1g" in text and "ml" in text
         assert re.search(r"< 1 min|\d+ min", text), text
+        assert "session-data → /home/work/session-data" in text, text  # its mounts
         assert page.locator("#scope-sessions").count() == 0  # a user has no wider scope
         shot(page, "5-sessions")
 
