@@ -77,8 +77,15 @@ def test_issue_copy_use_with_the_official_client_revoke(browser, demo_hub, backe
         assert demo_hub.credentials[who]["access_key"] not in page.content()
     shot(page, "1-opened")
 
-    # issue with the keyboard: the button is a real button in a real form
-    page.focus("#issue")
+    # issue with the keyboard alone: Tab reaches the button (skip link, nav, ...), its focus shows, Enter
+    for _ in range(15):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "issue":
+            break
+    else:
+        raise AssertionError("Tab never reaches the issue button")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", ""), outline
     page.keyboard.press("Enter")
     page.wait_for_selector("#new-key:not([hidden])")
     access = page.inner_text("#new-access").strip()
