@@ -16,6 +16,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -237,6 +238,12 @@ def run(*, quick: bool = False, users: int | None = None, seconds: float | None 
     finally:
         hub.stop(keep_sessions=spawners == 0)  # no spawns: no session network to take down
         hub.unmount_folders()
+        logs = REPO / ".state" / "bench" / "load-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        if hub.log.exists():
+            shutil.copy(hub.log, logs / "hub.log")
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"hub log kept in {logs / 'hub.log'}")
     rows = {route: {**stats(ns, "ms"),
                     "5xx": sum(n for c, n in rec.codes[route].items() if c.startswith("5") or not c.isdigit())}
             for route, ns in sorted(rec.times.items())}
