@@ -15,6 +15,7 @@ BENCHMARKS = {
     "admission_scale": "benchmarks.admission_scale",
     "audit_overhead": "benchmarks.audit_overhead",
     "code_log": "benchmarks.code_log",
+    "load_test": "benchmarks.load_test",
     "allocation": "benchmarks.allocation",
     "policy_admission": "benchmarks.policy_admission",
     "service_latency": "benchmarks.service_latency",

@@ -1,8 +1,8 @@
 """The spawner glue: JupyterHub hooks over DockerSpawner, calling the pure builders.
 
 ``start()`` reads as its steps: options, tenancy and mount plan -> admission (maybe queued) -> mounts
--> container options -> network -> create and start -> egress -> record. Whatever a failed start
-reserved is released.
+-> container options -> network -> create and start -> egress -> record -> listening. Whatever
+a failed start reserved is released.
 """
 
 from __future__ import annotations
@@ -31,16 +31,19 @@ from .jail import jail_create_kwargs, jail_host_config
 from .code_log import CodeLogMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
-from .firewall import Firewall, FirewallError
+from .firewall import Firewall, FirewallError, host_guard_intact
 from .names import container_token, firewall_tag, legacy_firewall_tag, oauth_client_id, session_labels
 from .network import SessionNetwork, ensure_session_network
+from .once import once
+from .readiness import ReadinessMixin
 from .options import SessionOptions, options_from_form, parse_options
 
 _catalogs: dict[tuple, ImageCatalog] = {}
 _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
+_engine_info: dict[str, dict] = {}  # the engine's CPUs and memory, asked once per hub process
 
 
-class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -207,14 +210,13 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
 
     # -- capacity ------------------------------------------------------------------------------------
 
-    _engine_info: dict | None = None
-
     async def _host(self) -> tuple[dict[str, Decimal], int]:
         """The host's capacity and CPU count (the engine's, unless configured)."""
-        if BackendAISpawner._engine_info is None:
+        async def engine_info():
             info = await self.docker("info")
-            BackendAISpawner._engine_info = {"cpu": int(info["NCPU"]), "mem": int(info["MemTotal"])}
-        info = BackendAISpawner._engine_info
+            return {"cpu": int(info["NCPU"]), "mem": int(info["MemTotal"])}
+
+        info = await once(_engine_info, "engine", engine_info)
         await self.accelerators.ready()  # [accelerators] discovery (NVML) once, on an executor
         capacity = {"cpu": Decimal(info["cpu"]), "mem": Decimal(info["mem"]), **self.accelerators.capacity()}
         if self.host_capacity:
@@ -313,6 +315,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
             await self._db(lambda s: (S.mark_running(s, self.session_id, self.container_id),
                                       records.append(s, self, "start", description=f"container {self.object_name}")))
             self._event(80, "waiting for the server to answer")
+            await self.wait_until_listening(*ip_port)
             return ip_port
         except BaseException as e:
             await self._release("failed to start")
@@ -420,13 +423,15 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
         """
         port = self._session_hub_port()
         key = (self.network_name, port, self.firewall)
-        if key not in _networks:
-            try:
-                _networks[key] = await asyncio.get_running_loop().run_in_executor(None, self.setup_network, port)
-            except FirewallError as e:
-                raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
+        if key in _networks and not self.network_still_set_up(_networks[key]):
+            del _networks[key]  # the engine made the bridge anew (it restarted): set it up again
+        try:
+            net = await once(_networks, key,
+                             lambda: asyncio.get_running_loop().run_in_executor(None, self.setup_network, port))
+        except FirewallError as e:
+            raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
         if self.hub_connect_url is None:
-            self.hub_connect_url = f"http://{_networks[key].gateway}:{port}"
+            self.hub_connect_url = f"http://{net.gateway}:{port}"
 
     async def _allow_egress(self, ip: str, charge: S.Charge) -> None:
         # recorded before the rules go in: a half-applied policy is removed by the same tag
@@ -449,6 +454,10 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
         if self.firewall:
             Firewall().install_host_guard(net.bridge, net.gateway, port)
         return net
+
+    def network_still_set_up(self, net: SessionNetwork) -> bool:
+        """Whether the bridge still has the guard's per-bridge setting (a file read; no iptables run)."""
+        return not self.firewall or host_guard_intact(net.bridge)
 
     async def launch_container(self) -> tuple[str, int]:
         """Create and start the session container (DockerSpawner's start); its (ip, port)."""
