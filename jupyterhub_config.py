@@ -32,6 +32,8 @@ c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 # land on the home page after sign-in: a session is started deliberately, with its options
 c.JupyterHub.default_url = "/hub/home"
+# our page overrides (home.html: the web shell's buttons), each extending JupyterHub's own
+c.JupyterHub.template_paths = [str(here / "backendai_hub" / "templates")]
 c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"
 chp = here / "node_modules" / ".bin" / "configurable-http-proxy"
