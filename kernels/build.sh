@@ -257,7 +257,7 @@ which is $host_distro, not the base image's $base_distro: build on a $base_distr
   pkgs="$(grep -v '^#' "$sh_dir/packages.txt" | xargs)"
   # 1. Debian packages and their dependencies that the base image lacks, fetched once
   local deb_hash
-  deb_hash="$( { echo "$recipe $base_id"; echo "$pkgs"; } | sha)"
+  deb_hash="$( { echo "$recipe $base_id apt-status"; echo "$pkgs"; } | sha)"
   if [[ ! -s "$debs/.stamp" || "$(cat "$debs/.stamp")" != "$deb_hash" ]]; then
     log "apt-get download (shell packages: $pkgs) ..."
     # apt resolves against the base image's own dpkg status: exactly what the base lacks, upgrades included
@@ -275,7 +275,7 @@ which is $host_distro, not the base image's $base_distro: build on a $base_distr
   fi
   # 2. Python wheels: the official client for the image's python/glibc/arch, and our package from here
   local wh_in
-  wh_in="$( { echo "$recipe $pyver ${platforms[*]}"; cat "$sh_dir/requirements.txt" "$root/setup.cfg" "$root/pyproject.toml";
+  wh_in="$( { echo "$recipe $pyver ${platforms[*]}"; cat "$sh_dir/requirements.txt" "$sh_dir/notebook.txt" "$root/setup.cfg" "$root/pyproject.toml";
              find "$root/backendai_hub" -type f \( -name '*.py' -o -name '*.json' -o -name '*.html' -o -name '*.yaml' -o -name '*.mako' \) \
                -print0 | LC_ALL=C sort -z | xargs -0 cat; } | sha)"
   if [[ ! -s "$wh/.stamp" || "$(cat "$wh/.stamp")" != "$wh_in" ]]; then
@@ -285,9 +285,14 @@ which is $host_distro, not the base image's $base_distro: build on a $base_distr
     # base image's release, so its python and glibc are the image's (checked above and here)
     [[ "$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" == "$pyver" ]] \
       || die "the shell wheelhouse is built with $python, which is not python $pyver (the image's): set PYTHON"
-    "$python" -m pip wheel -qq --disable-pip-version-check -w "$wh.tmp" --find-links "$wh" \
-      -r "$sh_dir/requirements.txt" "$root" >"$kcache/shell-wheel.log" 2>&1 \
-      || { tail -n 20 "$kcache/shell-wheel.log" >&2; die "pip wheel (shell wheelhouse) failed (log: $kcache/shell-wheel.log)"; }
+    # three resolutions, each installed on its own: the client's venv, ours, Notebook 7 into the session venv
+    local what
+    for what in "-r $sh_dir/requirements.txt" "$root" "-r $sh_dir/notebook.txt"; do
+      # shellcheck disable=SC2086
+      "$python" -m pip wheel -qq --disable-pip-version-check -w "$wh.tmp" --find-links "$wh" $what \
+        >"$kcache/shell-wheel.log" 2>&1 \
+        || { tail -n 20 "$kcache/shell-wheel.log" >&2; die "pip wheel $what failed (log: $kcache/shell-wheel.log)"; }
+    done
     echo "$wh_in" >"$wh.tmp/.stamp"
     rm -rf "$wh"; mv "$wh.tmp" "$wh"
   fi
@@ -299,7 +304,7 @@ which is $host_distro, not the base image's $base_distro: build on a $base_distr
     return 0
   fi
   rm -rf "$ctx"; mkdir -p "$ctx/debs" "$ctx/cli-wheels"
-  cp "$sh_dir"/Dockerfile "$sh_dir"/requirements.txt "$sh_dir"/*.conf "$sh_dir"/*.py "$sh_dir"/*.json "$ctx/"
+  cp "$sh_dir"/Dockerfile "$sh_dir"/*.txt "$sh_dir"/*.conf "$sh_dir"/*.py "$sh_dir"/*.json "$ctx/"
   cp -l "$debs"/*.deb "$ctx/debs/" 2>/dev/null || cp "$debs"/*.deb "$ctx/debs/"
   cp -l "$wh"/*.whl "$ctx/cli-wheels/" 2>/dev/null || cp "$wh"/*.whl "$ctx/cli-wheels/"
   log "docker build --network none $sh_tag ..."

@@ -120,7 +120,7 @@ class ShellMixin(HasTraits):
     ).tag(config=True)
 
     shell_url = Unicode(
-        "/lab/terminals/shell", help="Where a shell session lands (its terminal; every tab attaches to the "
+        "/terminals/shell", help="Where a shell session lands (Notebook 7's terminal page; every tab attaches to the "
                                       "same tmux session).",
     ).tag(config=True)
 
