@@ -13,6 +13,7 @@ import uuid
 from typing import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.orm import object_session
 from traitlets import HasTraits, Unicode
 
 from .. import policy as P
@@ -164,6 +165,7 @@ class ShellMixin(HasTraits):
             await loop.run_in_executor(None, wipe_home, self.storage_hosts, uid)
             await self._db(lambda s: records.append(s, self, "reset", description="shell home wiped"))
             self._shell_reset = False
+            self._forget_reset()
         path = await loop.run_in_executor(None, ensure_home, self.storage_hosts, uid, quota)
         home = Mount(source=path, target=SESSION_HOME, read_only=False)
         # the home first: Docker mounts parents before children, the vfolders land on top of it
@@ -178,6 +180,16 @@ class ShellMixin(HasTraits):
                             "BACKEND_SECRET_KEY": secret}
         self.default_url = self.shell_url
         self.log.info("%s: shell session with keypair %s and home %s", self._log_name, self.shell_access_key, path)
+
+    def _forget_reset(self) -> None:
+        """The hub keeps a start's options as the defaults of the next one: a reset is done once."""
+        self.user_options = {k: v for k, v in (self.user_options or {}).items() if k != "reset_home"}
+        orm = getattr(self, "orm_spawner", None)
+        if orm is not None and orm.user_options and "reset_home" in orm.user_options:
+            orm.user_options = dict(self.user_options)
+            session = object_session(orm)
+            if session is not None:
+                session.commit()
 
     async def _shell_revoke(self) -> None:
         """Revoke the session's keypair (at stop, and when a start fails)."""

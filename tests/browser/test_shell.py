@@ -167,6 +167,8 @@ def test_the_web_shell(browser, hub, people, folders):  # noqa: F811
         assert r.status_code in (200, 202), r.text
         assert r.json()["home"] == "wiped"
         wait_shell(hub, demo)
+        # done once: the options the hub keeps for the next start carry no reset
+        assert "reset_home" not in hub_api(hub, admin, "GET", "users/demo").json()["servers"][SHELL]["user_options"]
         code, out = in_shell(hub, "ls -A ~; test -e ~/home-file && echo home-file-still-there; "
                                   "ls /home/work/notes /home/work/refs")
         assert code == 0, out
