@@ -145,7 +145,8 @@ def test_the_web_shell(browser, hub, people, folders):  # noqa: F811
         # a reload reattaches to the same tmux session: the variable is still set
         page.reload()
         open_terminal(page, hub)
-        type_and_wait(page, hub, "echo seen=$BHUB_MARK", r"seen=mark-42-x")
+        shown = type_and_wait(page, hub, "echo seen=$BHUB_MARK", r"seen=mark-42-x")
+        assert re.search(r"\$ echo seen=\$BHUB_MARK\n", shown), shown[-800:]  # nothing typed by itself meanwhile
         page.screenshot(path=str(SHOTS / "shell-after-reload.png"))
 
         # restart (one click on the home page): the home is kept, the old keys are revoked, new ones work

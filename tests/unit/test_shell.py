@@ -67,3 +67,18 @@ def test_reset_home_must_be_a_boolean(value):
     with pytest.raises(InvalidInput) as e:
         Shell()._shell_options({"reset_home": value})
     assert e.value.field == "reset_home"
+
+
+@pytest.mark.parametrize("replayed, shown", [
+    ("\x1b[>c\x1b[>q\x1b[?1049hwork@x:~$ ", "\x1b[?1049hwork@x:~$ "),  # what tmux asks at its start
+    ("a\x1b[cb\x1b[0cc\x1b[=c", "abc"),
+    ("\x1b[6n\x1b[5n\x1b[?6n", ""),
+    ("\x1b]11;?\x07\x1b]10;?\x1b\\\x1b]4;1;?\x07", ""),
+    ("\x1b[?2004$p", ""),
+    # what a terminal draws stays: colours, cursor moves, titles, clear
+    ("\x1b[1;32mok\x1b[0m\x1b[2J\x1b[H\x1b[10;5H\x1b]0;title\x07\x1b[K", None),
+])
+def test_a_reattached_terminal_is_not_asked_again(replayed, shown):
+    from backendai_hub_session.apps.shell import strip_queries
+
+    assert strip_queries(replayed) == (replayed if shown is None else shown)
