@@ -9,6 +9,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import quote
 
 from sqlalchemy import select
 
@@ -47,7 +48,7 @@ def restart_shell(api_url: str, token: str, user: str, reset: bool = False) -> i
     session_ops.stop_server(api_url, token, user, SHELL_SERVER)
     deadline = time.monotonic() + STOP_WAIT
     while True:
-        code, model = _hub(api_url, token, "GET", f"/users/{user}")
+        code, model = _hub(api_url, token, "GET", f"/users/{quote(user, safe='')}")
         if code != 200:
             raise RemoteError(f"the hub did not show user {user!r}: HTTP {code}")
         if SHELL_SERVER not in (model.get("servers") or {}):
