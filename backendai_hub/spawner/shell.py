@@ -168,6 +168,9 @@ class ShellMixin(HasTraits):
             self._forget_reset()
         path = await loop.run_in_executor(None, ensure_home, self.storage_hosts, uid, quota)
         home = Mount(source=path, target=SESSION_HOME, read_only=False)
+        # the persistent home replaces the jail's scratch tmpfs there (which would hide it)
+        self.extra_host_config["tmpfs"] = {k: v for k, v in self.extra_host_config.get("tmpfs", {}).items()
+                                           if k != SESSION_HOME}
         # the home first: Docker mounts parents before children, the vfolders land on top of it
         self.extra_host_config["mounts"] = [home.docker(), *self.extra_host_config.get("mounts", [])]
         await self._shell_revoke()  # a key left by a crash of the hub

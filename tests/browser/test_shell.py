@@ -158,8 +158,10 @@ def test_the_web_shell(browser, hub, people, folders):  # noqa: F811
         assert signed(hub, "GET", "me", key, secret).status_code == 401
         env = shell_env(hub)
         assert env["BACKEND_ACCESS_KEY"] != key
-        code, out = in_shell(hub, "cat ~/home-file; backendai-hub -o json vfolder list 2>&1 | head -c 2000")
+        code, out = in_shell(hub, "cat ~/home-file; df --output=size,target -B1M /home/work | tail -1")
         assert code == 0 and out.startswith("kept"), out
+        size, target = out.split("\n")[1].split()
+        assert target == "/home/work" and 900 < int(size) <= 1024, out  # its own 1 GiB filesystem
         key, secret = env["BACKEND_ACCESS_KEY"], env["BACKEND_SECRET_KEY"]
         assert signed(hub, "GET", "me", key, secret).json()["username"] == "demo"
 
