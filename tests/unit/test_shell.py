@@ -82,3 +82,17 @@ def test_a_reattached_terminal_is_not_asked_again(replayed, shown):
     from backendai_hub_session.apps.shell import strip_queries
 
     assert strip_queries(replayed) == (replayed if shown is None else shown)
+
+
+@pytest.mark.parametrize("model, allowed", [
+    ({"kind": "user", "name": "demo", "scopes": ["access:servers!user=demo"]}, True),
+    ({"name": "demo"}, True),
+    ({"kind": "user", "name": "admin", "scopes": ["access:servers"]}, False),  # a hub admin: not the owner
+    ({"kind": "service", "name": "demo", "scopes": ["access:servers"]}, False),
+    ({"kind": "user", "name": "Demo"}, False),
+])
+def test_only_the_owner_may_use_the_shell(model, allowed):
+    from backendai_hub_session.apps.shell import owner_only
+
+    assert owner_only(model, "demo") is allowed
+    assert owner_only(model, None) is False
