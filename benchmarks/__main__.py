@@ -19,6 +19,7 @@ BENCHMARKS = {
     "allocation": "benchmarks.allocation",
     "policy_admission": "benchmarks.policy_admission",
     "service_latency": "benchmarks.service_latency",
+    "shell_ws": "benchmarks.shell_ws",
     "spawn": "benchmarks.spawn",
     "vfolder_transfer": "benchmarks.vfolder_transfer",
 }

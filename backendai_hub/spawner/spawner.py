@@ -26,9 +26,10 @@ from ..errors import AdmissionDenied, ServiceUnavailable, TenancyError
 from ..models import AuditStatus
 from ..images import DEFAULT_ALIASES, ImageCatalog
 from ..vfolders import StorageHosts
-from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
+from ..vfolders.mounts import Mount, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
 from .code_log import CodeLogMixin
+from .shell import ShellMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
 from .firewall import Firewall, FirewallError, host_guard_intact
@@ -43,7 +44,7 @@ _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per
 _engine_info: dict[str, dict] = {}  # the engine's CPUs and memory, asked once per hub process
 
 
-class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -307,6 +308,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, DockerSp
             self._apply(opts, charge, allocation, mounts)
             await self._ensure_network()
             await self._code_log_env()  # [code-log]
+            await self._shell_setup()  # [shell]
             self._event(40, "creating the container")
             t = time.monotonic()
             ip_port = await self.launch_container()
@@ -332,7 +334,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, DockerSp
         """Options, who is charged and the mount plan, all checked; nothing is changed yet."""
         self._event(5, "checking the request against your policies")
         await asyncio.get_running_loop().run_in_executor(None, self.catalog.images)
-        raw = dict(self.user_options or {})
+        raw = self._shell_options(dict(self.user_options or {}))  # [shell]
         group = raw.get("group") if isinstance(raw.get("group"), str) else None
         charge = self._charge = await self._db(lambda s: S.resolve(s, self.user.name, group))
         opts = parse_options(raw, resolve_image=self.catalog.resolve, default_image=self.image,
@@ -340,7 +342,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, DockerSp
                              allowed_images=charge.allowed_images)
         self._options = opts
         # refuse unknown or unreachable vfolders before anything is admitted
-        mounts = await self._db(lambda s: plan_mounts(s, self.storage_hosts, self.user.name, opts.vfolders))
+        mounts = await self._db(lambda s: self._plan_mounts(s, opts))  # [shell]: all folders in a shell
         return opts, charge, mounts
 
     async def _admit(self, opts: SessionOptions, charge: S.Charge) -> dict:
