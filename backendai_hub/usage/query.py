@@ -1,0 +1,229 @@
+"""Usage queries over the hourly rollups: by user, group or domain, per hour, day or month (UTC),
+in resource-hours; parsing of the query parameters (400 naming the field) and visibility."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+from sqlalchemy import distinct, func, literal_column, or_, select
+from sqlalchemy.orm import Session
+
+from .. import validation as V
+from ..errors import InvalidInput, NotFound
+from ..models import Domain, Group, User
+from ..session_query import Scope
+from .accounting import hour_floor
+from .models import UsageHour
+
+BY = {"user": (UsageHour.user_id, User, User.username),
+      "group": (UsageHour.group_id, Group, Group.name),
+      "domain": (UsageHour.domain_id, Domain, Domain.name)}
+BUCKETS = ("hour", "day", "month")
+_TEXT_LEN = {"hour": 13, "day": 10, "month": 7}  # prefixes of "YYYY-MM-DD HH"
+_PG_FORMAT = {"hour": "YYYY-MM-DD HH24", "day": "YYYY-MM-DD", "month": "YYYY-MM"}
+_PERIOD = re.compile(r"(\d{1,4})([hdwm])")
+_PERIOD_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+MAX_BUCKETS = 10_000
+MAX_SPAN = timedelta(days=1100)
+GIB = float(1 << 30)
+QUERY_FIELDS = ("by", "bucket", "period", "start", "end", "user", "group", "domain")
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    by: str = "group"
+    bucket: str = "day"
+    start: datetime = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    end: datetime = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    user: str | None = None
+    group: str | None = None
+    domain: str | None = None
+
+
+def month_start(t: datetime, months: int = 0) -> datetime:
+    index = t.year * 12 + t.month - 1 + months
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=timezone.utc)
+
+
+def period_start(end: datetime, value: str, field: str = "period") -> datetime:
+    """``30d``, ``24h``, ``2w``, ``3m`` (calendar months, the day clamped to the month's) back from ``end``."""
+    m = _PERIOD.fullmatch(value.strip())
+    if not m or int(m[1]) == 0:
+        raise InvalidInput(f"{field}: {value[:40]!r} is not a period (24h, 30d, 2w, 3m)", field=field)
+    n = int(m[1])
+    if m[2] != "m":
+        return end - n * _PERIOD_UNITS[m[2]]
+    first = month_start(end, -n)
+    last_day = (month_start(first, 1) - timedelta(days=1)).day
+    return end.replace(year=first.year, month=first.month, day=min(end.day, last_day))
+
+
+def _ceil_hour(t: datetime) -> datetime:
+    floor = hour_floor(t)
+    return floor if floor == t else floor + timedelta(hours=1)
+
+
+def parse_query(raw: Mapping[str, Any], *, now: datetime | None = None, default_by: str = "group") -> UsageQuery:
+    """The query's parameters (strings; absent or empty: the default); 400 names the bad field.
+
+    The period is ``start``/``end`` (ISO 8601 dates or date-times, end exclusive) or ``period`` back
+    from ``end`` (default: now); both ends are widened to whole UTC hours. Default: the last 30 days.
+    """
+    got = {k: v for k, v in raw.items() if v not in (None, "")}
+    unknown = sorted(set(got) - set(QUERY_FIELDS))
+    if unknown:
+        raise InvalidInput(f"{unknown[0]}: unknown parameter (known: {', '.join(QUERY_FIELDS)})", field=unknown[0])
+    by, bucket = got.get("by", default_by), got.get("bucket", "day")
+    if by not in BY:
+        raise InvalidInput(f"by: {str(by)[:40]!r} is not one of user, group, domain", field="by")
+    if bucket not in BUCKETS:
+        raise InvalidInput(f"bucket: {str(bucket)[:40]!r} is not one of hour, day, month", field="bucket")
+    now = now or datetime.now(timezone.utc)
+    end = V.timestamp(got["end"], "end") if "end" in got else now
+    if "start" in got and "period" in got:
+        raise InvalidInput("period: give either start or period, not both", field="period")
+    if "start" in got:
+        start = V.timestamp(got["start"], "start")
+    else:
+        start = period_start(end, str(got.get("period", "30d")))
+    start, end = hour_floor(start), _ceil_hour(end)
+    if end <= start:
+        raise InvalidInput("end: must be later than start", field="end")
+    if end - start > MAX_SPAN:
+        raise InvalidInput(f"period: at most {MAX_SPAN.days} days at once", field="period")
+    if bucket == "hour" and (end - start) / timedelta(hours=1) > MAX_BUCKETS:
+        raise InvalidInput(f"bucket: at most {MAX_BUCKETS} hour buckets at once; use day or month",
+                           field="bucket")
+    for name in ("user", "group", "domain"):
+        if name in got and (not isinstance(got[name], str) or len(got[name]) > 64):
+            raise InvalidInput(f"{name}: not a name", field=name)
+    return UsageQuery(by=by, bucket=bucket, start=start, end=end, user=got.get("user"), group=got.get("group"),
+                      domain=got.get("domain"))
+
+
+def bucket_start(text: str, bucket: str) -> datetime:
+    if bucket == "hour":
+        return datetime.strptime(text, "%Y-%m-%d %H").replace(tzinfo=timezone.utc)
+    if bucket == "day":
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y-%m").replace(tzinfo=timezone.utc)
+
+
+def _bucket_expr(s: Session, bucket: str):
+    if s.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", UsageHour.hour), _PG_FORMAT[bucket])
+    return func.substr(UsageHour.hour, 1, _TEXT_LEN[bucket])  # SQLite stores UTC text, YYYY-MM-DD HH:...
+
+
+def _ids_of(s: Session, by: str, name: str, scope: Scope) -> list[int]:
+    """The ids a filter names (a group name may exist in several domains); those the caller cannot see
+    are as unknown as those that do not exist."""
+    _, model, name_col = BY[by]
+    out = []
+    for row in s.scalars(select(model).where(name_col == name)):
+        if not scope.everything:
+            domain = row.name if by == "domain" else row.domain.name
+            own = by == "user" and row.username == scope.username
+            if not own and domain not in scope.domains and not (by != "user" and _member(s, scope, by, row)):
+                continue
+        out.append(row.id)
+    if not out:
+        raise NotFound(f"unknown {by} {name!r}", field=by)
+    return out
+
+
+def _member(s: Session, scope: Scope, by: str, row) -> bool:
+    """A user's own group and domain are theirs to filter by (they see their own usage in it)."""
+    me = s.scalars(select(User).where(User.username == scope.username)).first()
+    if me is None:
+        return False
+    return row.id == me.domain_id if by == "domain" else any(g.id == row.id for g in me.groups)
+
+
+def _where(s: Session, scope: Scope, q: UsageQuery) -> list:
+    conds = [UsageHour.hour >= q.start, UsageHour.hour < q.end]
+    if not scope.everything:
+        me = s.scalars(select(User.id).where(User.username == scope.username)).first() or 0
+        if scope.domains:
+            ids = list(s.scalars(select(Domain.id).where(Domain.name.in_(sorted(scope.domains)))))
+            conds.append(or_(UsageHour.domain_id.in_(ids), UsageHour.user_id == me))
+        else:
+            conds.append(UsageHour.user_id == me)
+    for name, (col, _model, _name_col) in BY.items():
+        value = getattr(q, name)
+        if value is not None:
+            conds.append(col.in_(_ids_of(s, name, value, scope)))
+    return conds
+
+
+SUMS = ("seconds", "cpu_alloc", "mem_alloc", "accel_alloc", "cpu_used", "mem_used", "accel_used", "accel_mem",
+        "disk_read", "disk_write", "net_rx", "net_tx")
+
+
+def amounts(sums: Mapping[str, float], peak: int, sessions: int) -> dict:
+    """Summed resource-seconds -> the answer's resource-hours (core-, GiB-, GPU-hours) and bytes."""
+    secs = sums["seconds"] or 0.0
+    return {
+        "sessions": sessions, "hours": round(secs / 3600, 6),
+        "allocated": {"cpu_core_hours": round(sums["cpu_alloc"] / 3600, 6),
+                      "mem_gib_hours": round(sums["mem_alloc"] / 3600 / GIB, 6),
+                      "gpu_hours": round(sums["accel_alloc"] / 3600, 6)},
+        "used": {"cpu_core_hours": round(sums["cpu_used"] / 3600, 6),
+                 "cpu_seconds": round(sums["cpu_used"], 3),
+                 "mem_gib_hours": round(sums["mem_used"] / 3600 / GIB, 6),
+                 "mem_avg_bytes": int(sums["mem_used"] / secs) if secs else 0,
+                 "mem_peak_bytes": int(peak or 0),
+                 "gpu_hours": round(sums["accel_used"] / 3600, 6),
+                 "gpu_mem_gib_hours": round(sums["accel_mem"] / 3600 / GIB, 6),
+                 "disk_read_bytes": int(sums["disk_read"]), "disk_write_bytes": int(sums["disk_write"]),
+                 "net_rx_bytes": int(sums["net_rx"]), "net_tx_bytes": int(sums["net_tx"])},
+    }
+
+
+def _aggregates():
+    return [*(func.coalesce(func.sum(getattr(UsageHour, n)), 0) for n in SUMS), func.max(UsageHour.mem_peak),
+            func.count(distinct(UsageHour.session_id))]
+
+
+def _names(s: Session, by: str, ids) -> dict[int, str]:
+    _, model, name_col = BY[by]
+    ids = sorted({i for i in ids if i is not None})
+    return dict(s.execute(select(model.id, name_col).where(model.id.in_(ids)))) if ids else {}
+
+
+def usage(s: Session, scope: Scope, q: UsageQuery) -> dict:
+    """The answer of ``GET api/v1/usage``: one item per (bucket, key) with usage, and totals per key."""
+    key_col = BY[q.by][0]
+    bucket = _bucket_expr(s, q.bucket).label("bucket")
+    conds = _where(s, scope, q)
+    rows = s.execute(select(bucket, key_col, *_aggregates()).where(*conds).group_by(literal_column("bucket"), key_col)
+                     .order_by(literal_column("bucket"), key_col)).all()
+    totals = s.execute(select(key_col, *_aggregates()).where(*conds).group_by(key_col)).all()
+    names = _names(s, q.by, [r[1] for r in rows] + [t[0] for t in totals])
+    items = []
+    for r in rows:
+        sums = dict(zip(SUMS, r[2:2 + len(SUMS)]))
+        items.append({"bucket": bucket_start(r[0], q.bucket).isoformat().replace("+00:00", "Z"),
+                      q.by: names.get(r[1], f"#{r[1]}"), **amounts(sums, r[-2], r[-1])})
+    tot = []
+    for t in totals:
+        sums = dict(zip(SUMS, t[1:1 + len(SUMS)]))
+        tot.append({q.by: names.get(t[0], f"#{t[0]}"), **amounts(sums, t[-2], t[-1])})
+    tot.sort(key=lambda x: (-x["allocated"]["gpu_hours"], -x["allocated"]["cpu_core_hours"], x[q.by]))
+    return {"by": q.by, "bucket": q.bucket, "start": q.start.isoformat().replace("+00:00", "Z"),
+            "end": q.end.isoformat().replace("+00:00", "Z"), "items": items, "totals": tot}
+
+
+def per_session(s: Session, scope: Scope, start: datetime, end: datetime, group_ids: list[int] | None = None
+                ) -> dict[int, dict]:
+    """Usage summed per session over [start, end): session id -> amounts (Backend.AI's usage routes)."""
+    conds = _where(s, scope, UsageQuery(start=hour_floor(start), end=_ceil_hour(end)))
+    if group_ids is not None:
+        conds.append(UsageHour.group_id.in_(group_ids))
+    out = {}
+    for r in s.execute(select(UsageHour.session_id, *_aggregates()).where(*conds).group_by(UsageHour.session_id)):
+        out[r[0]] = amounts(dict(zip(SUMS, r[1:1 + len(SUMS)])), r[-2], r[-1])
+    return out
