@@ -188,10 +188,22 @@ def _aggregates():
             func.count(distinct(UsageHour.session_id))]
 
 
-def _names(s: Session, by: str, ids) -> dict[int, str]:
+def _names(s: Session, by: str, ids) -> dict[int, dict]:
+    """id -> the fields naming it in an answer (a group comes with its domain: names repeat across domains)."""
     _, model, name_col = BY[by]
     ids = sorted({i for i in ids if i is not None})
-    return dict(s.execute(select(model.id, name_col).where(model.id.in_(ids)))) if ids else {}
+    if not ids:
+        return {}
+    if by == "group":
+        rows = s.execute(select(Group.id, Group.name, Domain.name).join(Domain, Group.domain_id == Domain.id)
+                         .where(Group.id.in_(ids)))
+        return {i: {"group": g, "domain": d} for i, g, d in rows}
+    return {i: {by: n} for i, n in s.execute(select(model.id, name_col).where(model.id.in_(ids)))}
+
+
+def label(row: Mapping, by: str) -> str:
+    """How a user, group (domain/group) or domain is named on charts and in exports."""
+    return f"{row['domain']}/{row['group']}" if by == "group" else row[by]
 
 
 def usage(s: Session, scope: Scope, q: UsageQuery) -> dict:
@@ -207,12 +219,12 @@ def usage(s: Session, scope: Scope, q: UsageQuery) -> dict:
     for r in rows:
         sums = dict(zip(SUMS, r[2:2 + len(SUMS)]))
         items.append({"bucket": bucket_start(r[0], q.bucket).isoformat().replace("+00:00", "Z"),
-                      q.by: names.get(r[1], f"#{r[1]}"), **amounts(sums, r[-2], r[-1])})
+                      **names.get(r[1], {q.by: f"#{r[1]}"}), **amounts(sums, r[-2], r[-1])})
     tot = []
     for t in totals:
         sums = dict(zip(SUMS, t[1:1 + len(SUMS)]))
-        tot.append({q.by: names.get(t[0], f"#{t[0]}"), **amounts(sums, t[-2], t[-1])})
-    tot.sort(key=lambda x: (-x["allocated"]["gpu_hours"], -x["allocated"]["cpu_core_hours"], x[q.by]))
+        tot.append({**names.get(t[0], {q.by: f"#{t[0]}"}), **amounts(sums, t[-2], t[-1])})
+    tot.sort(key=lambda x: (-x["allocated"]["gpu_hours"], -x["allocated"]["cpu_core_hours"], label(x, q.by)))
     return {"by": q.by, "bucket": q.bucket, "start": q.start.isoformat().replace("+00:00", "Z"),
             "end": q.end.isoformat().replace("+00:00", "Z"), "items": items, "totals": tot}
 

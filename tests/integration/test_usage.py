@@ -1,0 +1,159 @@
+"""Usage accounting on real databases: samples through the write path, idempotent and gap-free across
+restarts, then ``GET usage`` and its chart through the real service, with visibility and bad input."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from backendai_hub.models import KernelSession, SessionStatus, User
+from backendai_hub.session_query import Scope
+from backendai_hub.usage import accounting as A
+from backendai_hub.usage import query as UQ
+from backendai_hub.usage.accounting import Counters
+from backendai_hub.usage.models import UsageHour, UsageSample
+from tests.conftest import database_with
+from tests.integration.service_harness import KEYS, TENANCY, service_fixtures
+
+UTC = timezone.utc
+GiB = 1 << 30
+T0 = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)  # alice's session: 22:00 on 30 Nov to 02:00 on 1 Dec
+
+db = database_with(TENANCY)
+
+# (user, start, hours, slots): alice holds a GPU across midnight and the month end; bob none; olivia two
+SESSIONS = [("alice", T0, 4, {"cpu": "2", "mem": str(4 * GiB), "cuda.device": "1"}),
+            ("bob", T0 - timedelta(hours=10), 2, {"cpu": "1", "mem": str(GiB)}),
+            ("olivia", T0 + timedelta(hours=2), 1, {"cpu": "4", "mem": str(8 * GiB), "cuda.device": "2"})]
+
+
+def add_session(database, user: str, start: datetime, slots: dict) -> int:
+    with database.session() as s:
+        u = s.scalars(select(User).where(User.username == user)).one()
+        row = KernelSession(user_id=u.id, server_name="", access_key=KEYS[user][0], group_id=u.groups[0].id,
+                            domain_id=u.domain_id, image="python:3.11", slots=slots, allocation={},
+                            status=SessionStatus.running, created_at=start, started_at=start, container_id="c" * 64)
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def run_session(database, user, start, hours, slots, *, every=timedelta(minutes=20)) -> int:
+    """A session that keeps one core busy and 1 GiB in use, sampled every 20 minutes, then stopped."""
+    sid = add_session(database, user, start, slots)
+    t = start
+    while t < start + timedelta(hours=hours):
+        t += every
+        elapsed = (t - start).total_seconds()
+        with database.session() as s:
+            A.record(s, sid, t, Counters(cpu_seconds=elapsed, mem_bytes=GiB, net_rx=int(elapsed)))
+    with database.session() as s:
+        row = s.get(KernelSession, sid)
+        row.status, row.terminated_at = SessionStatus.terminated, start + timedelta(hours=hours)
+    with database.session() as s:
+        assert A.close(s, sid) is False  # the last sample was at the end already: nothing more
+    return sid
+
+
+def test_samples_are_idempotent_and_a_restart_leaves_no_gap(db):
+    sid = add_session(db, "alice", T0, {"cpu": "2", "mem": str(4 * GiB), "cuda.device": "1"})
+    with db.session() as s:
+        assert A.record(s, sid, T0 + timedelta(minutes=30), Counters(cpu_seconds=600))
+    with db.session() as s:  # the same sample again (a retried write, a second sampler): no change
+        assert not A.record(s, sid, T0 + timedelta(minutes=30), Counters(cpu_seconds=600))
+        assert not A.record(s, sid, T0 + timedelta(minutes=10), Counters(cpu_seconds=100))  # older
+    # the service was down for three hours: the next sample carries the whole delta, nothing is lost
+    with db.session() as s:
+        assert A.record(s, sid, T0 + timedelta(hours=3, minutes=30), Counters(cpu_seconds=600 + 3 * 3600))
+    with db.session() as s:
+        row = s.get(KernelSession, sid)
+        row.status, row.terminated_at = SessionStatus.terminated, T0 + timedelta(hours=4)
+    with db.session() as s:  # closed at stop with the figures taken before the container went
+        assert A.close(s, sid, Counters(cpu_seconds=600 + 3 * 3600 + 900))
+        assert not A.close(s, sid, Counters(cpu_seconds=10**6))  # closed once
+        assert not A.record(s, sid, T0 + timedelta(hours=5), Counters(cpu_seconds=10**6))  # nothing after
+    with db.session(readonly=True) as s:
+        hours = s.scalars(select(UsageHour).where(UsageHour.session_id == sid).order_by(UsageHour.hour)).all()
+        assert [h.hour for h in hours] == [T0 + timedelta(hours=i) for i in range(4)]
+        assert sum(h.seconds for h in hours) == pytest.approx(4 * 3600)
+        assert sum(h.accel_alloc for h in hours) / 3600 == pytest.approx(4.0)  # 4 GPU-hours, no gap
+        assert sum(h.cpu_used for h in hours) == pytest.approx(600 + 3 * 3600 + 900)  # no double count
+        assert s.scalar(select(func.count()).select_from(UsageSample).where(UsageSample.session_id == sid)) == 3
+
+
+def test_a_month_by_group_splits_at_midnight_and_month_end(db):
+    for user, start, hours, slots in SESSIONS:
+        run_session(db, user, start, hours, slots)
+    q = UQ.parse_query({"by": "group", "bucket": "day", "start": "2026-11-30", "end": "2026-12-02"})
+    with db.session(readonly=True) as s:
+        got = UQ.usage(s, Scope(everything=True), q)
+        cell = {(i["bucket"], UQ.label(i, "group")): i for i in got["items"]}
+        assert cell[("2026-11-30T00:00:00Z", "default/ml")]["allocated"]["gpu_hours"] == pytest.approx(2)
+        assert cell[("2026-12-01T00:00:00Z", "default/ml")]["allocated"]["gpu_hours"] == pytest.approx(2)
+        assert cell[("2026-12-01T00:00:00Z", "default/ml")]["allocated"]["cpu_core_hours"] == pytest.approx(4)
+        assert cell[("2026-12-01T00:00:00Z", "default/ml")]["used"]["cpu_core_hours"] == pytest.approx(2)
+        assert cell[("2026-11-30T00:00:00Z", "default/cv")]["allocated"]["cpu_core_hours"] == pytest.approx(2)
+        assert cell[("2026-12-01T00:00:00Z", "other/ml")]["allocated"]["gpu_hours"] == pytest.approx(2)
+        assert ("2026-11-30T00:00:00Z", "other/ml") not in cell
+        months = UQ.usage(s, Scope(everything=True), UQ.parse_query(
+            {"by": "domain", "bucket": "month", "start": "2026-11-01", "end": "2027-01-01"}))
+        m = {(i["bucket"][:7], i["domain"]): i["allocated"]["gpu_hours"] for i in months["items"]}
+        assert m == {("2026-11", "default"): pytest.approx(2), ("2026-12", "default"): pytest.approx(2),
+                     ("2026-12", "other"): pytest.approx(2)}
+        assert months["totals"][0]["domain"] == "default"  # most GPU-hours first
+        alice = UQ.usage(s, Scope(username="alice"), UQ.parse_query(
+            {"by": "user", "start": "2026-11-01", "end": "2027-01-01"}))
+        assert {i["user"] for i in alice["items"]} == {"alice"}
+        assert alice["totals"][0]["used"]["mem_avg_bytes"] == GiB and alice["totals"][0]["sessions"] == 1
+
+
+async def insert_usage(svc):
+    for user, start, hours, slots in SESSIONS:
+        run_session(svc.db, user, start, hours, slots)
+
+
+template, svc = service_fixtures(setup=insert_usage)
+PERIOD = "start=2026-11-01&end=2027-01-01"
+
+
+async def test_rest_usage_shows_each_caller_their_reach(svc):
+    status, got = await svc.call("root", "GET", f"usage?by=user&{PERIOD}&bucket=month")
+    assert status == 200, got
+    assert {t["user"] for t in got["totals"]} == {"alice", "bob", "olivia"}
+    status, got = await svc.call("dadmin", "GET", f"usage?by=user&{PERIOD}")
+    assert {t["user"] for t in got["totals"]} == {"alice", "bob"}  # their domain only
+    status, got = await svc.call("alice", "GET", f"usage?{PERIOD}")  # users: by user by default
+    assert status == 200 and got["by"] == "user" and {t["user"] for t in got["totals"]} == {"alice"}
+    assert got["totals"][0]["allocated"]["gpu_hours"] == pytest.approx(4)
+    status, got = await svc.call("alice", "GET", f"usage?by=domain&{PERIOD}")
+    assert [t["domain"] for t in got["totals"]] == ["default"]  # her own usage within it, not bob's
+    assert got["totals"][0]["allocated"]["cpu_core_hours"] == pytest.approx(8)
+    for who, query in (("alice", "user=bob"), ("dadmin", "user=olivia"), ("dadmin", "domain=other"),
+                       ("alice", "group=cv"), ("root", "user=nobody")):
+        status, got = await svc.call(who, "GET", f"usage?{query}&{PERIOD}")
+        assert status == 404 and got["field"] == query.split("=")[0], (who, query, got)
+    status, got = await svc.call("dadmin", "GET", f"usage?group=ml&by=group&{PERIOD}")
+    assert status == 200 and [UQ.label(t, "group") for t in got["totals"]] == ["default/ml"]
+
+
+@pytest.mark.parametrize("query, field", [("by=colour", "by"), ("bucket=week", "bucket"), ("period=soon", "period"),
+                                          ("start=2026-12-01&end=2026-11-01", "end"), ("since=2026-01-01", "since")])
+async def test_rest_usage_bad_parameters_are_400_naming_the_field(svc, query, field):
+    status, got = await svc.call("root", "GET", f"usage?{query}")
+    assert status == 400 and got["field"] == field, got
+    status, got = await svc.call("root", "GET", f"usage/plot.svg?{query}")
+    assert status == 400 and got["field"] == field, got
+
+
+async def test_rest_usage_plot_is_an_svg_of_the_same_numbers(svc):
+    resp = await svc.fetch("root", "GET", f"usage/plot.svg?by=group&{PERIOD}")
+    assert resp.code == 200 and resp.headers["Content-Type"] == "image/svg+xml"
+    svg = resp.body.decode()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert "default/ml" in svg and "other/ml" in svg and "GPU-hours allocated per group per day" in svg
+    resp = await svc.fetch("alice", "GET", f"usage/plot.svg?chart=top&{PERIOD}")
+    assert resp.code == 200 and "alice" in resp.body.decode() and "bob" not in resp.body.decode()
+    status, got = await svc.call("root", "GET", "usage/plot.svg?chart=pie")
+    assert status == 400 and got["field"] == "chart"
+    status, _ = await svc.call(None, "GET", "usage")
+    assert status == 401
