@@ -29,6 +29,7 @@ from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
 from .code_log import CodeLogMixin
+from .usage import UsageMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
 from .firewall import Firewall, FirewallError
@@ -40,7 +41,7 @@ _catalogs: dict[tuple, ImageCatalog] = {}
 _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
 
 
-class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, CodeLogMixin, UsageMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -473,6 +474,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
         # DockerSpawner.stop clears the state; the hub deletes the server's OAuth client by
         # oauth_client_id after stop() returns, so the id in use is put back (clear_state follows)
         sid, tag, client_id = self.session_id, self.firewall_tag, self.oauth_client_id
+        await self._usage_snapshot(sid)  # [usage] the closing sample's figures, while the container is there
         try:
             await self.remove_container(now)
         finally:
