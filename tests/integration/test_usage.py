@@ -1,6 +1,7 @@
 """Usage accounting on real databases: samples through the write path, idempotent and gap-free across
 restarts, then ``GET usage`` and its chart through the real service, with visibility and bad input."""
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -157,3 +158,62 @@ async def test_rest_usage_plot_is_an_svg_of_the_same_numbers(svc):
     assert status == 400 and got["field"] == "chart"
     status, _ = await svc.call(None, "GET", "usage")
     assert status == 401
+
+
+# -- the official client's usage commands (backend.ai-client 23.9) --------------------------------------
+
+@pytest.fixture(scope="module")
+def client(backend_ai_cli, tmp_path_factory):
+    from tests.integration.test_vfolder_compat import ForkedCLI
+
+    forked = ForkedCLI(backend_ai_cli, tmp_path_factory.mktemp("bai-home"))
+    yield forked
+    forked.close()
+
+
+async def client_function(backend_ai_cli, svc, who: str, call: str):
+    """One of the client's Resource functions, through its own Python (what its CLI calls), as JSON."""
+    import json
+    import subprocess
+
+    ak, sk = KEYS[who]
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "BACKEND_ENDPOINT_TYPE": "api",
+           "BACKEND_ENDPOINT": f"{svc.base}/services/backendai", "BACKEND_ACCESS_KEY": ak, "BACKEND_SECRET_KEY": sk}
+    code = ("import json\nfrom ai.backend.client.session import Session\n"
+            f"with Session() as s:\n    print(json.dumps(s.Resource.{call}))")
+    r = await asyncio.to_thread(subprocess.run, [str(backend_ai_cli.with_name("python")), "-c", code], env=env,
+                                capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)
+
+
+async def test_official_client_prints_our_monthly_usage(svc, client, tmp_path):
+    from tests.integration.test_vfolder_compat import bai
+
+    code, out = await bai(client, svc, tmp_path, "admin", "resource", "usage-per-month", "202612", "ml", "cv",
+                          who="root")
+    assert code == 0, out
+    assert "Group: ml (ml)" in out and "Domain: default" in out and "Domain: other" in out
+    assert "Identity: default / AKIAALICEALICEALICEA" in out and "Identity: default / AKIAOLIVIAOLIVIAOLIV" in out
+    assert "Group: cv" not in out  # bob's session ended in November
+    code, out = await bai(client, svc, tmp_path, "admin", "resource", "usage-per-month", "202611", "cv", who="root")
+    assert code == 0 and "Group: cv (cv)" in out, out
+    assert "Total CPU / Memory Used: 7200000.0 (s) / 1073741824 (bytes)" in out  # ms: 1 core for 2 h; peak
+    assert "Image: python:3.11" in out and "Duration: 1 day(s)" in out
+    # a user: their own containers only, in the same format
+    code, out = await bai(client, svc, tmp_path, "admin", "resource", "usage-per-month", "202612", "ml", who="alice")
+    assert code == 0 and "AKIAALICEALICEALICEA" in out and "OLIVIA" not in out, out
+    code, out = await bai(client, svc, tmp_path, "admin", "resource", "usage-per-month", "2026-12", who="root")
+    assert code != 0 and "400" in out and "month" in out
+
+
+async def test_official_client_period_and_monthly_stats_functions(svc, backend_ai_cli):
+    got = await client_function(backend_ai_cli, svc, "root", 'usage_per_period("ml", "20261130", "20261201")')
+    assert sorted(g["domain_name"] for g in got) == ["default", "other"]
+    mine = next(g for g in got if g["domain_name"] == "default")
+    assert mine["g_cpu_allocated"] == 2.0 and mine["g_gpu_allocated"] == 1.0 and len(mine["c_infos"]) == 1
+    assert mine["c_infos"][0]["cpu_used"] == pytest.approx(4 * 3600 * 1000)  # ms, one core busy for 4 h
+    assert mine["c_infos"][0]["used_days"] == 2  # 30 Nov and 1 Dec
+    bins = await client_function(backend_ai_cli, svc, "alice", "user_monthly_stats()")
+    assert len(bins) == 2880 and set(bins[0]) == {"date", "num_sessions", "cpu_allocated", "mem_allocated",
+                                                 "gpu_allocated", "io_read_bytes", "io_write_bytes", "disk_used"}
