@@ -39,8 +39,8 @@ def plot_params(get) -> tuple[str, str]:
     if chart not in CHARTS:
         raise InvalidInput(f"chart: {chart[:40]!r} is not one of {', '.join(CHARTS)}", field="chart")
     metric = get("metric") or ("cpu_core_hours" if chart == "top" else "gpu_hours")
-    if metric not in plots.METRICS:
-        raise InvalidInput(f"metric: {metric[:40]!r} is not one of {', '.join(plots.METRICS)}", field="metric")
+    if metric not in UQ.METRICS:
+        raise InvalidInput(f"metric: {metric[:40]!r} is not one of {', '.join(UQ.METRICS)}", field="metric")
     return chart, metric
 
 
@@ -86,5 +86,5 @@ ROUTES = [
     Route(r"usage/plot.svg", UsagePlotHandler, tag="usage", ops={"get": Op(
         binary="an SVG chart (image/svg+xml) of the same usage", query=(
             *_QUERY, ("chart", {"type": "string", "enum": list(CHARTS)}),
-            ("metric", {"type": "string", "enum": list(plots.METRICS)})))}),
+            ("metric", {"type": "string", "enum": list(UQ.METRICS)})))}),
 ]

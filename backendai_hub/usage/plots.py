@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -11,16 +11,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display anywhere: the CLI and the service only write files and answers
 from matplotlib.figure import Figure  # noqa: E402
 
-from .query import label  # noqa: E402
+from .query import METRICS, label, month_start  # noqa: E402
 
-METRICS = {  # metric -> (label, where in an item)
-    "gpu_hours": ("GPU-hours allocated", ("allocated", "gpu_hours")),
-    "cpu_core_hours": ("core-hours allocated", ("allocated", "cpu_core_hours")),
-    "mem_gib_hours": ("GiB-hours allocated", ("allocated", "mem_gib_hours")),
-    "gpu_hours_used": ("GPU-hours busy", ("used", "gpu_hours")),
-    "cpu_core_hours_used": ("core-hours used", ("used", "cpu_core_hours")),
-    "mem_gib_hours_used": ("GiB-hours used", ("used", "mem_gib_hours")),
-}
 FORMATS = ("png", "svg")
 MAX_SERIES = 12  # more keys than this are summed as "others" so the legend stays readable
 
@@ -35,9 +27,21 @@ def _label(bucket: str, kind: str) -> str:
     return {"hour": t.strftime("%d %b %H:00"), "day": t.strftime("%d %b"), "month": t.strftime("%b %Y")}[kind]
 
 
+def _buckets(answer: Mapping) -> list[str]:
+    """Every bucket of the period, those without usage too (an empty day shows as a gap, not nothing)."""
+    start = datetime.fromisoformat(answer["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(answer["end"].replace("Z", "+00:00"))
+    kind, out, t = answer["bucket"], [], start
+    t = t if kind == "hour" else t.replace(hour=0) if kind == "day" else t.replace(day=1, hour=0)
+    while t < end and len(out) < 10_000:
+        out.append(t.isoformat().replace("+00:00", "Z"))
+        t = t + timedelta(hours=1) if kind == "hour" else t + timedelta(days=1) if kind == "day" else month_start(t, 1)
+    return sorted(set(out) | {i["bucket"] for i in answer["items"]})
+
+
 def _series(answer: Mapping, metric: str) -> tuple[list[str], dict[str, list[float]]]:
     by = answer["by"]
-    buckets = sorted({i["bucket"] for i in answer["items"]})
+    buckets = _buckets(answer)
     ranked = [label(t, by) for t in sorted(answer["totals"], key=lambda t: -value(t, metric))]
     keep = ranked[:MAX_SERIES - 1] if len(ranked) > MAX_SERIES else ranked
     index = {b: n for n, b in enumerate(buckets)}
@@ -46,6 +50,14 @@ def _series(answer: Mapping, metric: str) -> tuple[list[str], dict[str, list[flo
         key = label(item, by) if label(item, by) in series else "others"
         series.setdefault(key, [0.0] * len(buckets))[index[item["bucket"]]] += value(item, metric)
     return buckets, series
+
+
+def _colours(answer: Mapping):
+    """One colour per user/group/domain, the same in every panel and chart of one answer."""
+    names = sorted({label(t, answer["by"]) for t in answer["totals"]})
+    cmap = matplotlib.colormaps["tab20" if len(names) > 10 else "tab10"]
+    table = {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+    return lambda name: table.get(name, "#999999")
 
 
 def _save(fig: Figure, fmt: str) -> bytes:
@@ -66,6 +78,7 @@ def series_chart(answer: Mapping, metrics: Sequence[str] = ("gpu_hours", "cpu_co
     """Stacked bars per bucket, one colour per user/group/domain, one panel per metric."""
     fig = Figure(figsize=(10, 3.4 * len(metrics)), layout="constrained")
     axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
+    colour = _colours(answer)
     for ax, metric in zip(axes, metrics):
         buckets, series = _series(answer, metric)
         ax.set_title(f"{METRICS[metric][0]} per {answer['by']} per {answer['bucket']}", fontsize=12, loc="left")
@@ -74,9 +87,8 @@ def series_chart(answer: Mapping, metrics: Sequence[str] = ("gpu_hours", "cpu_co
             continue
         x = list(range(len(buckets)))
         bottom = [0.0] * len(buckets)
-        colours = matplotlib.colormaps["tab20" if len(series) > 10 else "tab10"]
-        for n, (key, values) in enumerate(series.items()):
-            ax.bar(x, values, bottom=bottom, label=key, color=colours(n % colours.N), width=0.8)
+        for key, values in series.items():
+            ax.bar(x, values, bottom=bottom, label=key, color=colour(key), width=0.8)
             bottom = [b + v for b, v in zip(bottom, values)]
         step = max(1, len(buckets) // 15)
         ax.set_xticks(x[::step], [_label(b, answer["bucket"]) for b in buckets[::step]], rotation=45, ha="right",

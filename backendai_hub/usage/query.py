@@ -30,6 +30,14 @@ MAX_BUCKETS = 10_000
 MAX_SPAN = timedelta(days=1100)
 GIB = float(1 << 30)
 QUERY_FIELDS = ("by", "bucket", "period", "start", "end", "user", "group", "domain")
+METRICS = {  # what a chart can show: metric -> (label, where in an item)
+    "gpu_hours": ("GPU-hours allocated", ("allocated", "gpu_hours")),
+    "cpu_core_hours": ("core-hours allocated", ("allocated", "cpu_core_hours")),
+    "mem_gib_hours": ("GiB-hours allocated", ("allocated", "mem_gib_hours")),
+    "gpu_hours_used": ("GPU-hours busy", ("used", "gpu_hours")),
+    "cpu_core_hours_used": ("core-hours used", ("used", "cpu_core_hours")),
+    "mem_gib_hours_used": ("GiB-hours used", ("used", "mem_gib_hours")),
+}
 
 
 @dataclass(frozen=True)
