@@ -217,3 +217,67 @@ async def test_official_client_period_and_monthly_stats_functions(svc, backend_a
     bins = await client_function(backend_ai_cli, svc, "alice", "user_monthly_stats()")
     assert len(bins) == 2880 and set(bins[0]) == {"date", "num_sessions", "cpu_allocated", "mem_allocated",
                                                  "gpu_allocated", "io_read_bytes", "io_write_bytes", "disk_used"}
+
+
+# -- the CLI: usage show, plot and export, on the database and through the service ---------------------
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    from backendai_hub.cli import main as cli_main_fn
+
+    code = cli_main_fn(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+async def test_local_cli_shows_plots_and_exports_every_sessions_usage(svc, capsys, monkeypatch, tmp_path):
+    import csv
+    import io
+
+    monkeypatch.delenv("BACKEND_ENDPOINT", raising=False)
+    monkeypatch.setenv("BACKENDAI_HUB_CRYPT_KEY_FILE", str(tmp_path / "key"))
+    url = str(svc.db.engine.url)
+    code, out, err = run_cli(capsys, "--db-url", url, "usage", "export", "--by", "group", "--start", "2026-11-30",
+                             "--end", "2026-12-02")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    got = {(r["bucket"][:10], r["group"]): float(r["allocated.gpu_hours"]) for r in rows}
+    assert got == {("2026-11-30", "default/ml"): 2.0, ("2026-12-01", "default/ml"): 2.0,
+                   ("2026-11-30", "default/cv"): 0.0, ("2026-12-01", "other/ml"): 2.0}
+    code, out, err = run_cli(capsys, "--db-url", url, "usage", "show", "--by", "user", "--start", "2026-11-01")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["KEY", "SESSIONS", "HOURS"], err
+    assert [line.split()[0] for line in lines[1:]] == ["alice", "olivia", "bob"]  # most GPU-hours first
+    png = tmp_path / "usage.png"
+    code, out, err = run_cli(capsys, "--db-url", url, "usage", "plot", "--by", "group", "--start", "2026-11-01",
+                             "--out", str(png))
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "3 groups" in err, err
+    code, out, err = run_cli(capsys, "--db-url", url, "usage", "plot", "--out", str(tmp_path / "u.jpg"))
+    assert code == 2 and ".png or .svg" in err
+    with pytest.raises(SystemExit) as e:  # argparse's own refusal
+        run_cli(capsys, "--db-url", url, "usage", "show", "--bucket", "week")
+    assert e.value.code == 2 and "invalid choice: 'week'" in capsys.readouterr().err
+    code, out, err = run_cli(capsys, "--db-url", url, "usage", "show", "--period", "fortnight")
+    assert code == 2 and "period:" in err
+
+
+async def test_remote_cli_sees_the_callers_reach(svc, capsys, monkeypatch, tmp_path):
+    import csv
+    import io
+
+    from backendai_hub.cli import main as cli_main_fn
+
+    ak, sk = KEYS["dadmin"]
+    monkeypatch.setenv("BACKEND_ENDPOINT", f"{svc.base}/services/backendai")
+    monkeypatch.setenv("BACKEND_ACCESS_KEY", ak)
+    monkeypatch.setenv("BACKEND_SECRET_KEY", sk)
+    code = await asyncio.to_thread(cli_main_fn, ["usage", "export", "--by", "user", "--start", "2026-11-01",
+                                                 "--bucket", "month"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert {r["user"] for r in csv.DictReader(io.StringIO(out.out))} == {"alice", "bob"}  # not olivia (other)
+    svg = tmp_path / "usage.svg"
+    code = await asyncio.to_thread(cli_main_fn, ["usage", "plot", "--by", "domain", "--start", "2026-11-01",
+                                                 "--out", str(svg)])
+    assert code == 0 and "<svg" in svg.read_text() and "other" not in svg.read_text().split("<title>")[0]
+    code = await asyncio.to_thread(cli_main_fn, ["usage", "show", "--user", "olivia"])
+    assert code == 2 and "unknown user 'olivia'" in capsys.readouterr().err
