@@ -21,7 +21,8 @@ from ..resources import REGISTRY
 from ..vfolders.clone import drop_interrupted_clones
 from ..vfolders.storage import StorageHosts
 from . import (agents, audit_logs, backendai_api, backendai_graphql, backendai_sessions, backendai_usage, code_logs,
-               domains, downloads, groups, images, keypairs, locks, me, policies, sessions, uploads, usage, users, vfolders)
+               domains, downloads, groups, images, keypairs, locks, me, policies, sessions, uploads, usage, usage_page,
+               users, vfolders)
 from .base import NotFoundHandler
 from .openapi import build_spec
 
@@ -53,7 +54,8 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
         (f"{prefix}oauth_callback", HubOAuthCallbackHandler),
         *backendai_api.routes(prefix),
         *[(f"{prefix}{route}", handler)
-          for route, handler in backendai_graphql.ROUTES + backendai_sessions.ROUTES + backendai_usage.ROUTES],
+          for route, handler in backendai_graphql.ROUTES + backendai_sessions.ROUTES + backendai_usage.ROUTES
+          + usage_page.ROUTES],
         (f"{api}.*", NotFoundHandler),
     ]
     return web.Application(

@@ -281,3 +281,18 @@ async def test_remote_cli_sees_the_callers_reach(svc, capsys, monkeypatch, tmp_p
     assert code == 0 and "<svg" in svg.read_text() and "other" not in svg.read_text().split("<title>")[0]
     code = await asyncio.to_thread(cli_main_fn, ["usage", "show", "--user", "olivia"])
     assert code == 2 and "unknown user 'olivia'" in capsys.readouterr().err
+
+
+async def test_usage_page_renders_charts_for_the_callers_reach(svc):
+    resp = await svc.fetch("dadmin", "GET", "/services/backendai/usage?period=3m&bucket=month")
+    page = resp.body.decode()
+    assert resp.code == 200 and resp.headers["Content-Type"].startswith("text/html"), page[:300]
+    assert "script" not in resp.headers["Content-Security-Policy"] and "<script" not in page
+    assert page.count("<svg") == 4 and "domain default" in page
+    assert "default/ml" in page and "default/cv" in page and "other/ml" not in page and "olivia" not in page
+    resp = await svc.fetch("bob", "GET", "/services/backendai/usage")
+    assert resp.code == 200 and resp.body.decode().count("<svg") == 1 and "alice" not in resp.body.decode()
+    resp = await svc.fetch("bob", "GET", "/services/backendai/usage?bucket=week")
+    assert resp.code == 400 and "bucket: &#x27;week&#x27; is not one of" in resp.body.decode()
+    resp = await svc.fetch(None, "GET", "/services/backendai/usage")
+    assert "/hub/api/oauth2/authorize" in resp.effective_url and "state=" in resp.effective_url  # to sign in
