@@ -19,6 +19,7 @@ BENCHMARKS = {
     "policy_admission": "benchmarks.policy_admission",
     "service_latency": "benchmarks.service_latency",
     "spawn": "benchmarks.spawn",
+    "usage": "benchmarks.usage",
     "vfolder_transfer": "benchmarks.vfolder_transfer",
 }
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import KernelSession
-from .models import UsageHour, UsageSample
+from .models import UsageDay, UsageHour, UsageSample
 
 HOUR = timedelta(hours=1)
 CUMULATIVE = ("cpu_seconds", "disk_read", "disk_write", "net_rx", "net_tx")
@@ -147,20 +147,36 @@ def record(s: Session, session_id: int, at: datetime, counters: Counters | None,
         cur = Counters(**{**asdict(cur), "mem_peak": max(prev.mem_peak, cur.mem_bytes)})
     hours = spread(start, at, prev, cur, allocated(row.slots))
     if hours:
-        have = {h.hour: h for h in s.scalars(select(UsageHour).where(
-            UsageHour.session_id == session_id, UsageHour.hour.in_(list(hours))))}
-        for hour, add in hours.items():
-            h = have.get(hour)
-            if h is None:
-                h = UsageHour(hour=hour, session_id=session_id, user_id=row.user_id, group_id=row.group_id,
-                              domain_id=row.domain_id, access_key=row.access_key, mem_peak=0,
-                              **{name: 0 for name in HOUR_FIELDS})
-                s.add(h)
-            for name in HOUR_FIELDS:
-                setattr(h, name, (getattr(h, name) or 0) + (int(add[name]) if name in INT_FIELDS else add[name]))
-            h.mem_peak = max(h.mem_peak or 0, int(add["mem_peak"]))
+        _add(s, row, UsageHour, UsageHour.hour, hours)
+        _add(s, row, UsageDay, UsageDay.day, by_day(hours))
     s.add(UsageSample(session_id=session_id, sampled_at=at, final=final, **asdict(cur)))
     return True
+
+
+def by_day(hours: Mapping[datetime, Mapping[str, float]]) -> dict[datetime, dict[str, float]]:
+    """Hourly pieces summed per UTC day (``mem_peak``: the highest). Pure."""
+    out: dict[datetime, dict[str, float]] = {}
+    for hour, add in hours.items():
+        d = out.setdefault(hour.replace(hour=0), {name: 0 for name in HOUR_FIELDS} | {"mem_peak": 0})
+        for name in HOUR_FIELDS:
+            d[name] += add[name]
+        d["mem_peak"] = max(d["mem_peak"], add["mem_peak"])
+    return out
+
+
+def _add(s: Session, row: KernelSession, model, when, pieces: Mapping[datetime, Mapping[str, float]]) -> None:
+    """Add ``pieces`` (start -> amounts) to the session's rollup rows of ``model``, creating them."""
+    have = {getattr(r, when.key): r for r in s.scalars(select(model).where(
+        model.session_id == row.id, when.in_(list(pieces))))}
+    for start, add in pieces.items():
+        r = have.get(start)
+        if r is None:
+            r = model(session_id=row.id, user_id=row.user_id, group_id=row.group_id, domain_id=row.domain_id,
+                      access_key=row.access_key, mem_peak=0, **{name: 0 for name in HOUR_FIELDS}, **{when.key: start})
+            s.add(r)
+        for name in HOUR_FIELDS:
+            setattr(r, name, (getattr(r, name) or 0) + (int(add[name]) if name in INT_FIELDS else add[name]))
+        r.mem_peak = max(r.mem_peak or 0, int(add["mem_peak"]))
 
 
 def close(s: Session, session_id: int, counters: Counters | None = None) -> bool:

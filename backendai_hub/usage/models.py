@@ -33,20 +33,14 @@ class UsageSample(Base):
     final: Mapped[bool] = mapped_column(Boolean, default=False)  # written at stop: nothing follows
 
 
-class UsageHour(Base):
-    """One session's usage within one UTC hour: allocated and used amounts as resource-seconds.
+class _Rollup:
+    """The columns of a rollup row: one session's usage within one UTC hour or day, as resource-seconds.
 
     Maintained on every sample (the delta since the previous one, split exactly at hour edges), so a
-    query over a month reads hours, not samples. Who and where are copied from the session, so a
-    query needs no join.
+    query over a month reads hours or days, not samples. Who and where are copied from the session,
+    so a query needs no join.
     """
 
-    __tablename__ = "usage_hours"
-    __table_args__ = (Index("ix_usage_hours_hour_group", "hour", "group_id"),
-                      Index("ix_usage_hours_hour_domain", "hour", "domain_id"),
-                      Index("ix_usage_hours_hour_user", "hour", "user_id"))
-
-    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(Integer)
     group_id: Mapped[int] = mapped_column(Integer)
@@ -65,3 +59,25 @@ class UsageHour(Base):
     disk_write: Mapped[int] = mapped_column(BigInteger, default=0)
     net_rx: Mapped[int] = mapped_column(BigInteger, default=0)
     net_tx: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageHour(_Rollup, Base):
+    """One session's usage within one UTC hour (hour buckets, and the partial days at a period's edges)."""
+
+    __tablename__ = "usage_hours"
+    __table_args__ = (Index("ix_usage_hours_hour_group", "hour", "group_id"),
+                      Index("ix_usage_hours_hour_domain", "hour", "domain_id"),
+                      Index("ix_usage_hours_hour_user", "hour", "user_id"))
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+
+
+class UsageDay(_Rollup, Base):
+    """One session's usage within one UTC day: what day and month buckets read (24 times fewer rows)."""
+
+    __tablename__ = "usage_days"
+    __table_args__ = (Index("ix_usage_days_day_group", "day", "group_id"),
+                      Index("ix_usage_days_day_domain", "day", "domain_id"),
+                      Index("ix_usage_days_day_user", "day", "user_id"))
+
+    day: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)

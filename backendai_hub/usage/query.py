@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
-from sqlalchemy import distinct, func, literal_column, or_, select
+from sqlalchemy import distinct, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from .. import validation as V
@@ -16,11 +16,11 @@ from ..errors import InvalidInput, NotFound
 from ..models import Domain, Group, User
 from ..session_query import Scope
 from .accounting import hour_floor
-from .models import UsageHour
+from .models import UsageDay, UsageHour
 
-BY = {"user": (UsageHour.user_id, User, User.username),
-      "group": (UsageHour.group_id, Group, Group.name),
-      "domain": (UsageHour.domain_id, Domain, Domain.name)}
+BY = {"user": ("user_id", User, User.username),
+      "group": ("group_id", Group, Group.name),
+      "domain": ("domain_id", Domain, Domain.name)}
 BUCKETS = ("hour", "day", "month")
 _TEXT_LEN = {"hour": 13, "day": 10, "month": 7}  # prefixes of "YYYY-MM-DD HH"
 _PG_FORMAT = {"hour": "YYYY-MM-DD HH24", "day": "YYYY-MM-DD", "month": "YYYY-MM"}
@@ -120,10 +120,29 @@ def bucket_start(text: str, bucket: str) -> datetime:
     return datetime.strptime(text, "%Y-%m").replace(tzinfo=timezone.utc)
 
 
-def _bucket_expr(s: Session, bucket: str):
+def _bucket_expr(s: Session, bucket: str, when):
     if s.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", UsageHour.hour), _PG_FORMAT[bucket])
-    return func.substr(UsageHour.hour, 1, _TEXT_LEN[bucket])  # SQLite stores UTC text, YYYY-MM-DD HH:...
+        return func.to_char(func.timezone("UTC", when), _PG_FORMAT[bucket])
+    return func.substr(when, 1, _TEXT_LEN[bucket])  # SQLite stores UTC text, YYYY-MM-DD HH:...
+
+
+def _day_floor(t: datetime) -> datetime:
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def pieces(start: datetime, end: datetime, bucket: str) -> list[tuple[type, datetime, datetime]]:
+    """Which rollup answers which part of [start, end): whole UTC days from the day rows (a 24th of the
+    rows), the partial days at the edges and hour buckets from the hour rows. Pure."""
+    first = _day_floor(start) if _day_floor(start) == start else _day_floor(start) + timedelta(days=1)
+    last = _day_floor(end)
+    if bucket == "hour" or first >= last:
+        return [(UsageHour, start, end)]
+    out = [(UsageDay, first, last)]
+    if start < first:
+        out.append((UsageHour, start, first))
+    if last < end:
+        out.append((UsageHour, last, end))
+    return out
 
 
 def _ids_of(s: Session, by: str, name: str, scope: Scope) -> list[int]:
@@ -151,20 +170,38 @@ def _member(s: Session, scope: Scope, by: str, row) -> bool:
     return row.id == me.domain_id if by == "domain" else any(g.id == row.id for g in me.groups)
 
 
-def _where(s: Session, scope: Scope, q: UsageQuery) -> list:
-    conds = [UsageHour.hour >= q.start, UsageHour.hour < q.end]
+def _reach(s: Session, scope: Scope, q: UsageQuery) -> list[tuple[str, list[int]]]:
+    """The conditions every rollup row must meet: (column, allowed ids), all of them; a pair of the
+    caller's reach means "either" (their domains' rows, or their own)."""
+    conds: list = []
     if not scope.everything:
         me = s.scalars(select(User.id).where(User.username == scope.username)).first() or 0
-        if scope.domains:
-            ids = list(s.scalars(select(Domain.id).where(Domain.name.in_(sorted(scope.domains)))))
-            conds.append(or_(UsageHour.domain_id.in_(ids), UsageHour.user_id == me))
-        else:
-            conds.append(UsageHour.user_id == me)
+        ids = list(s.scalars(select(Domain.id).where(Domain.name.in_(sorted(scope.domains))))) if scope.domains else []
+        conds.append((("domain_id", ids), ("user_id", [me])))
     for name, (col, _model, _name_col) in BY.items():
         value = getattr(q, name)
         if value is not None:
-            conds.append(col.in_(_ids_of(s, name, value, scope)))
+            conds.append(((col, _ids_of(s, name, value, scope)),))
     return conds
+
+
+def _rows(s: Session, scope: Scope, q: UsageQuery, reach=None, group_ids: list[int] | None = None):
+    """The rollup rows of the query (day and hour rows, each piece of the period from one), as one
+    subquery with columns bucket, key, session_id, SUMS and mem_peak."""
+    reach = _reach(s, scope, q) if reach is None else reach
+    key = BY[q.by][0]
+    parts = []
+    for model, start, end in pieces(q.start, q.end, q.bucket):
+        when = model.hour if model is UsageHour else model.day
+        conds = [when >= start, when < end]
+        for alternatives in reach:
+            conds.append(or_(*(getattr(model, c).in_(ids) for c, ids in alternatives)))
+        if group_ids is not None:
+            conds.append(model.group_id.in_(group_ids))
+        parts.append(select(_bucket_expr(s, q.bucket, when).label("bucket"), getattr(model, key).label("key"),
+                            model.session_id.label("session_id"), *(getattr(model, n).label(n) for n in SUMS),
+                            model.mem_peak.label("mem_peak")).where(*conds))
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
 
 
 SUMS = ("seconds", "cpu_alloc", "mem_alloc", "accel_alloc", "cpu_used", "mem_used", "accel_used", "accel_mem",
@@ -191,9 +228,9 @@ def amounts(sums: Mapping[str, float], peak: int, sessions: int) -> dict:
     }
 
 
-def _aggregates():
-    return [*(func.coalesce(func.sum(getattr(UsageHour, n)), 0) for n in SUMS), func.max(UsageHour.mem_peak),
-            func.count(distinct(UsageHour.session_id))]
+def _aggregates(u):
+    return [*(func.coalesce(func.sum(getattr(u.c, n)), 0) for n in SUMS), func.max(u.c.mem_peak),
+            func.count(distinct(u.c.session_id))]
 
 
 def _names(s: Session, by: str, ids) -> dict[int, dict]:
@@ -216,12 +253,12 @@ def label(row: Mapping, by: str) -> str:
 
 def usage(s: Session, scope: Scope, q: UsageQuery) -> dict:
     """The answer of ``GET api/v1/usage``: one item per (bucket, key) with usage, and totals per key."""
-    key_col = BY[q.by][0]
-    bucket = _bucket_expr(s, q.bucket).label("bucket")
-    conds = _where(s, scope, q)
-    rows = s.execute(select(bucket, key_col, *_aggregates()).where(*conds).group_by(literal_column("bucket"), key_col)
-                     .order_by(literal_column("bucket"), key_col)).all()
-    totals = s.execute(select(key_col, *_aggregates()).where(*conds).group_by(key_col)).all()
+    reach = _reach(s, scope, q)
+    u = _rows(s, scope, q, reach)
+    rows = s.execute(select(u.c.bucket, u.c.key, *_aggregates(u)).group_by(u.c.bucket, u.c.key)
+                     .order_by(u.c.bucket, u.c.key)).all()
+    u = _rows(s, scope, q, reach)
+    totals = s.execute(select(u.c.key, *_aggregates(u)).group_by(u.c.key)).all()
     names = _names(s, q.by, [r[1] for r in rows] + [t[0] for t in totals])
     items = []
     for r in rows:
@@ -240,10 +277,9 @@ def usage(s: Session, scope: Scope, q: UsageQuery) -> dict:
 def per_session(s: Session, scope: Scope, start: datetime, end: datetime, group_ids: list[int] | None = None
                 ) -> dict[int, dict]:
     """Usage summed per session over [start, end): session id -> amounts (Backend.AI's usage routes)."""
-    conds = _where(s, scope, UsageQuery(start=hour_floor(start), end=_ceil_hour(end)))
-    if group_ids is not None:
-        conds.append(UsageHour.group_id.in_(group_ids))
+    q = UsageQuery(start=hour_floor(start), end=_ceil_hour(end))
+    u = _rows(s, scope, q, group_ids=group_ids)
     out = {}
-    for r in s.execute(select(UsageHour.session_id, *_aggregates()).where(*conds).group_by(UsageHour.session_id)):
+    for r in s.execute(select(u.c.session_id, *_aggregates(u)).group_by(u.c.session_id)):
         out[r[0]] = amounts(dict(zip(SUMS, r[1:1 + len(SUMS)])), r[-2], r[-1])
     return out

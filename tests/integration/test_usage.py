@@ -102,6 +102,18 @@ def test_a_month_by_group_splits_at_midnight_and_month_end(db):
         assert m == {("2026-11", "default"): pytest.approx(2), ("2026-12", "default"): pytest.approx(2),
                      ("2026-12", "other"): pytest.approx(2)}
         assert months["totals"][0]["domain"] == "default"  # most GPU-hours first
+        # a period cut mid-day: day rows for whole days and hour rows at the edges give what hours give
+        cut = {"by": "group", "start": "2026-11-30T23:00:00Z", "end": "2026-12-01T01:00:00Z"}
+        days = UQ.usage(s, Scope(everything=True), UQ.parse_query({**cut, "bucket": "day"}))
+        hourly = UQ.usage(s, Scope(everything=True), UQ.parse_query({**cut, "bucket": "hour"}))
+        assert {UQ.label(t, "group"): t["allocated"] for t in days["totals"]} == {
+            UQ.label(t, "group"): t["allocated"] for t in hourly["totals"]}
+        assert [i["allocated"]["gpu_hours"] for i in days["items"] if i["group"] == "ml" and i["domain"] == "default"] == [
+            pytest.approx(1), pytest.approx(1)]
+        wide = UQ.usage(s, Scope(everything=True), UQ.parse_query({"by": "domain", "start": "2026-11-29T05:00:00Z",
+                                                                   "end": "2026-12-02T07:00:00Z"}))
+        assert sum(t["allocated"]["gpu_hours"] for t in wide["totals"]) == pytest.approx(6)
+        assert sum(t["sessions"] for t in wide["totals"]) == 3  # each session once, whichever rows it is in
         alice = UQ.usage(s, Scope(username="alice"), UQ.parse_query(
             {"by": "user", "start": "2026-11-01", "end": "2027-01-01"}))
         assert {i["user"] for i in alice["items"]} == {"alice"}

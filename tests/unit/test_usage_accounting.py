@@ -92,3 +92,15 @@ def test_query_periods_widen_to_whole_hours():
     assert (q.start, q.end, q.by) == (t(2026, 11, 1), t(2026, 12, 1), "user")
     assert parse_query({"period": "1m"}, now=t(2026, 3, 31, 12)).start == t(2026, 2, 28, 12)
     assert parse_query({"period": "24h"}, now=t(2026, 3, 31, 12)).end - timedelta(hours=24) == t(2026, 3, 30, 12)
+
+
+def test_a_period_reads_whole_days_from_day_rows_and_its_edges_from_hour_rows():
+    from backendai_hub.usage.models import UsageDay, UsageHour
+    from backendai_hub.usage.query import pieces
+
+    assert pieces(t(2026, 11, 2, 4), t(2026, 12, 2, 5), "day") == [
+        (UsageDay, t(2026, 11, 3), t(2026, 12, 2)), (UsageHour, t(2026, 11, 2, 4), t(2026, 11, 3)),
+        (UsageHour, t(2026, 12, 2), t(2026, 12, 2, 5))]
+    assert pieces(t(2026, 11, 1), t(2026, 12, 1), "month") == [(UsageDay, t(2026, 11, 1), t(2026, 12, 1))]
+    assert pieces(t(2026, 11, 1, 3), t(2026, 11, 1, 9), "day") == [(UsageHour, t(2026, 11, 1, 3), t(2026, 11, 1, 9))]
+    assert pieces(t(2026, 11, 1), t(2026, 12, 1), "hour") == [(UsageHour, t(2026, 11, 1), t(2026, 12, 1))]

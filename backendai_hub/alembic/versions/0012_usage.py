@@ -30,31 +30,31 @@ def upgrade() -> None:
                             ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('session_id', 'sampled_at', name=op.f('pk_usage_samples'))
     )
-    op.create_table('usage_hours',
-    sa.Column('hour', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('session_id', sa.Integer(), nullable=False),
-    sa.Column('user_id', sa.Integer(), nullable=False),
-    sa.Column('group_id', sa.Integer(), nullable=False),
-    sa.Column('domain_id', sa.Integer(), nullable=False),
-    sa.Column('access_key', sa.String(length=20), nullable=False),
-    *[sa.Column(name, sa.Float(), nullable=False) for name in (
-        'seconds', 'cpu_alloc', 'mem_alloc', 'accel_alloc', 'cpu_used', 'mem_used')],
-    sa.Column('mem_peak', sa.BigInteger(), nullable=False),
-    sa.Column('accel_used', sa.Float(), nullable=False),
-    sa.Column('accel_mem', sa.Float(), nullable=False),
-    *[sa.Column(name, sa.BigInteger(), nullable=False) for name in ('disk_read', 'disk_write', 'net_rx', 'net_tx')],
-    sa.ForeignKeyConstraint(['session_id'], ['sessions.id'], name=op.f('fk_usage_hours_session_id_sessions'),
-                            ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('hour', 'session_id', name=op.f('pk_usage_hours'))
-    )
-    op.create_index('ix_usage_hours_hour_group', 'usage_hours', ['hour', 'group_id'], unique=False)
-    op.create_index('ix_usage_hours_hour_domain', 'usage_hours', ['hour', 'domain_id'], unique=False)
-    op.create_index('ix_usage_hours_hour_user', 'usage_hours', ['hour', 'user_id'], unique=False)
+    for table, when in (('usage_hours', 'hour'), ('usage_days', 'day')):
+        op.create_table(table,
+        sa.Column('session_id', sa.Integer(), nullable=False),
+        sa.Column('user_id', sa.Integer(), nullable=False),
+        sa.Column('group_id', sa.Integer(), nullable=False),
+        sa.Column('domain_id', sa.Integer(), nullable=False),
+        sa.Column('access_key', sa.String(length=20), nullable=False),
+        *[sa.Column(name, sa.Float(), nullable=False) for name in (
+            'seconds', 'cpu_alloc', 'mem_alloc', 'accel_alloc', 'cpu_used', 'mem_used')],
+        sa.Column('mem_peak', sa.BigInteger(), nullable=False),
+        sa.Column('accel_used', sa.Float(), nullable=False),
+        sa.Column('accel_mem', sa.Float(), nullable=False),
+        *[sa.Column(name, sa.BigInteger(), nullable=False) for name in ('disk_read', 'disk_write', 'net_rx', 'net_tx')],
+        sa.Column(when, sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(['session_id'], ['sessions.id'], name=op.f(f'fk_{table}_session_id_sessions'),
+                                ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint(when, 'session_id', name=op.f(f'pk_{table}'))
+        )
+        for col in ('group', 'domain', 'user'):
+            op.create_index(f'ix_{table}_{when}_{col}', table, [when, f'{col}_id'], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index('ix_usage_hours_hour_user', table_name='usage_hours')
-    op.drop_index('ix_usage_hours_hour_domain', table_name='usage_hours')
-    op.drop_index('ix_usage_hours_hour_group', table_name='usage_hours')
-    op.drop_table('usage_hours')
+    for table, when in (('usage_days', 'day'), ('usage_hours', 'hour')):
+        for col in ('user', 'domain', 'group'):
+            op.drop_index(f'ix_{table}_{when}_{col}', table_name=table)
+        op.drop_table(table)
     op.drop_table('usage_samples')
