@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 from ..errors import InvalidInput
 from ..resources import STR
 from ..usage import plots
 from ..usage import query as UQ
+from .. import session_query as Q
+from ..session_query import Scope
 from .base import APIHandler
+from .sessions import SessionBase
 from .routes import Op, Route
 from .rules import session_scope
 
@@ -25,6 +29,24 @@ class UsageBase(APIHandler):
     async def answer(self, q: UQ.UsageQuery) -> dict:
         scope = session_scope(self.principal)
         return await self.run(lambda s: UQ.usage(s, scope, q), readonly=True)
+
+
+class SessionUsageHandler(SessionBase):
+    async def get(self, session_id):
+        """One session's usage over its life: who, where, which image, start and end, its slots, and
+        allocated and used amounts (as ``GET usage`` counts them)."""
+        now = datetime.now(timezone.utc)
+
+        def work(s):
+            row = self.session_row(s, session_id)
+            d = Q.to_dict(row)
+            start = row.started_at or row.created_at
+            used = UQ.per_session(s, Scope(everything=True), start, row.terminated_at or now).get(row.id)
+            return {**{k: d[k] for k in ("id", "name", "session_uuid", "user", "access_key", "group", "domain",
+                                         "image", "status", "resources", "started_at", "terminated_at")},
+                    **(used or UQ.amounts({k: 0 for k in UQ.SUMS}, 0, 0))}
+
+        self.write_json(await self.run(work, readonly=True))
 
 
 class UsageHandler(UsageBase):
@@ -69,6 +91,10 @@ AMOUNTS = {
         "disk_write_bytes": INT, "net_rx_bytes": INT, "net_tx_bytes": INT}},
 }
 SCHEMAS = {
+    "SessionUsage": {"id": INT, "name": STR, "session_uuid": STR, "user": STR, "access_key": STR, "group": STR,
+                     "domain": STR, "image": STR, "status": STR, "resources": {"type": "object"},
+                     "started_at": {"type": "string", "nullable": True},
+                     "terminated_at": {"type": "string", "nullable": True}, **AMOUNTS},
     "Usage": {"by": STR, "bucket": STR, "start": STR, "end": STR,
               "items": {"type": "array", "items": {"type": "object", "properties": {
                   "bucket": STR, "user": STR, "group": STR, "domain": STR, **AMOUNTS}}},
@@ -82,6 +108,8 @@ _QUERY = (("by", {"type": "string", "enum": list(UQ.BY), "description": "default
           ("end", {"type": "string", "description": "ISO 8601, exclusive; default now"}),
           ("user", STR), ("group", STR), ("domain", STR))
 ROUTES = [
+    Route(r"sessions/([^/]+)/usage", SessionUsageHandler, params=("session_id",), tag="usage", ops={
+        "get": Op(answer="SessionUsage", summary="One session's usage over its life")}),
     Route(r"usage", UsageHandler, tag="usage", ops={"get": Op(answer="Usage", query=_QUERY)}),
     Route(r"usage/plot.svg", UsagePlotHandler, tag="usage", ops={"get": Op(
         binary="an SVG chart (image/svg+xml) of the same usage", query=(

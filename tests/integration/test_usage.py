@@ -308,3 +308,17 @@ async def test_usage_page_renders_charts_for_the_callers_reach(svc):
     assert resp.code == 400 and "bucket: &#x27;week&#x27; is not one of" in resp.body.decode()
     resp = await svc.fetch(None, "GET", "/services/backendai/usage")
     assert "/hub/api/oauth2/authorize" in resp.effective_url and "state=" in resp.effective_url  # to sign in
+
+
+async def test_one_sessions_usage_over_its_life_for_its_owner_and_admins(svc):
+    status, page = await svc.call("root", "GET", "sessions?user=alice&status=all")
+    sid = page["items"][0]["id"]
+    status, got = await svc.call("alice", "GET", f"sessions/{sid}/usage")
+    assert status == 200, got
+    assert (got["user"], got["group"], got["domain"], got["image"]) == ("alice", "ml", "default", "python:3.11")
+    assert got["allocated"]["gpu_hours"] == pytest.approx(4) and got["used"]["cpu_seconds"] == pytest.approx(4 * 3600)
+    assert got["started_at"].startswith("2026-11-30T22:00") and got["terminated_at"].startswith("2026-12-01T02:00")
+    assert (await svc.call("dadmin", "GET", f"sessions/{sid}/usage"))[0] == 200
+    for who in ("bob", "odadmin"):
+        status, got = await svc.call(who, "GET", f"sessions/{sid}/usage")
+        assert status == 404, (who, got)
