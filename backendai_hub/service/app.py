@@ -10,7 +10,7 @@ from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode
 
 import docker
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+from jupyterhub.services.auth import HubOAuth
 from tornado import web
 from tornado.log import access_log
 
@@ -51,7 +51,7 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
     handlers = [route.tornado(api) for route in API_ROUTES]
     handlers += [
         (f"{api}openapi.json", OpenAPIHandler),
-        (f"{prefix}oauth_callback", HubOAuthCallbackHandler),
+        (f"{prefix}oauth_callback", usage_page.OAuthCallbackHandler),
         *backendai_api.routes(prefix),
         *[(f"{prefix}{route}", handler)
           for route, handler in backendai_graphql.ROUTES + backendai_sessions.ROUTES + backendai_usage.ROUTES

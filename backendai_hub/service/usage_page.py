@@ -8,6 +8,7 @@ import asyncio
 import html
 from urllib.parse import urlencode
 
+from jupyterhub.services.auth import HubOAuthCallbackHandler
 from tornado.httputil import url_concat
 
 from ..errors import TenancyError, Unauthorized
@@ -134,6 +135,19 @@ class UsagePageHandler(APIHandler):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", CSP)
         self.finish(self._page("Usage", body))
+
+
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    """``<prefix>oauth_callback`` with the application's HubOAuth: the one that stored the state (next
+    URL, PKCE verifier) when a page sent the browser to sign in (the stock handler uses a singleton)."""
+
+    @property
+    def hub_auth(self):
+        return self.settings["hub_auth"]
+
+    @hub_auth.setter
+    def hub_auth(self, auth):
+        raise AttributeError("the service's HubOAuth comes from the application's settings")
 
 
 ROUTES = [(r"usage", UsagePageHandler)]
