@@ -34,7 +34,7 @@ def _login_url(handler) -> str:
     return url_concat(auth.login_url, params)
 
 
-def _table(answer: dict, limit: int = 10) -> str:
+def _table(answer: dict, limit: int = 10, caption: str | None = None) -> str:
     by = answer["by"]
     rows = "".join(
         f"<tr><th scope='row'>{html.escape(UQ.label(t, by))}</th><td>{t['sessions']}</td>"
@@ -42,7 +42,8 @@ def _table(answer: dict, limit: int = 10) -> str:
         f"<td>{t['allocated']['cpu_core_hours']:,.2f}</td><td>{t['used']['cpu_core_hours']:,.2f}</td>"
         f"<td>{t['allocated']['mem_gib_hours']:,.1f}</td><td>{t['used']['mem_peak_bytes'] / 2**30:,.2f}</td></tr>"
         for t in answer["totals"][:limit]) or "<tr><td colspan='8'>no usage in this period</td></tr>"
-    return (f"<table><caption>Top {html.escape(by)}s, {html.escape(answer['start'][:10])} to "
+    caption = caption or f"Top {by}s"
+    return (f"<table><caption>{html.escape(caption)}, {html.escape(answer['start'][:10])} to "
             f"{html.escape(answer['end'][:10])}</caption><thead><tr><th scope='col'>{html.escape(by)}</th>"
             "<th scope='col'>sessions</th><th scope='col'>GPU-hours allocated</th><th scope='col'>GPU-hours busy</th>"
             "<th scope='col'>core-hours allocated</th><th scope='col'>core-hours used</th>"
@@ -131,7 +132,7 @@ class UsagePageHandler(APIHandler):
         body = (f"<p class='note'>Signed in as <strong>{html.escape(p.username)}</strong>: usage of {html.escape(reach)}. "
                 f"Times are UTC; allocated amounts count from start to stop. "
                 f"<a href='{html.escape(csv)}'>The same as JSON</a>.</p>{self._picker(period, bucket)}{sections}"
-                f"<section>{_table(got[-1])}</section>")
+                f"<section>{_table(got[-1], caption=None if p.is_admin else 'Your usage')}</section>")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", CSP)
         self.finish(self._page("Usage", body))
