@@ -139,7 +139,8 @@ class BackendAIService(Application):
             url.port or 80, address=url.hostname or "127.0.0.1")
         if self.usage_interval > 0:  # [usage] beside the culler: sampling needs only the engine and the database
             sampler = app.settings["usage_sampler"] = Sampler(
-                db, docker.from_env, accelerators=Accelerators.instance(), interval=self.usage_interval)
+                db, docker.from_env, accelerators=Accelerators.instance(), interval=self.usage_interval,
+                concurrency=self.usage_concurrency)
             ioloop.IOLoop.current().add_callback(sampler.run_forever)
         api_url, token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
         if api_url and token:

@@ -27,7 +27,7 @@ class UsageMixin(HasTraits):
         """Never raises: without figures the closing sample uses the last ones the service took."""
         self._usage_final = None
         cid = getattr(self, "container_id", None)
-        if sid is None or not cid:
+        if sid is None or not cid or self.usage_stats_timeout <= 0:
             return
         try:
             stats = await asyncio.wait_for(self.docker("stats", cid, stream=False, one_shot=True),

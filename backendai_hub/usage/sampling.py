@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
@@ -85,8 +86,12 @@ class Sampler:
     """Every ``interval`` seconds: one sample of every running session (the service runs it beside
     the culler). Blocking work (the engine, the plugins, the database) runs in the default executor."""
 
-    def __init__(self, db: Database, client_factory: Callable[[], Any], accelerators=None, interval: float = 60):
+    def __init__(self, db: Database, client_factory: Callable[[], Any], accelerators=None, interval: float = 60,
+                 concurrency: int = 10):
         self.db, self.client_factory, self.accelerators, self.interval = db, client_factory, accelerators, interval
+        # the engine answers a stats request at its collector's next tick (about a second, one-shot or
+        # not): asked one after another, 100 sessions would take 100 s; asked together, about one
+        self.concurrency = max(1, concurrency)
         self._client = None
         self.last_pass_seconds = 0.0
 
@@ -112,15 +117,29 @@ class Sampler:
             return accounting.record(s, session_id, at, counters)
 
     def run_once(self) -> int:
-        """Blocking: sample every running session; returns how many samples were recorded."""
+        """Blocking: sample every running session; returns how many samples were recorded. The engine
+        is asked for every container at once (``concurrency`` at a time); the samples are written one
+        by one, each at the time its figures were taken."""
         began, n = time.monotonic(), 0
-        for sid, cid, alloc in self.running():
+        running = self.running()
+        client = self.client  # made once, before the threads share it
+
+        def figures(item):
+            sid, cid, alloc = item
             try:
-                n += self.sample(sid, cid, alloc)
-            except ServiceUnavailable:
-                raise
+                counters = container_counters(client, cid, self.accelerators, alloc)
+                return sid, datetime.now(timezone.utc), counters  # the figures are as of their answer
             except Exception:  # one container's trouble does not stop the others' samples
                 log.exception("usage: sampling session %s failed", sid)
+                return sid, None, None
+
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(running)))) as pool:
+            got = list(pool.map(figures, running))
+        for sid, at, counters in got:
+            if counters is None:
+                continue
+            with self.db.session() as s:
+                n += accounting.record(s, sid, at, counters)
         self.last_pass_seconds = time.monotonic() - began
         return n
 

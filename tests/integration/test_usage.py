@@ -2,6 +2,7 @@
 restarts, then ``GET usage`` and its chart through the real service, with visibility and bad input."""
 
 import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -322,3 +323,35 @@ async def test_one_sessions_usage_over_its_life_for_its_owner_and_admins(svc):
     for who in ("bob", "odadmin"):
         status, got = await svc.call(who, "GET", f"sessions/{sid}/usage")
         assert status == 404, (who, got)
+
+
+class StandInEngine:
+    """A stand-in for the Docker engine's stats API (the real one is in tests/docker/test_usage.py): it
+    answers after half a second, as the engine answers at its next statistics tick."""
+
+    def __init__(self):
+        self.api = self
+
+    def stats(self, container_id, stream, one_shot):
+        time.sleep(0.5)
+        return {"cpu_stats": {"cpu_usage": {"total_usage": int(container_id[-3:]) * 10**9}},
+                "memory_stats": {"usage": GiB}}
+
+
+def test_sampler_asks_the_engine_about_every_container_at_once_stand_in_engine(db):
+    from backendai_hub.usage.sampling import Sampler
+
+    sids = []
+    for i in range(20):
+        sid = add_session(db, ("alice", "bob", "olivia")[i % 3], datetime.now(UTC) - timedelta(minutes=5),
+                          {"cpu": "1", "mem": str(GiB)})
+        with db.session() as s:
+            s.get(KernelSession, sid).container_id = f"{i + 1:064d}"
+        sids.append(sid)
+    sampler = Sampler(db, StandInEngine, concurrency=10)
+    began = time.monotonic()
+    assert sampler.run_once() == 20
+    assert time.monotonic() - began < 4  # two rounds of answers, not twenty
+    with db.session(readonly=True) as s:
+        hours = s.scalars(select(UsageHour).where(UsageHour.session_id.in_(sids))).all()
+        assert sum(h.cpu_used for h in hours) == pytest.approx(sum(range(1, 21)))
