@@ -80,6 +80,12 @@ class BackendAIService(Application):
         spawner. 0 turns sampling off (allocated time is still accounted at stop).""",
     ).tag(config=True)
 
+    usage_concurrency = Integer(
+        10, help="Containers the usage sampler asks the Docker engine about at once: the engine answers each "
+                 "at its next statistics tick (about a second), so a pass over N sessions takes about "
+                 "N / usage_concurrency seconds of waiting (docker-py keeps 10 connections to the engine).",
+    ).tag(config=True)
+
     max_clock_skew = Float(
         900, help="Seconds a keypair-signed request's Date may differ from the service's clock (Backend.AI: "
                   "15 minutes); signatures are remembered this long to refuse replays.",
