@@ -21,6 +21,7 @@ BENCHMARKS = {
     "service_latency": "benchmarks.service_latency",
     "shell_ws": "benchmarks.shell_ws",
     "spawn": "benchmarks.spawn",
+    "usage": "benchmarks.usage",
     "vfolder_transfer": "benchmarks.vfolder_transfer",
 }
 

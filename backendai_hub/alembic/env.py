@@ -4,6 +4,7 @@ from alembic import context
 
 from backendai_hub.db import VERSION_TABLE
 from backendai_hub.models import Base
+import backendai_hub.usage.models  # noqa: F401  (the usage tables live in their own module)
 
 config = context.config
 target_metadata = Base.metadata

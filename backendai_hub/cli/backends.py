@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from .. import audit, code_logs, session_ops, signing
 from .. import session_query as Q
+from ..usage import query as UQ
 from ..db import Database
 from ..models import AuditLog
 from ..resources import REGISTRY
@@ -115,6 +116,12 @@ class LocalBackend:
         d = self.session_show(ref)
         return {"id": d["id"], "name": d["name"], "user": d["user"], "status": d["status"],
                 **session_ops.ping(d["container_id"])}
+
+    def usage(self, query: dict) -> dict:
+        """The database's operator sees every session's usage."""
+        q = UQ.parse_query(query)
+        with self.db.session(readonly=True) as s:
+            return UQ.usage(s, Q.Scope(everything=True), q)
 
     def code_logs(self, filters: dict, limit: int, offset: int) -> dict:
         with self.db.session(readonly=True) as s:
@@ -230,6 +237,9 @@ class RemoteBackend:
 
     def session_ping(self, ref: str) -> dict:
         return self.request("GET", f"sessions/{quote(ref, safe='')}/ping")
+
+    def usage(self, query: dict) -> dict:
+        return self.request("GET", "usage", query=query)
 
     def code_logs(self, filters: dict, limit: int, offset: int) -> dict:
         return self.request("GET", "code-logs", query={**filters, "limit": limit, "offset": offset})

@@ -7,6 +7,7 @@ from typing import Callable
 
 from .. import tenancy as T
 from . import commands as C
+from . import usage_commands
 
 PROG = "backendai-hub"
 
@@ -284,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(v, "prune", "delete records received before a time (database only)", C.cmd_code_log_prune)
     p.add_argument("--before", required=True, metavar="TIME", help="ISO 8601, e.g. 2026-01-01")
     p.add_argument("--export", metavar="FILE", help="append the records to FILE as JSON lines first")
+
+    usage_commands.add_parser(res, _sub)
 
     # completion
     p = res.add_parser("completion", help="print a shell completion script")

@@ -20,19 +20,20 @@ from ..images import ImageCatalog
 from ..resources import REGISTRY
 from ..vfolders.clone import drop_interrupted_clones
 from ..vfolders.storage import StorageHosts
-from . import (agents, audit_logs, backendai_api, backendai_graphql, backendai_sessions, code_logs, domains,
-               downloads, groups, images, keypairs, locks, me, pages, policies, sessions, shell, uploads,
-               users, vfolders)
+from . import (agents, audit_logs, backendai_api, backendai_graphql, backendai_sessions, backendai_usage, code_logs,
+               domains, downloads, groups, images, keypairs, locks, me, pages, policies, sessions, shell, uploads, usage,
+               usage_page, users, vfolders)
 from .base import NotFoundHandler
 from .openapi import build_spec
 
 # the service's one route list under api/v1/: tornado serves it, the OpenAPI document describes it
 API_ROUTES = (domains.ROUTES + groups.ROUTES + users.ROUTES + keypairs.ROUTES + policies.ROUTES
               + me.ROUTES + locks.ROUTES + sessions.ROUTES + images.ROUTES + agents.ROUTES + vfolders.ROUTES
-              + uploads.ROUTES + downloads.ROUTES + audit_logs.ROUTES + code_logs.ROUTES + shell.ROUTES)
+              + uploads.ROUTES + downloads.ROUTES + audit_logs.ROUTES + code_logs.ROUTES + shell.ROUTES
+              + usage.ROUTES)
 SCHEMAS = {**{r.schema: r.output for r in REGISTRY.values()}, **locks.SCHEMAS, **sessions.SCHEMAS,
            **images.SCHEMAS, **agents.SCHEMAS, **vfolders.SCHEMAS, **audit_logs.SCHEMAS, **code_logs.SCHEMAS,
-           **shell.SCHEMAS}
+           **shell.SCHEMAS, **usage.SCHEMAS}
 
 
 class OpenAPIHandler(web.RequestHandler):
@@ -54,7 +55,8 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
         *pages.routes(prefix),
         *backendai_api.routes(prefix),
         *[(f"{prefix}{route}", handler)
-          for route, handler in backendai_graphql.ROUTES + backendai_sessions.ROUTES],
+          for route, handler in backendai_graphql.ROUTES + backendai_sessions.ROUTES + backendai_usage.ROUTES
+          + usage_page.ROUTES],
         (f"{api}.*", NotFoundHandler),
     ]
     return web.Application(

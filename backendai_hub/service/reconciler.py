@@ -31,6 +31,7 @@ from .. import admission as S
 from .. import audit
 from ..db import Database, instance_id
 from ..models import KernelSession, SessionStatus
+from ..usage import accounting as usage
 from ..spawner.names import LABEL_INSTANCE, LABEL_SERVER, LABEL_SESSION, LABEL_USER, firewall_tag
 
 log = logging.getLogger("backendai_hub.reconciler")
@@ -164,6 +165,7 @@ class Reconciler:
         with self.db.session() as s:
             if S.release(s, action.session_id, action.reason):
                 audit.append(s, audit.SERVICE, _event(action, action.reason))
+                usage.close(s, action.session_id)  # [usage] allocated time up to now; the last figures stand
 
     def record(self, action: Action) -> None:
         with self.db.session() as s:

@@ -31,6 +31,7 @@ from ..spawner.firewall import Firewall
 from .app import make_app, recover
 from .culler import SERVICE_SCOPES, Culler
 from .reconciler import Reconciler
+from ..usage.sampling import Sampler
 from .shell import SHELL_SCOPES
 
 CONFIG_ENV = "BACKENDAI_HUB_SERVICE_CONFIG"
@@ -70,6 +71,20 @@ class BackendAIService(Application):
                  "``idle_timeout`` or ``max_session_lifetime``, or mounting a folder their user may no longer "
                  "mount (a change through this service triggers a pass at once; one made with the local CLI "
                  "is caught by the next pass).",
+    ).tag(config=True)
+
+    usage_interval = Float(
+        60, help="""Seconds between two usage samples of every running session (its container's CPU time,
+        memory, disk and network IO from the Docker engine, its accelerators' utilisation from their
+        plugins). Counters are cumulative, so a longer interval or a pause (a service restart) loses
+        nothing: each sample carries the whole delta since the last; sessions are closed at stop by the
+        spawner. 0 turns sampling off (allocated time is still accounted at stop).""",
+    ).tag(config=True)
+
+    usage_concurrency = Integer(
+        10, help="Containers the usage sampler asks the Docker engine about at once: the engine answers each "
+                 "at its next statistics tick (about a second), so a pass over N sessions takes about "
+                 "N / usage_concurrency seconds of waiting (docker-py keeps 10 connections to the engine).",
     ).tag(config=True)
 
     max_clock_skew = Float(
@@ -129,6 +144,11 @@ class BackendAIService(Application):
         recover(app)
         ProxiedHTTPServer(app, trusted_proxies=self.trusted_proxies, **self.http_server_options()).listen(
             url.port or 80, address=url.hostname or "127.0.0.1")
+        if self.usage_interval > 0:  # [usage] beside the culler: sampling needs only the engine and the database
+            sampler = app.settings["usage_sampler"] = Sampler(
+                db, docker.from_env, accelerators=Accelerators.instance(), interval=self.usage_interval,
+                concurrency=self.usage_concurrency)
+            ioloop.IOLoop.current().add_callback(sampler.run_forever)
         api_url, token = os.environ.get("JUPYTERHUB_API_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
         if api_url and token:
             app.settings["hub_api"] = (api_url, token)  # session stops (service/sessions.py)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from .. import admission as S
+from ..usage import accounting as usage
 from ..errors import ServiceUnavailable
 from . import records
 from .firewall import Firewall, FirewallError
@@ -27,11 +28,14 @@ async def release(spawner, reason: str, sid: int | None, tag: str | None) -> Non
     if sid is None:
         return
     operation, status = records.release_operation(reason)
+    final, spawner._usage_final = getattr(spawner, "_usage_final", None), None  # [usage] this stop's only
 
     def work(s):
         released = S.release(s, sid, reason)
         if released:
             records.append(s, spawner, operation, status, reason, sid=sid)
+            # [usage] the closing sample: allocated time up to the stop, the figures taken before it
+            usage.close(s, sid, final)
         return released
 
     try:

@@ -30,6 +30,7 @@ from ..vfolders.mounts import Mount, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
 from .code_log import CodeLogMixin
 from .shell import ShellMixin
+from .usage import UsageMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
 from .firewall import Firewall, FirewallError, host_guard_intact
@@ -44,7 +45,7 @@ _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per
 _engine_info: dict[str, dict] = {}  # the engine's CPUs and memory, asked once per hub process
 
 
-class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMixin, UsageMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -484,6 +485,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMix
         # DockerSpawner.stop clears the state; the hub deletes the server's OAuth client by
         # oauth_client_id after stop() returns, so the id in use is put back (clear_state follows)
         sid, tag, client_id = self.session_id, self.firewall_tag, self.oauth_client_id
+        await self._usage_snapshot(sid)  # [usage] the closing sample's figures, while the container is there
         try:
             await self.remove_container(now)
         finally:

@@ -11,6 +11,7 @@ from backendai_hub import tenancy as T
 from backendai_hub.db import VERSION_TABLE, Database, current_revision, head_revision
 from backendai_hub.errors import Conflict, InvalidInput, NotFound
 from backendai_hub.models import Base, KeyPair, User
+import backendai_hub.usage.models  # noqa: F401  (its tables are in Base.metadata)
 from backendai_hub.policy import Usage, admit, parse_slots
 from backendai_hub.admission import levels_for
 from backendai_hub.host_permissions import HOST_PERMISSIONS
