@@ -28,6 +28,7 @@ from ..images import DEFAULT_ALIASES, ImageCatalog
 from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
+from .apps import AppsMixin
 from .code_log import CodeLogMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
@@ -40,7 +41,7 @@ _catalogs: dict[tuple, ImageCatalog] = {}
 _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
 
 
-class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, CodeLogMixin, AppsMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -336,6 +337,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
                              default_resources=P.parse_slots(self.default_resources, field="default_resources"),
                              allowed_images=charge.allowed_images)
         self._options = opts
+        self._check_image_labels(opts)  # [apps] run-as-root, envs.userid: refused before admission
         # refuse unknown or unreachable vfolders before anything is admitted
         mounts = await self._db(lambda s: plan_mounts(s, self.storage_hosts, self.user.name, opts.vfolders))
         return opts, charge, mounts
@@ -403,6 +405,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
                             "BACKENDAI_DOMAIN": charge.domain,
                             "BACKENDAI_RESOURCES": P.format_slots(opts.resources),
                             **devices.environment}  # [accelerators] last: neither users nor images set these
+        self._apply_app(opts)  # [apps] landing URL, uid/gid variables, root where allowed
 
     def _session_hub_port(self) -> int:
         """The proxy's public port, through which sessions reach the hub's API."""
