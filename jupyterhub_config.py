@@ -10,6 +10,8 @@ from pathlib import Path
 
 import docker
 
+import backendai_hub
+
 from backendai_hub.accelerators.mock import mock_devices
 from backendai_hub.db import Database
 from backendai_hub.demo import banner, bootstrap
@@ -32,6 +34,8 @@ c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 # land on the home page after sign-in: a session is started deliberately, with its options
 c.JupyterHub.default_url = "/hub/home"
+# our page overrides (home.html links each session's app); JupyterHub's own stay reachable as templates/<name>
+c.JupyterHub.template_paths = [str(Path(backendai_hub.__file__).resolve().parent / "templates")]
 c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"
 chp = here / "node_modules" / ".bin" / "configurable-http-proxy"

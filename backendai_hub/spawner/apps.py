@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 from traitlets import HasTraits, List, Unicode
 
 from ..errors import Forbidden
-from ..session_user import SESSION_GID, SESSION_UID
+from ..session_user import SESSION_GID, SESSION_HOME, SESSION_UID
 
 RUN_AS_ROOT_LABEL = "ai.backend.run-as-root"
 ENVS_USERID_LABEL = "ai.backend.envs.userid"
@@ -68,6 +68,15 @@ def userid_environment(image_ref: str, labels: Mapping[str, str], uid: int = SES
     return dict(zip(names, (str(uid), str(gid))))
 
 
+def root_host_config(host_config: dict, home: str) -> dict:
+    """The jail's host config for a root session: its scratch home owned by root (uid 0 holds no
+    capability, so it could not write a home owned by the session user); everything else unchanged."""
+    tmpfs = dict(host_config.get("tmpfs") or {})
+    if home in tmpfs:
+        tmpfs[home] = re.sub(r"\bgid=\d+", "gid=0", re.sub(r"\buid=\d+", "uid=0", tmpfs[home]))
+    return {**host_config, "tmpfs": tmpfs}
+
+
 class AppsMixin(HasTraits):
     """Mixed into the spawner: ``c.BackendAISpawner.allow_root_images`` and the app a session lands on."""
 
@@ -82,6 +91,7 @@ class AppsMixin(HasTraits):
     ).tag(config=True)
 
     _configured_default_url: str | None = None
+    _configured_args: list | None = None
 
     def _check_image_labels(self, opts) -> None:
         """Before admission: refuse what an image's labels ask that the jail does not grant."""
@@ -93,6 +103,8 @@ class AppsMixin(HasTraits):
         """After the container options: the landing URL, the uid/gid variables, root when allowed."""
         if self._configured_default_url is None:
             self._configured_default_url = self.default_url or ""
+            self._configured_args = list(self.args)
+        self.args = list(self._configured_args)
         landing = landing_path(opts.app)
         self.default_url = landing if landing is not None else self._configured_default_url
         if getattr(self, "_userid_env", None):
@@ -101,3 +113,5 @@ class AppsMixin(HasTraits):
             self.log.warning("Session of %s runs as root: image %s is in allow_root_images", self._log_name,
                              opts.image.ref)
             self.extra_create_kwargs = {**self.extra_create_kwargs, "user": "0:0"}
+            self.extra_host_config = root_host_config(self.extra_host_config, SESSION_HOME)
+            self.args = [*self.args, "--allow-root"]  # jupyter-server refuses root without it

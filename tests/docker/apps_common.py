@@ -54,7 +54,7 @@ def browser_session(hub: HubProcess, user: str) -> requests.Session:
 
 def owner_cookies(hub: HubProcess, s: requests.Session, server_url: str) -> None:
     """Let the session's server sign ``s`` in (the OAuth round trip a browser makes on first visit)."""
-    r = s.get(f"{server_url}api/status", timeout=30)
+    r = s.get(server_url, timeout=30)  # a page, as a browser navigates (cookie-authenticated API calls need xsrf)
     assert r.status_code == 200, (r.status_code, r.url)
 
 
@@ -69,8 +69,8 @@ def ws_round_trip(url: str, headers: dict, message: str = "hello", timeout: floa
 
     async def go():
         try:
-            conn = await websocket_connect(HTTPRequest(url, headers=headers, request_timeout=timeout),
-                                           connect_timeout=timeout)
+            conn = await asyncio.wait_for(websocket_connect(HTTPRequest(url, headers=headers,
+                                                                        connect_timeout=timeout)), timeout)
         except HTTPClientError as e:
             return e.code, None
         try:

@@ -3,7 +3,8 @@
 import pytest
 
 from backendai_hub.errors import Forbidden
-from backendai_hub.spawner.apps import check_root, landing_path, userid_environment
+from backendai_hub.spawner.apps import check_root, landing_path, root_host_config, userid_environment
+from backendai_hub.spawner.jail import JailSettings, jail_host_config
 
 TAGS = ("backendai-hub/r:latest",)
 
@@ -54,3 +55,13 @@ def test_userid_label_refused_when_malformed_or_reserved(value):
     with pytest.raises(Forbidden) as e:
         userid_environment("img", {"ai.backend.envs.userid": value})
     assert "ai.backend.envs.userid" in e.value.message
+
+
+def test_a_root_session_gets_a_root_owned_home_and_nothing_else_changes():
+    config = jail_host_config(JailSettings())
+    root = root_host_config(config, "/home/work")
+    assert "uid=0" in root["tmpfs"]["/home/work"] and "gid=0" in root["tmpfs"]["/home/work"]
+    assert "uid=1000" not in root["tmpfs"]["/home/work"]
+    assert root["tmpfs"]["/tmp"] == config["tmpfs"]["/tmp"]
+    assert root["cap_drop"] == ["ALL"] and root["security_opt"] == config["security_opt"]
+    assert "uid=1000" in config["tmpfs"]["/home/work"]  # the input is not changed

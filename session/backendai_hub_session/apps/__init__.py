@@ -39,11 +39,16 @@ def install_origin_guard() -> bool:
     async def prepare(self, *args, **kwargs):
         from tornado import web
 
+        # authentication first (jupyter-server's prepare; an error page needs it done), then the Origin:
+        # both before get()/post(), where the proxy first connects upstream
+        result = await original(self, *args, **kwargs)
+        if self._finished:
+            return result
         origin = self.request.headers.get("Origin")
         if origin is not None and not self.check_origin(origin):
             self.log.warning("app %s: refused a request from foreign Origin %r", self.request.path, origin)
             raise web.HTTPError(403, "foreign Origin")
-        return await original(self, *args, **kwargs)
+        return result
 
     prepare._backendai_origin_guard = True
     ProxyHandler.prepare = prepare
