@@ -19,7 +19,9 @@ class ShinyEcho:
         from tornado.websocket import websocket_connect
 
         self.ws = await asyncio.wait_for(websocket_connect(HTTPRequest(self.url, headers=self.headers)), self.timeout)
-        await self.ws.write_message(json.dumps({"method": "init", "data": {"msg": "", ".clientdata_url_search": ""}}))
+        # as shiny.js does: the output is visible (a hidden one is suspended and never sent)
+        await self.ws.write_message(json.dumps({"method": "init", "data": {
+            "msg": "", ".clientdata_url_search": "", ".clientdata_output_echo_hidden": False}}))
         await self._until("echo:")
 
     async def _until(self, text: str) -> None:

@@ -50,7 +50,8 @@ def test_r_kernel_prints_55_and_no_news_popup(browser, hub, session):  # noqa: F
     SHOTS.mkdir(parents=True, exist_ok=True)
     settings = requests.get(f"{hub.url}/user/demo/r/lab/api/settings/@jupyterlab/apputils-extension:notification",
                             headers={"Authorization": f"token {session}"}, timeout=30).json()
-    assert settings["settings"]["fetchNews"] == "false" and settings["settings"]["checkForUpdates"] is False
+    composite = settings["composite"]  # the schema defaults with the image's overrides.json, under user settings
+    assert composite["fetchNews"] == "false" and composite["checkForUpdates"] is False, composite
 
     page = sign_in(browser, hub, "demo", hub.credentials["demo"]["password"])
     page.set_default_timeout(90_000)
