@@ -50,8 +50,9 @@ def test_r_kernel_prints_55_and_no_news_popup(browser, hub, session):  # noqa: F
     SHOTS.mkdir(parents=True, exist_ok=True)
     settings = requests.get(f"{hub.url}/user/demo/r/lab/api/settings/@jupyterlab/apputils-extension:notification",
                             headers={"Authorization": f"token {session}"}, timeout=30).json()
-    composite = settings["composite"]  # the schema defaults with the image's overrides.json, under user settings
-    assert composite["fetchNews"] == "false" and composite["checkForUpdates"] is False, composite
+    # the image's overrides.json becomes the schema's defaults (no user setting is stored)
+    props = settings["schema"]["properties"]
+    assert props["fetchNews"]["default"] == "false" and props["checkForUpdates"]["default"] is False, props
 
     page = sign_in(browser, hub, "demo", hub.credentials["demo"]["password"])
     page.set_default_timeout(90_000)
