@@ -87,3 +87,23 @@ def test_shiny_echoes_in_the_browser(browser, hub, session):  # noqa: F811
     page.wait_for_function("document.querySelector('#echo').textContent.includes('echo:through the hub proxy')")
     page.screenshot(path=str(SHOTS / "shiny-echo.png"))
     assert page.locator("#echo").inner_text() == "echo:through the hub proxy"
+
+
+def test_home_page_links_to_the_sessions_app(browser, hub, session):  # noqa: F811
+    r = hub_api(hub, session, "POST", server_path("demo", "app"),
+                json={"image": R_IMAGE, "app": "shiny", "resources": {"cpu": 1, "mem": "1g"}})
+    assert r.status_code in (201, 202), r.text
+    wait_ready(hub, session, name="app", timeout=120)
+    try:
+        page = sign_in(browser, hub, "demo", hub.credentials["demo"]["password"])
+        page.set_default_timeout(90_000)
+        page.goto(f"{hub.url}/hub/home")
+        link = page.locator("#backendai-apps tr[data-server-name='app'] a.backendai-app-link")
+        assert link.get_attribute("href") == "/user/demo/app/shiny/"
+        assert page.locator("#backendai-apps tr[data-server-name='r']").count() == 0  # started on JupyterLab
+        page.screenshot(path=str(SHOTS / "home-apps.png"), full_page=True)
+        link.click()
+        page.wait_for_selector("#msg")
+        assert page.url == f"{hub.url}/user/demo/app/shiny/"
+    finally:
+        stop_server(hub, session, "demo", "app")

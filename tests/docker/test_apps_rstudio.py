@@ -62,6 +62,9 @@ def test_a_session_started_with_rstudio_lands_on_it(hub, rs):
     assert r.url == f"{rs}rstudio/workspace"  # the double's absolute http://127.0.0.1:8787/... rewritten
     assert "RStudio double" in r.text
     assert not [e for e in double_log(hub) if "refused-start" in e]
+    home = owner.get(f"{hub.url}/hub/home", timeout=30)
+    assert home.status_code == 200
+    assert 'data-app="rstudio"' in home.text and 'href="/user/demo/rs/rstudio/"' in home.text, home.text[-2000:]
 
 
 def test_rserver_is_launched_as_a_session_needs(hub, rs):
