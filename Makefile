@@ -47,7 +47,7 @@ docker:
 	@BACKENDAI_HUB_STATE=$(STATE) bash scripts/ensure-docker.sh
 
 images: docker
-	bash kernels/build.sh
+	bash kernels/build.sh r  # the R image too: the app tests (Shiny, R kernel) use it
 
 postgres: | $(STATE)
 	@bash scripts/ensure-postgres.sh > $(STATE)/pg_url.tmp || { rm -f $(STATE)/pg_url.tmp; exit 1; }

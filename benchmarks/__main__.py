@@ -13,6 +13,7 @@ from .common import DEFAULT_OUT, write_result
 # name -> module; each module has DESCRIPTION and run(*, quick: bool) -> dict (JSON-able)
 BENCHMARKS = {
     "admission_scale": "benchmarks.admission_scale",
+    "apps_ws": "benchmarks.apps_ws",
     "audit_overhead": "benchmarks.audit_overhead",
     "code_log": "benchmarks.code_log",
     "load_test": "benchmarks.load_test",

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Build the session images air-gapped, caching every step (see kernels/README.md).
-#   bash kernels/build.sh
+#   bash kernels/build.sh        base + notebook
+#   bash kernels/build.sh r      also the R image (backendai-hub/r: R, IRkernel, Shiny; RStudio Server
+#                                when RSTUDIO_DEB is given or the base already has rserver)
 # Env:
+#   BUILD_R=1            same as the argument r
+#   RSTUDIO_DEB          path of an RStudio Server .deb to build into the R image
 #   BASE_IMAGE           use this local/registry image as the base instead of debootstrapping one
 #                        (must have python3 >= 3.10 with the venv module + ensurepip, tini, glibc)
 #   BACKENDAI_HUB_CACHE  cache dir (default .cache, relative to the repository root)
@@ -27,6 +31,13 @@ nb_repo="backendai-hub/notebook"
 nb_dir="$here/notebook"
 hash_label="backendai-hub.input-hash"
 recipe=1 # bump to invalidate every cached step
+build_r="${BUILD_R:-0}"
+for arg in "$@"; do
+  case "$arg" in
+    r) build_r=1 ;;
+    *) printf '[build] error: unknown argument %s (expected: r)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 export DOCKER_BUILDKIT=0 # classic builder: works on Docker 20.10 without buildx
 export DEBIAN_FRONTEND=noninteractive
@@ -243,7 +254,16 @@ fi
 docker tag "$nb_tag" "$alias_tag"
 
 # ---------------------------------------------------------------------------------------------
-# e. shell image (the web shell's CLI image; SHELL_IMAGE=0 skips it)
+# c2. R image (only when asked): kernels/r-image.sh
+# ---------------------------------------------------------------------------------------------
+r_status=""
+if [[ "$build_r" == 1 ]]; then
+  # shellcheck source=r-image.sh
+  . "$here/r-image.sh"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# c3. shell image (the web shell's CLI image; SHELL_IMAGE=0 skips it)
 # ---------------------------------------------------------------------------------------------
 sh_status="skipped (SHELL_IMAGE=0)"
 sh_tag="backendai-hub/shell:latest"
@@ -331,6 +351,9 @@ printf '  base      %-36s %s  %s\n' "$base" "$(summary "$base")" "$base_status"
 printf '  wheels    %-36s %s\n' "${wheelhouse#"$root"/}" "$wh_status"
 printf '  notebook  %-36s %s  %s\n' "$nb_tag, :python$pyver" "$(summary "$nb_tag")" "$nb_status"
 printf '            %s, python %s, glibc %s, %s\n' "$base_distro" "$pyver" "$glibc" "$arch"
+if [[ -n "$r_status" ]]; then
+  printf '  r         %-36s %s  %s\n' "$r_tag" "$(summary "$r_tag")" "$r_status"
+fi
 if [[ "${SHELL_IMAGE:-1}" != 0 ]]; then
   printf '  shell     %-36s %s  %s\n' "$sh_tag" "$(summary "$sh_tag")" "$sh_status"
 fi

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import re
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -36,15 +37,22 @@ def build(out: Path) -> Path:
     dist = f"{NAME}-{version}"
     files: list[tuple[str, bytes]] = []
     for p in sorted((HERE / NAME).rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".css"):
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".css", ".R"):
             files.append((p.relative_to(HERE).as_posix(), p.read_bytes()))
-    files.append((f"{dist}.data/data/etc/jupyter/jupyter_server_config.d/{NAME}.json",
-                  (HERE / "jupyter-config" / f"{NAME}.json").read_bytes()))
+    project = tomllib.loads((HERE / "pyproject.toml").read_text())
+    # data files (server config, lab settings) and entry points exactly as pyproject.toml declares them
+    for target, sources in project["tool"]["setuptools"]["data-files"].items():
+        for src in sources:
+            files.append((f"{dist}.data/data/{target}/{Path(src).name}", (HERE / src).read_bytes()))
+    groups = project["project"].get("entry-points", {})
+    entry_points = "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
+                           for group, eps in sorted(groups.items()))
     meta = (f"Metadata-Version: 2.1\nName: backendai-hub-session\nVersion: {version}\n"
             "Summary: backendai-hub's session side: the opt-in code-execution log\nRequires-Python: >=3.10\n").encode()
     wheel = b"Wheel-Version: 1.0\nGenerator: backendai-hub make_wheel\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     files += [(f"{dist}.dist-info/METADATA", meta), (f"{dist}.dist-info/WHEEL", wheel),
-              (f"{dist}.dist-info/top_level.txt", f"{NAME}\n".encode())]
+              (f"{dist}.dist-info/top_level.txt", f"{NAME}\n".encode()),
+              (f"{dist}.dist-info/entry_points.txt", entry_points.encode())]
     record = "".join(f"{n},{_digest(d)},{len(d)}\n" for n, d in files) + f"{dist}.dist-info/RECORD,,\n"
     files.append((f"{dist}.dist-info/RECORD", record.encode()))
     out.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import urlparse
 from decimal import Decimal
 
-import docker
 from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Bool, Dict, Float, Unicode, default
@@ -28,24 +26,24 @@ from ..images import DEFAULT_ALIASES, ImageCatalog
 from ..vfolders import StorageHosts
 from ..vfolders.mounts import Mount, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
+from .apps import AppsMixin
 from .code_log import CodeLogMixin
 from .shell import ShellMixin
 from .usage import UsageMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
-from .firewall import Firewall, FirewallError, host_guard_intact
-from .names import container_token, firewall_tag, legacy_firewall_tag, oauth_client_id, session_labels
-from .network import SessionNetwork, ensure_session_network
+from .names import container_token, legacy_firewall_tag, oauth_client_id, session_labels
+from .networking import NetworkingMixin
 from .once import once
 from .readiness import ReadinessMixin
 from .options import SessionOptions, options_from_form, parse_options
 
 _catalogs: dict[tuple, ImageCatalog] = {}
-_networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
 _engine_info: dict[str, dict] = {}  # the engine's CPUs and memory, asked once per hub process
 
 
-class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMixin, UsageMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMixin, UsageMixin, AppsMixin,
+                       NetworkingMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -122,7 +120,6 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMix
     # -- state ---------------------------------------------------------------------------------------
 
     session_id: int | None = None
-    firewall_tag: str | None = None  # the tag of this session's egress rules, once installed
     _options: SessionOptions | None = None
     _container_token: str | None = None
 
@@ -342,6 +339,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMix
                              default_resources=P.parse_slots(self.default_resources, field="default_resources"),
                              allowed_images=charge.allowed_images)
         self._options = opts
+        self._check_image_labels(opts)  # [apps] run-as-root, envs.userid: refused before admission
         # refuse unknown or unreachable vfolders before anything is admitted
         mounts = await self._db(lambda s: self._plan_mounts(s, opts))  # [shell]: all folders in a shell
         return opts, charge, mounts
@@ -409,58 +407,13 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMix
                             "BACKENDAI_DOMAIN": charge.domain,
                             "BACKENDAI_RESOURCES": P.format_slots(opts.resources),
                             **devices.environment}  # [accelerators] last: neither users nor images set these
-
-    def _session_hub_port(self) -> int:
-        """The proxy's public port, through which sessions reach the hub's API."""
-        if self.hub_connect_url:
-            return urlparse(self.hub_connect_url).port or 80
-        from jupyterhub.app import JupyterHub
-
-        return urlparse(JupyterHub.instance().bind_url).port or 80
-
-    async def _ensure_network(self) -> None:
-        """Create the session network and guard the host from it, once per hub process.
-
-        Sessions reach the hub only as users do, through the proxy's public port: the guard forwards
-        <gateway>:<port> to the proxy on 127.0.0.1 and drops everything else aimed at the host.
-        """
-        port = self._session_hub_port()
-        key = (self.network_name, port, self.firewall)
-        if key in _networks and not self.network_still_set_up(_networks[key]):
-            del _networks[key]  # the engine made the bridge anew (it restarted): set it up again
-        try:
-            net = await once(_networks, key,
-                             lambda: asyncio.get_running_loop().run_in_executor(None, self.setup_network, port))
-        except FirewallError as e:
-            raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
-        if self.hub_connect_url is None:
-            self.hub_connect_url = f"http://{net.gateway}:{port}"
-
-    async def _allow_egress(self, ip: str, charge: S.Charge) -> None:
-        # recorded before the rules go in: a half-applied policy is removed by the same tag
-        tag = self.firewall_tag = firewall_tag(self.session_id, self.object_id)
-        if not self.firewall:
-            return
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: Firewall().allow_session(ip, charge.egress, list(charge.egress_allowlist), tag))
+        self._apply_app(opts)  # [apps] landing URL, uid/gid variables, root where allowed
 
     async def check_allowed(self, image):
         # DockerSpawner's own image check: ours already resolved aliases and policy in _resolve_request
         return self._options.image.ref if self._options else self.image
 
     # -- the engine: tests/mocking.py replaces these to test the glue without Docker -------------------
-
-    def setup_network(self, port: int) -> SessionNetwork:
-        """Blocking: the session network, with the host guard where the firewall is on."""
-        # the host guard is iptables on this machine: the engine must be the local one
-        net = ensure_session_network(docker.from_env(), self.network_name)
-        if self.firewall:
-            Firewall().install_host_guard(net.bridge, net.gateway, port)
-        return net
-
-    def network_still_set_up(self, net: SessionNetwork) -> bool:
-        """Whether the bridge still has the guard's per-bridge setting (a file read; no iptables run)."""
-        return not self.firewall or host_guard_intact(net.bridge)
 
     async def launch_container(self) -> tuple[str, int]:
         """Create and start the session container (DockerSpawner's start); its (ip, port)."""

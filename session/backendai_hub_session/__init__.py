@@ -42,6 +42,9 @@ def _link_jupyter_server_extension(serverapp) -> None:
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
+    from .apps import install_origin_guard
+
+    install_origin_guard()  # [apps] always: every app route refuses a foreign Origin
     if not enabled():
         return
     from . import capture
