@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from traitlets.config import LoggingConfigurable
 
@@ -41,6 +41,15 @@ class Device:
         out["id"] = out.pop("device_id")
         out["extra"] = dict(self.extra)
         return out
+
+
+@dataclass(frozen=True)
+class DeviceStats:
+    """One device's live figures, as usage sampling and the culler read them."""
+
+    util_percent: float  # compute utilisation, 0..100
+    mem_used: int  # bytes
+    mem_total: int  # bytes
 
 
 @dataclass
@@ -154,6 +163,24 @@ class AcceleratorPlugin(LoggingConfigurable):
         """Live figures per device id: utilisation (percent) and memory in use (bytes)."""
         return {d.device_id: {"utilisation_percent": None, "memory_used": None, "memory_total": d.memory}
                 for d in self.list_devices()}
+
+    def live_stats(self, device_ids: Sequence[str]) -> Mapping[str, DeviceStats]:
+        """Live figures of the devices ``device_ids`` (blocking: call it through an executor).
+
+        Ids this plugin does not know are left out. A device whose utilisation the driver does not
+        report counts as 0 % unless the plugin says better (the cuda plugin reports a MIG instance
+        with its parent GPU's figure, an upper bound).
+        """
+        wanted = {str(d) for d in device_ids}
+        if not wanted:
+            return {}
+        out = {}
+        for dev_id, s in self.collect_live_stats().items():
+            if dev_id in wanted:
+                out[dev_id] = DeviceStats(util_percent=float(s.get("utilisation_percent") or 0.0),
+                                          mem_used=int(s.get("memory_used") or 0),
+                                          mem_total=int(s.get("memory_total") or 0))
+        return out
 
     def collect_live_stats_summary(self) -> dict:
         """Live figures of the plugin as a whole (mean utilisation, memory in use)."""

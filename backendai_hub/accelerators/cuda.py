@@ -6,7 +6,7 @@ import re
 import threading
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from traitlets import Any as AnyTrait
 from traitlets import Bool, List, Unicode
@@ -18,6 +18,7 @@ from .base import (
     ContainerOptions,
     Device,
     DeviceAllocation,
+    DeviceStats,
 )
 
 _MIG_PROFILE_RE = re.compile(r"(\d+g\.\d+gb(?:\+[a-z0-9]+)?)", re.IGNORECASE)
@@ -234,9 +235,12 @@ class CUDAPlugin(AcceleratorPlugin):
             nv.nvmlInit()
             try:
                 for d in devices:
+                    parent_util = None
                     if d.mig:
                         parent = nv.nvmlDeviceGetHandleByIndex(int(d.parent))
                         h = self._call("nvmlDeviceGetMigDeviceHandleByIndex", parent, int(d.device_id.split(":")[1]))
+                        rates = self._call("nvmlDeviceGetUtilizationRates", parent)
+                        parent_util = float(rates.gpu) if rates is not None else None
                     else:
                         h = nv.nvmlDeviceGetHandleByIndex(int(d.device_id))
                     mem = self._call("nvmlDeviceGetMemoryInfo", h) if h is not None else None
@@ -252,6 +256,25 @@ class CUDAPlugin(AcceleratorPlugin):
                         "temperature_c": temp,
                         "power_w": round(power / 1000, 1) if power is not None else None,
                     }
+                    if d.mig:
+                        out[d.device_id]["parent_utilisation_percent"] = parent_util
             finally:
                 nv.nvmlShutdown()
+        return out
+
+    def live_stats(self, device_ids: Sequence[str]) -> Mapping[str, DeviceStats]:
+        """NVML's figures; a MIG instance (no utilisation of its own in NVML) reports its parent GPU's
+        utilisation where the driver gives one (an upper bound: never makes a busy instance look idle)."""
+        wanted = {str(d) for d in device_ids}
+        if not wanted:
+            return {}
+        raw = self.collect_live_stats()
+        out = {}
+        for dev_id in sorted(wanted & set(raw)):
+            s = raw[dev_id]
+            util = s.get("utilisation_percent")
+            if util is None:
+                util = s.get("parent_utilisation_percent")
+            out[dev_id] = DeviceStats(util_percent=float(util or 0.0), mem_used=int(s.get("memory_used") or 0),
+                                      mem_total=int(s.get("memory_total") or 0))
         return out

@@ -83,6 +83,12 @@ class MockPlugin(AcceleratorPlugin):
     def _default_visible_env(self):
         return f"{self.slot_prefix.upper().replace('.', '_').replace('-', '_')}_VISIBLE_DEVICES"
 
+    live = Dict(
+        help="""Live figures the mock devices report, by device id: ``{"0": {"util_percent": 80,
+        "mem_used": "4g"}}``. Devices not named are idle and empty. Usage sampling and the culler read
+        them through ``live_stats()``; a test may change this trait while the service runs.""",
+    ).tag(config=True)
+
     def discover(self) -> list[Device]:
         try:
             shares = Decimal(self.shares_per_device)
@@ -138,6 +144,14 @@ class MockPlugin(AcceleratorPlugin):
                 "mode": self.mode}
 
     def collect_live_stats(self) -> dict[str, dict]:
-        # no hardware to ask: idle, empty devices (deterministic, so tests can assert them)
-        return {d.device_id: {"utilisation_percent": 0.0, "memory_used": 0, "memory_total": d.memory}
-                for d in self.list_devices()}
+        # no hardware to ask: the configured figures (idle, empty by default), deterministic for tests
+        out = {}
+        for d in self.list_devices():
+            spec = self.live.get(d.device_id) or {}
+            util = float(spec.get("util_percent", 0.0))
+            if not 0 <= util <= 100:
+                raise ValueError(f"MockPlugin.live[{d.device_id!r}].util_percent={util!r} is not in 0..100")
+            used = int(P.parse_amount("mem", spec.get("mem_used", 0), field=f"mock device {d.device_id} mem_used"))
+            out[d.device_id] = {"utilisation_percent": util, "memory_used": min(used, d.memory),
+                                "memory_total": d.memory}
+        return out

@@ -304,3 +304,18 @@ def test_parsers_on_sample_files(tmp_path):
     (tmp_path / "meminfo").write_text("MemTotal:  2048 kB\nMemAvailable: 1024 kB\n")
     assert memory_info(tmp_path / "meminfo") == {"total": 2048 * 1024, "available": 1024 * 1024}
     assert parse_cpulist("0-2,8") == [0, 1, 2, 8]
+
+
+def test_live_stats_hook_reports_configured_mock_figures_for_the_devices_asked():
+    from backendai_hub.accelerators.base import DeviceStats
+
+    plugin = MockPlugin(devices=mock_devices(3), live={"1": {"util_percent": 80, "mem_used": "4g"}})
+    assert plugin.live_stats(["1", "2", "nope"]) == {
+        "1": DeviceStats(util_percent=80.0, mem_used=4 * 2**30, mem_total=16 * 2**30),
+        "2": DeviceStats(util_percent=0.0, mem_used=0, mem_total=16 * 2**30)}
+    assert plugin.live_stats([]) == {}
+    plugin.live = {"0": {"util_percent": 25}}  # changed while running: the next read sees it
+    assert plugin.live_stats(["0"])["0"].util_percent == 25.0
+    assert plugin.collect_live_stats_summary()["utilisation_percent"] == round(25 / 3, 1)
+    with pytest.raises(ValueError, match="util_percent"):
+        MockPlugin(devices=mock_devices(1), live={"0": {"util_percent": 150}}).live_stats(["0"])

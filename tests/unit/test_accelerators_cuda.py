@@ -284,3 +284,15 @@ def test_registry_with_the_cuda_plugin_offers_its_totals(nvml, sysfs):
     assert alloc["devices"] == {"cuda.device": {"2": "1"}} and alloc["numa_node"] == 1
     opts = reg.container_options(alloc)
     assert opts.device_requests[0]["device_ids"] == ["GPU-cccc"]
+
+
+def test_live_stats_hook_gives_mig_instances_their_parents_utilisation(sysfs):
+    from backendai_hub.accelerators.base import DeviceStats
+
+    gpus = host_gpus()
+    gpus[1]["util"] = 55  # the MIG-mode GPU reports a whole-GPU figure
+    plugin = CUDAPlugin(nvml=FakeNVML(gpus), sysfs_pci=sysfs)
+    stats = plugin.live_stats(["0", "1:0", "9"])
+    assert stats == {"0": DeviceStats(util_percent=37.0, mem_used=3 * GiB, mem_total=40 * GiB),
+                     "1:0": DeviceStats(util_percent=55.0, mem_used=GiB, mem_total=5 * GiB)}
+    assert plugin.live_stats([]) == {}
