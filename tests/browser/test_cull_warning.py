@@ -1,0 +1,121 @@
+"""The culler's warning in a real session: a session past its keypair policy's max lifetime shows a
+JupyterLab notification (when and why) and a banner in its open terminal before it is stopped, and the
+stop is in the audit log with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.browser.test_signin import browser, sign_in  # noqa: F401 - the fixture
+from tests.hubproc import admin_token, hub_api, hub_fixture, hub_token, run_cli, server_path, service_api, \
+    stop_server, wait_ready
+
+pytestmark = [pytest.mark.docker, pytest.mark.browser]
+
+LIFETIME, WARNING = 75, 40
+hub = hub_fixture("cullwarn", BACKENDAI_HUB_CULL_INTERVAL="2", BACKENDAI_HUB_CULL_WARNING=str(WARNING))
+SMALL = {"cpu": 1, "mem": "1g"}
+SHOTS = Path(os.environ.get("BACKENDAI_HUB_SCREENSHOTS", "/tmp/bhub-screenshots"))
+REASON = f"max session lifetime of {LIFETIME} s reached"
+
+
+class TerminalReader(threading.Thread):
+    """Reads a terminal's screen (its websocket's stdout messages) until told to stop."""
+
+    def __init__(self, hub, token: str, name: str):
+        super().__init__(daemon=True)
+        self.url = f"ws://127.0.0.1:{hub.port}/user/demo/terminals/websocket/{name}"
+        self.token, self.text, self.done = token, "", threading.Event()
+        self.connected = threading.Event()
+
+    def run(self):
+        asyncio.run(self._read())
+
+    async def _read(self):
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        ws = await websocket_connect(HTTPRequest(self.url, headers={"Authorization": f"token {self.token}"}))
+        self.connected.set()
+        while not self.done.is_set():
+            try:
+                msg = await asyncio.wait_for(ws.read_message(), 0.5)
+            except asyncio.TimeoutError:
+                continue
+            if msg is None:
+                return  # the server went away
+            kind, *data = json.loads(msg)
+            if kind == "stdout":
+                self.text += data[0]
+        ws.close()
+
+
+def _servers(hub, admin) -> dict:
+    return hub_api(hub, admin, "GET", "users/demo").json()["servers"]
+
+
+def test_the_culling_warning_appears_before_the_stop(browser, hub):  # noqa: F811
+    admin = admin_token(hub)
+    demo = hub_token(hub, "demo", hub.credentials["demo"]["password"])
+    assert run_cli(hub, "policy", "create", "short", "--max-lifetime", str(LIFETIME)).returncode == 0
+    issued = json.loads(run_cli(hub, "-o", "json", "keypair", "issue", "demo", "--policy", "short").stdout)
+    r = run_cli(hub, "user", "update", "demo", "--main-keypair", issued["access_key"])
+    assert r.returncode == 0, r.stderr
+    assert hub_api(hub, demo, "POST", server_path("demo"), json={"resources": SMALL}).status_code in (201, 202)
+    wait_ready(hub, demo)
+    reader = None
+    try:
+        # a terminal open in the session, read through its websocket
+        r = requests.post(f"{hub.url}/user/demo/api/terminals", headers={"Authorization": f"token {demo}"},
+                          timeout=30)
+        assert r.status_code == 200, r.text
+        reader = TerminalReader(hub, demo, r.json()["name"])
+        reader.start()
+        assert reader.connected.wait(30)
+
+        page = sign_in(browser, hub, "demo", hub.credentials["demo"]["password"])
+        page.set_default_timeout(90_000)
+        page.goto(f"{hub.url}/user/demo/lab")
+        page.wait_for_selector(".jp-LabShell")
+        toast = page.locator(".Toastify__toast", has_text="This session will be stopped at")
+        toast.wait_for(state="visible", timeout=(LIFETIME + 30) * 1000)
+        seen = time.monotonic()
+        assert ready_now := _servers(hub, admin).get("", {}).get("ready"), "the server stopped before its warning"
+        text = toast.inner_text()
+        assert REASON in text and "Save your work" in text, text
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "cull-warning.png"))
+
+        # the terminal got the banner too, with the same reason
+        deadline = time.monotonic() + 15
+        while "will be stopped at" not in reader.text and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "backendai-hub: this session will be stopped at" in reader.text and REASON in reader.text, \
+            reader.text[-500:]
+
+        # then the stop: no sooner than the warning's lead time after it was shown
+        deadline = time.monotonic() + WARNING + 60
+        while "" in _servers(hub, admin) and time.monotonic() < deadline:
+            time.sleep(1)
+        stopped = time.monotonic()
+        assert "" not in _servers(hub, admin), "the session was not stopped"
+        assert ready_now and stopped - seen >= WARNING - 10, (seen, stopped)
+        page.context.close()
+    finally:
+        if reader is not None:
+            reader.done.set()
+        stop_server(hub, admin, "demo")
+
+    rows = service_api(hub, admin, "GET", "audit-logs?entity_type=session&operation=cull").json()["items"]
+    assert [(x["source"], x["description"]) for x in rows if x["entity_id"].startswith("demo/")] == [
+        ("service", REASON)], rows
+    assert datetime.fromisoformat(rows[0]["created_at"].replace("Z", "+00:00")) <= datetime.now(timezone.utc)
