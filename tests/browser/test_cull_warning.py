@@ -95,7 +95,9 @@ def test_the_culling_warning_appears_before_the_stop(browser, hub):  # noqa: F81
         text = toast.inner_text()
         assert REASON in text and "Save your work" in text, text
         SHOTS.mkdir(parents=True, exist_ok=True)
+        page.wait_for_timeout(1500)  # the toast slides in
         page.screenshot(path=str(SHOTS / "cull-warning.png"))
+        toast.screenshot(path=str(SHOTS / "cull-warning-toast.png"))
 
         # the terminal got the banner too, with the same reason
         deadline = time.monotonic() + 15
