@@ -70,15 +70,17 @@ def show_in_terminals(settings: Mapping[str, Any], text: str) -> int:
     manager = settings.get("terminal_manager")
     terminals = getattr(manager, "terminals", None) or {}
     before = settings.get("terminal_last_activity") if isinstance(settings, dict) else None
+    terms = list(terminals.values())
+    lasts = [getattr(term, "last_activity", None) for term in terms]
     sent = 0
-    for term in list(terminals.values()):
-        last = getattr(term, "last_activity", None)
+    for term in terms:
         for client in list(getattr(term, "clients", ())):
             try:
                 client.on_pty_read(text)
                 sent += 1
             except Exception:  # noqa: BLE001 - a closing socket: the others still get it
                 continue
+    for term, last in zip(terms, lasts):
         if last is not None:
             term.last_activity = last
     if isinstance(settings, dict) and "terminal_last_activity" in settings:

@@ -123,3 +123,23 @@ def test_the_culling_warning_appears_before_the_stop(browser, hub):  # noqa: F81
     assert [(x["source"], x["description"]) for x in rows if x["entity_id"].startswith("demo/")] == [
         ("service", REASON)], rows
     assert datetime.fromisoformat(rows[0]["created_at"].replace("Z", "+00:00")) <= datetime.now(timezone.utc)
+
+
+def test_the_sessions_user_can_neither_plan_nor_call_off_a_stop(hub):
+    """Only a hub service may set the planned stop: the session's owner (or an admin user) faking a
+    warning, or clearing the real one, is a 403 naming the rule."""
+    admin = admin_token(hub)
+    demo = hub_token(hub, "demo", hub.credentials["demo"]["password"])
+    assert hub_api(hub, demo, "POST", server_path("demo"), json={"resources": SMALL}).status_code in (201, 202)
+    wait_ready(hub, demo)
+    try:
+        url = f"{hub.url}/user/demo/backendai-hub/cull"
+        fake = {"stop_at": "2030-01-01T00:00:00Z", "reason": "a fake"}
+        for token in (demo, admin):
+            for body in (fake, {"stop_at": None}):
+                r = requests.put(url, json=body, headers={"Authorization": f"token {token}"}, timeout=30)
+                assert r.status_code == 403 and r.json()["rule"] == "hub-service-only", r.text
+        r = requests.get(url, headers={"Authorization": f"token {demo}"}, timeout=30)
+        assert r.status_code == 200 and r.json()["reason"] != "a fake", r.text
+    finally:
+        stop_server(hub, admin, "demo")
