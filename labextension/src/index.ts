@@ -12,15 +12,17 @@ import { PlannedStop, requestAPI } from './request';
 
 const PLUGIN_ID = 'backendai-hub-labextension:plugin';
 
-/** The notification's text for a planned stop (local time, minutes left). */
+/**
+ * The notification's text for a planned stop: local time, time left, the reason. Short enough for a
+ * JupyterLab toast, which cuts messages past 140 characters.
+ */
 export function warningText(stop: PlannedStop, now: Date = new Date()): string {
   const at = new Date(stop.stop_at as string);
-  const minutes = Math.max(0, Math.round((at.getTime() - now.getTime()) / 60000));
+  const seconds = Math.max(0, Math.round((at.getTime() - now.getTime()) / 1000));
+  const left = seconds < 60 ? 'in under a minute' : `in ${Math.round(seconds / 60)} min`;
   const when = at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
-  return (
-    `This session will be stopped at ${when} (in about ${minutes} min): ${stop.reason}. ` +
-    'Save your work. Activity calls an idle stop off.'
-  );
+  const hint = (stop.reason ?? '').startsWith('idle') ? 'Save your work, or keep working.' : 'Save your work.';
+  return `This session stops at ${when} (${left}): ${stop.reason}. ${hint}`;
 }
 
 class CullWarning {

@@ -14,7 +14,7 @@ test('a planned stop shows as a notification and goes when called off', async ({
     }, body);
 
   expect(await put({ stop_at: stopAt, reason: 'max session lifetime of 3600 s reached' })).toBe(200);
-  const toast = page.locator('.Toastify__toast', { hasText: 'This session will be stopped at' });
+  const toast = page.locator('.Toastify__toast', { hasText: 'This session stops at' });
   await expect(toast).toBeVisible({ timeout: 20000 });
   await expect(toast).toContainText('max session lifetime of 3600 s reached');
 
