@@ -18,6 +18,10 @@ class Activity:
     terminal: datetime | None = None  # the latest terminal activity (input or output; /api/terminals)
     accelerator: datetime | None = None  # the latest time the devices were busy over the window (UtilWindow)
 
+    def busy(self, now: datetime) -> bool:
+        """At work this very moment: a kernel executing, or the devices busy at this pass's sample."""
+        return self.kernel_busy or (self.accelerator is not None and self.accelerator >= now)
+
     def last(self, now: datetime) -> datetime | None:
         """The latest moment the session was active (``now`` while a kernel is busy)."""
         if self.kernel_busy:
@@ -58,15 +62,16 @@ class Plan:
 
 def plan(started_at: datetime | None, activity: Activity, limits: Limits, now: datetime) -> Plan:
     """The earliest stop the limits set for a session started at ``started_at`` with ``activity``.
-    Idleness counts from the latest activity, or from the start when there was none. The lifetime
-    wins a tie (it cannot be put off by activity)."""
+    Idleness counts from the latest activity, or from the start when there was none; a session busy
+    right now has no idle stop planned (so it is never warned of one, even when the idle timeout is
+    shorter than the warning). The lifetime wins a tie (it cannot be put off by activity)."""
     stops: list[tuple[datetime, int, str]] = []
     if limits.lifetime and started_at:
         stops.append((started_at + timedelta(seconds=limits.lifetime), 0,
                       f"max session lifetime of {limits.lifetime} s reached"))
     idle, which = limits.idle()
     reference = max(filter(None, (activity.last(now), started_at)), default=None)
-    if idle and reference:
+    if idle and reference and not activity.busy(now):
         stops.append((reference + timedelta(seconds=idle), 1, f"idle for more than {idle} s{which}"))
     if not stops:
         return Plan(None, None)

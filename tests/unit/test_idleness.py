@@ -104,3 +104,13 @@ def test_busy_accelerators_keep_a_session_that_is_otherwise_idle():
 def test_the_warning_shows_in_the_last_seconds(stop_in, warning, shows):
     assert warn_now(Plan(NOW + timedelta(seconds=stop_in), "r"), NOW, warning) is shows
     assert warn_now(Plan(None, None), NOW, warning) is False
+
+
+def test_a_session_at_work_is_not_warned_even_when_the_idle_timeout_is_shorter_than_the_warning():
+    limits = Limits(idle_timeout=60, idle_timeout_accelerator=30, holds_accelerators=True)
+    for act in (Activity(hub=ago(3000), kernel_busy=True), Activity(hub=ago(3000), accelerator=NOW)):
+        p = plan(START, act, limits, NOW)
+        assert p == Plan(None, None) and not warn_now(p, NOW, 300)
+    # the devices were busy at the last pass, not this one: idle counts from then
+    p = plan(START, Activity(hub=ago(3000), accelerator=ago(10)), limits, NOW)
+    assert p == Plan(ago(10) + timedelta(seconds=30), "idle for more than 30 s while holding accelerators")
