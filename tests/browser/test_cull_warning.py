@@ -143,3 +143,64 @@ def test_the_sessions_user_can_neither_plan_nor_call_off_a_stop(hub):
         assert r.status_code == 200 and r.json()["reason"] != "a fake", r.text
     finally:
         stop_server(hub, admin, "demo")
+
+
+async def _run_cell_and_leave(hub, token: str, kernel_id: str, code: str) -> None:
+    """Send one cell to a kernel over its websocket, wait until the kernel says it is busy, and hang up
+    (the cell goes on running; no traffic through the proxy keeps the session looking active)."""
+    import uuid
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    ws = await websocket_connect(HTTPRequest(
+        f"ws://127.0.0.1:{hub.port}/user/demo/api/kernels/{kernel_id}/channels",
+        headers={"Authorization": f"token {token}"}))
+    msg_id = uuid.uuid4().hex
+    ws.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "username": "demo", "session": uuid.uuid4().hex, "date": "",
+                   "msg_type": "execute_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True}}))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        msg = json.loads(await asyncio.wait_for(ws.read_message(), 60))
+        if (msg.get("msg_type") == "status" and msg["content"].get("execution_state") == "busy"
+                and msg.get("parent_header", {}).get("msg_id") == msg_id):
+            break
+    ws.close()
+
+
+def test_a_busy_kernel_keeps_an_idle_looking_session_unwarned(hub):
+    """A long cell with no output: nothing reaches the hub or the proxy, yet the kernel is busy, so the
+    idle timeout plans no stop; once the cell ends, the session is idle and its warning comes."""
+    admin = admin_token(hub)
+    demo = hub_token(hub, "demo", hub.credentials["demo"]["password"])
+    assert run_cli(hub, "policy", "create", "idle15", "--idle-timeout", "15").returncode == 0
+    issued = json.loads(run_cli(hub, "-o", "json", "keypair", "issue", "demo", "--policy", "idle15").stdout)
+    assert run_cli(hub, "user", "update", "demo", "--main-keypair", issued["access_key"]).returncode == 0
+    assert hub_api(hub, demo, "POST", server_path("demo"), json={"resources": SMALL}).status_code in (201, 202)
+    wait_ready(hub, demo)
+    base, auth = f"{hub.url}/user/demo", {"Authorization": f"token {demo}"}
+
+    def planned():
+        r = requests.get(f"{base}/backendai-hub/cull", headers=auth, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    try:
+        r = requests.post(f"{base}/api/kernels", json={"name": "python3"}, headers=auth, timeout=60)
+        assert r.status_code == 201, r.text
+        asyncio.run(_run_cell_and_leave(hub, demo, r.json()["id"], "import time; time.sleep(45)"))
+        busy_until = time.monotonic() + 40
+        while time.monotonic() < busy_until:  # well past the 15 s idle timeout
+            assert planned()["stop_at"] is None, planned()
+            assert _servers(hub, admin).get("", {}).get("ready"), "the session was stopped while its kernel ran"
+            time.sleep(2)
+        deadline = time.monotonic() + 60  # the cell ends; 15 s later the session is idle
+        while planned()["stop_at"] is None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert planned()["reason"] == "idle for more than 15 s", planned()
+    finally:
+        stop_server(hub, admin, "demo")
