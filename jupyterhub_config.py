@@ -13,6 +13,7 @@ import docker
 from backendai_hub.accelerators.mock import mock_devices
 from backendai_hub.db import Database
 from backendai_hub.demo import banner, bootstrap
+from backendai_hub.hub_templates import template_paths
 from backendai_hub.scopes import CUSTOM_SCOPES
 from backendai_hub.service.server import hub_service, hub_service_role
 from backendai_hub.spawner.network import ensure_session_network
@@ -32,6 +33,8 @@ c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 # land on the home page after sign-in: a session is started deliberately, with its options
 c.JupyterHub.default_url = "/hub/home"
+# our page.html: the navigation bar links the service's self-service page (keys, sessions, folders)
+c.JupyterHub.template_paths = template_paths()
 c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"
 chp = here / "node_modules" / ".bin" / "configurable-http-proxy"

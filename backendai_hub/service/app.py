@@ -10,7 +10,7 @@ from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode
 
 import docker
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+from jupyterhub.services.auth import HubOAuth
 from tornado import web
 from tornado.log import access_log
 
@@ -21,7 +21,8 @@ from ..resources import REGISTRY
 from ..vfolders.clone import drop_interrupted_clones
 from ..vfolders.storage import StorageHosts
 from . import (agents, audit_logs, backendai_api, backendai_graphql, backendai_sessions, code_logs, domains,
-               downloads, groups, images, keypairs, locks, me, policies, sessions, uploads, users, vfolders)
+               downloads, groups, images, keypairs, locks, me, pages, policies, sessions, uploads, users,
+               vfolders)
 from .base import NotFoundHandler
 from .openapi import build_spec
 
@@ -49,7 +50,7 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
     handlers = [route.tornado(api) for route in API_ROUTES]
     handlers += [
         (f"{api}openapi.json", OpenAPIHandler),
-        (f"{prefix}oauth_callback", HubOAuthCallbackHandler),
+        *pages.routes(prefix),
         *backendai_api.routes(prefix),
         *[(f"{prefix}{route}", handler)
           for route, handler in backendai_graphql.ROUTES + backendai_sessions.ROUTES],

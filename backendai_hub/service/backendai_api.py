@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from tornado import iostream, web
+from tornado import iostream
 
 from .. import host_permissions as H
 from .. import tenancy as T
@@ -39,13 +39,10 @@ API_VERSION = "v7.20230615"
 MANAGER_VERSION = "23.09.0"
 
 
-class VersionHandler(web.RequestHandler):
-    """``GET <prefix>``: the unauthenticated handshake every client session starts with."""
-
-    def get(self):
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"version": API_VERSION, "manager": MANAGER_VERSION,
-                                "backendai_hub": self.settings["version"]}))
+def handshake(settings: dict) -> dict:
+    """``GET <prefix>``: the unauthenticated handshake every client session starts with (served by
+    pages.RootHandler, which gives a browser the self-service page at the same address)."""
+    return {"version": API_VERSION, "manager": MANAGER_VERSION, "backendai_hub": settings["version"]}
 
 
 class CompatBase(VFolderBase):
@@ -440,7 +437,6 @@ VFOLDER_ROUTES: list[tuple[str, Any]] = [
 
 def routes(prefix: str) -> list:
     return [
-        (prefix.rstrip("/") + "/?", VersionHandler),
         (f"{prefix}folders/_/hosts", VFolderHostsHandler),
         *[(f"{prefix}{route}", handler) for route, handler in storage_proxy.ROUTES + VFOLDER_ROUTES],
     ]

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, TypeVar
 
+from jupyterhub.services.auth import HubOAuth
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tornado import web
@@ -16,7 +17,7 @@ from tornado import web
 from .. import signing
 from .. import validation as V
 from ..db import Database, unavailable_error
-from ..errors import InvalidInput, TenancyError, Unauthorized
+from ..errors import Forbidden, InvalidInput, TenancyError, Unauthorized
 from ..models import Domain, User
 from . import principals
 from .auditing import WRITING_METHODS, Auditing, auditing
@@ -151,8 +152,21 @@ class APIHandler(Auditing, web.RequestHandler):
         model = await self.settings["hub_auth"].get_user(self, sync=False)
         if model and model.get("kind", "user") == "user":
             return await self._from_hub_model(model["name"], frozenset(model.get("scopes", [])))
+        self._refuse_cookie_without_xsrf()
         raise Unauthorized("authenticate with a hub token (Authorization: token …) or a Backend.AI "
                            "keypair signature")
+
+    def _refuse_cookie_without_xsrf(self) -> None:
+        """A browser's sign-in cookie (the hub's OAuth, see pages.py) without the page's XSRF token: the
+        hub's HubOAuth ignored the cookie, and the caller hears a 403 naming the rule, not a bare 401."""
+        hub_auth = self.settings["hub_auth"]
+        if not isinstance(hub_auth, HubOAuth) or not self.get_secure_cookie(hub_auth.cookie_name):
+            return
+        try:
+            self.check_xsrf_cookie()  # HubOAuth's check (get_user patched it in): a token, or the cookie's
+        except web.HTTPError as e:
+            raise Forbidden(f"{e.log_message}: a request signed in by the hub's cookie must carry the page's "
+                            "XSRF token (an X-XSRFToken header or the _xsrf argument)") from None
 
     async def _from_hub_model(self, username: str, scopes: frozenset[str]) -> Principal:
         key = ("token", username, scopes)
