@@ -172,6 +172,24 @@ async def _run_cell_and_leave(hub, token: str, kernel_id: str, code: str) -> Non
     ws.close()
 
 
+def _in_thread(coro) -> None:
+    """Run a coroutine to its end on a thread of its own (this thread's loop belongs to Playwright)."""
+    failed: list[BaseException] = []
+
+    def run():
+        try:
+            asyncio.run(coro)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the test's thread
+            failed.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "the kernel websocket did not finish"
+    if failed:
+        raise failed[0]
+
+
 def test_a_busy_kernel_keeps_an_idle_looking_session_unwarned(hub):
     """A long cell with no output: nothing reaches the hub or the proxy, yet the kernel is busy, so the
     idle timeout plans no stop; once the cell ends, the session is idle and its warning comes."""
@@ -192,7 +210,7 @@ def test_a_busy_kernel_keeps_an_idle_looking_session_unwarned(hub):
     try:
         r = requests.post(f"{base}/api/kernels", json={"name": "python3"}, headers=auth, timeout=60)
         assert r.status_code == 201, r.text
-        asyncio.run(_run_cell_and_leave(hub, demo, r.json()["id"], "import time; time.sleep(45)"))
+        _in_thread(_run_cell_and_leave(hub, demo, r.json()["id"], "import time; time.sleep(45)"))
         busy_until = time.monotonic() + 40
         while time.monotonic() < busy_until:  # well past the 15 s idle timeout
             assert planned()["stop_at"] is None, planned()
