@@ -33,7 +33,8 @@ c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 # land on the home page after sign-in: a session is started deliberately, with its options
 c.JupyterHub.default_url = "/hub/home"
-# our page.html: the navigation bar links the service's self-service page (keys, sessions, folders)
+# our page overrides, each extending JupyterHub's own: page.html links the self-service page (keys,
+# sessions, folders) from the navigation bar, home.html has the web shell's buttons
 c.JupyterHub.template_paths = template_paths()
 c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 1}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,8 +87,10 @@ def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database server cannot be reached (refused, lost, shutting down, full of
     connections) or every pooled connection is busy: the same request may succeed later.
 
-    SQLite's errors (a locked or malformed file) and PostgreSQL's statement errors (deadlocks,
-    serialization failures, constraint violations) are not: they are the request's own.
+    A SQLite file still locked by other writers after the busy timeout is unavailable too (every write
+    begins IMMEDIATE, so "locked" only ever means "busy for longer than we wait", never a deadlock).
+    SQLite's other errors (a malformed file, a read-only one) and PostgreSQL's statement errors
+    (deadlocks, serialization failures, constraint violations) are not: they are the request's own.
     """
     if isinstance(exc, sa_exc.TimeoutError):  # the pool had no connection free for pool_timeout s
         return True
@@ -97,6 +100,8 @@ def is_unavailable(exc: BaseException) -> bool:
         exc = exc.orig
     if isinstance(exc, ConnectionError):
         return True
+    if isinstance(exc, sqlite3.OperationalError):
+        return _sqlite_busy(exc)
     if exc is None or type(exc).__module__.split(".")[0] != "psycopg":
         return False
     if not any(c.__name__ in ("OperationalError", "InterfaceError") for c in type(exc).__mro__):
@@ -104,6 +109,11 @@ def is_unavailable(exc: BaseException) -> bool:
     state = getattr(exc, "sqlstate", None)
     # no SQLSTATE: psycopg's own connection errors (refused, timed out, closed, lost mid-query)
     return state is None or state.startswith("08") or state in _UNAVAILABLE_STATES
+
+
+def _sqlite_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
 
 
 _RESTARTING = ("the database system is starting up", "the database system is shutting down",
@@ -121,6 +131,8 @@ def unavailable_error(exc: BaseException, retry_after: int = 5) -> ServiceUnavai
     text = str(orig).lower()  # a refused connection carries the server's FATAL line, not its SQLSTATE
     if isinstance(exc, sa_exc.TimeoutError):
         why = "all of this process's connections to it are in use"
+    elif isinstance(orig, sqlite3.OperationalError):
+        why = "it is busy with other writers"
     elif state in ("57P01", "57P02", "57P03") or any(w in text for w in _RESTARTING):
         why = "the server is restarting"
     elif state == "53300" or any(w in text for w in _FULL):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -76,6 +77,7 @@ class ImageCatalog:
         self.ttl = ttl
         self._images: list[Image] = []
         self._at = float("-inf")
+        self._lock = threading.Lock()
 
     def refresh(self) -> list[Image]:
         """Blocking: ask the engine (call from an executor)."""
@@ -91,7 +93,9 @@ class ImageCatalog:
 
     def images(self) -> list[Image]:
         if time.monotonic() - self._at > self.ttl:
-            self.refresh()
+            with self._lock:  # a burst of spawns lists the engine's images once, not once each
+                if time.monotonic() - self._at > self.ttl:
+                    self.refresh()
         return self._images
 
     def resolve(self, name: str) -> Image | None:

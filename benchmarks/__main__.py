@@ -15,9 +15,11 @@ BENCHMARKS = {
     "admission_scale": "benchmarks.admission_scale",
     "audit_overhead": "benchmarks.audit_overhead",
     "code_log": "benchmarks.code_log",
+    "load_test": "benchmarks.load_test",
     "allocation": "benchmarks.allocation",
     "policy_admission": "benchmarks.policy_admission",
     "service_latency": "benchmarks.service_latency",
+    "shell_ws": "benchmarks.shell_ws",
     "spawn": "benchmarks.spawn",
     "vfolder_transfer": "benchmarks.vfolder_transfer",
 }

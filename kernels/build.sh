@@ -8,6 +8,7 @@
 #   DEBIAN_SUITE         debootstrap suite (default bookworm); DEBIAN_MIRROR (default deb.debian.org)
 #   REFRESH_WHEELS=1     re-resolve the wheelhouse even if requirements.txt did not change
 #   PYTHON               host interpreter whose pip fills the wheelhouse (default python3)
+#   SHELL_IMAGE=0        skip the web shell's image (backendai-hub/shell, kernels/shell/)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -247,6 +248,84 @@ fi
 docker tag "$nb_tag" "$alias_tag"
 
 # ---------------------------------------------------------------------------------------------
+# e. shell image (the web shell's CLI image; SHELL_IMAGE=0 skips it)
+# ---------------------------------------------------------------------------------------------
+sh_status="skipped (SHELL_IMAGE=0)"
+sh_tag="backendai-hub/shell:latest"
+build_shell_image() {
+  local sh_dir="$here/shell" debs="$kcache/shell-debs" wh="$cache/wheelhouse-shell" ctx="$kcache/context-shell"
+  local host_distro pkgs sh_hash old_id t0
+  host_distro="$(. /etc/os-release && echo "${ID}${VERSION_ID:-}")"
+  # the .debs come from the host's apt: it must be the base image's release
+  [[ "$host_distro" == "$base_distro" ]] || die "the shell image's packages are fetched with the host's apt, \
+which is $host_distro, not the base image's $base_distro: build on a $base_distro host or set SHELL_IMAGE=0"
+  pkgs="$(grep -v '^#' "$sh_dir/packages.txt" | xargs)"
+  # 1. Debian packages and their dependencies that the base image lacks, fetched once
+  local deb_hash
+  deb_hash="$( { echo "$recipe $base_id apt-status"; echo "$pkgs"; } | sha)"
+  if [[ ! -s "$debs/.stamp" || "$(cat "$debs/.stamp")" != "$deb_hash" ]]; then
+    log "apt-get download (shell packages: $pkgs) ..."
+    # apt resolves against the base image's own dpkg status: exactly what the base lacks, upgrades included
+    rm -rf "$debs.tmp"; mkdir -p "$debs.tmp/partial"
+    docker run --rm --network none --user 0 --entrypoint cat "$base" /var/lib/dpkg/status >"$debs.tmp/status"
+    local apt_get=(apt-get -qq -o Dir::State::status="$debs.tmp/status" -o Dir::Cache::archives="$debs.tmp"
+                   -o APT::Install-Recommends=false --download-only -y install)
+    # shellcheck disable=SC2086
+    "${apt_get[@]}" $pkgs >"$kcache/apt-download.log" 2>&1 \
+      || { is_root && apt-get update -qq >/dev/null && "${apt_get[@]}" $pkgs >"$kcache/apt-download.log" 2>&1; } \
+      || { tail -n 20 "$kcache/apt-download.log" >&2; die "apt-get --download-only failed (log: $kcache/apt-download.log)"; }
+    rm -rf "$debs.tmp/partial" "$debs.tmp/lock" "$debs.tmp/status"
+    echo "$deb_hash" >"$debs.tmp/.stamp"
+    rm -rf "$debs"; mv "$debs.tmp" "$debs"
+  fi
+  # 2. Python wheels: the official client for the image's python/glibc/arch, and our package from here
+  local wh_in
+  wh_in="$( { echo "$recipe $pyver ${platforms[*]}"; cat "$sh_dir/requirements.txt" "$sh_dir/notebook.txt" "$root/setup.cfg" "$root/pyproject.toml";
+             find "$root/backendai_hub" -type f \( -name '*.py' -o -name '*.json' -o -name '*.html' -o -name '*.yaml' -o -name '*.mako' \) \
+               -print0 | LC_ALL=C sort -z | xargs -0 cat; } | sha)"
+  if [[ ! -s "$wh/.stamp" || "$(cat "$wh/.stamp")" != "$wh_in" ]]; then
+    log "shell wheelhouse (backend.ai-client, backendai-hub) ..."
+    rm -rf "$wh.tmp"; mkdir -p "$wh.tmp" "$wh"
+    # pip wheel on the host (some of the client's dependencies are sources only): the host runs the
+    # base image's release, so its python and glibc are the image's (checked above and here)
+    [[ "$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" == "$pyver" ]] \
+      || die "the shell wheelhouse is built with $python, which is not python $pyver (the image's): set PYTHON"
+    # three resolutions, each installed on its own: the client's venv, ours, Notebook 7 into the session venv
+    local what
+    for what in "-r $sh_dir/requirements.txt" "$root" "-r $sh_dir/notebook.txt"; do
+      # shellcheck disable=SC2086
+      "$python" -m pip wheel -qq --disable-pip-version-check -w "$wh.tmp" --find-links "$wh" $what \
+        >"$kcache/shell-wheel.log" 2>&1 \
+        || { tail -n 20 "$kcache/shell-wheel.log" >&2; die "pip wheel $what failed (log: $kcache/shell-wheel.log)"; }
+    done
+    echo "$wh_in" >"$wh.tmp/.stamp"
+    rm -rf "$wh"; mv "$wh.tmp" "$wh"
+  fi
+  # 3. the image, on the notebook image just built
+  sh_hash="$( { echo "$recipe $(image_id "$nb_tag")"; cat "$sh_dir"/*; cat "$debs/.stamp" "$wh/.stamp"; } | sha)"
+  old_id="$(image_id "$sh_tag")"
+  if [[ -n "$old_id" && "$(label_of "$sh_tag" "$hash_label")" == "$sh_hash" ]]; then
+    sh_status="cached (input $sh_hash)"
+    return 0
+  fi
+  rm -rf "$ctx"; mkdir -p "$ctx/debs" "$ctx/cli-wheels"
+  cp "$sh_dir"/Dockerfile "$sh_dir"/*.txt "$sh_dir"/*.conf "$sh_dir"/*.py "$sh_dir"/*.json "$ctx/"
+  cp -l "$debs"/*.deb "$ctx/debs/" 2>/dev/null || cp "$debs"/*.deb "$ctx/debs/"
+  cp -l "$wh"/*.whl "$ctx/cli-wheels/" 2>/dev/null || cp "$wh"/*.whl "$ctx/cli-wheels/"
+  log "docker build --network none $sh_tag ..."
+  t0=$SECONDS
+  docker build --network none --pull=false --build-arg NOTEBOOK_IMAGE="$nb_tag" \
+    --label "$hash_label=$sh_hash" -t "$sh_tag" "$ctx" >"$kcache/build-shell.log" 2>&1 \
+    || { tail -n 40 "$kcache/build-shell.log" >&2; die "docker build (shell) failed (log: $kcache/build-shell.log)"; }
+  rm -rf "$ctx"
+  sh_status="built in $((SECONDS - t0))s (input $sh_hash)"
+  local new_id
+  new_id="$(image_id "$sh_tag")"
+  if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then docker rmi "$old_id" >/dev/null 2>&1 || true; fi
+}
+if [[ "${SHELL_IMAGE:-1}" != 0 ]]; then build_shell_image; fi
+
+# ---------------------------------------------------------------------------------------------
 # d. summary
 # ---------------------------------------------------------------------------------------------
 summary() { # image -> "id size"
@@ -257,3 +336,6 @@ printf '  base      %-36s %s  %s\n' "$base" "$(summary "$base")" "$base_status"
 printf '  wheels    %-36s %s\n' "${wheelhouse#"$root"/}" "$wh_status"
 printf '  notebook  %-36s %s  %s\n' "$nb_tag, :python$pyver" "$(summary "$nb_tag")" "$nb_status"
 printf '            %s, python %s, glibc %s, %s\n' "$base_distro" "$pyver" "$glibc" "$arch"
+if [[ "${SHELL_IMAGE:-1}" != 0 ]]; then
+  printf '  shell     %-36s %s  %s\n' "$sh_tag" "$(summary "$sh_tag")" "$sh_status"
+fi

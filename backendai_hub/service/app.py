@@ -21,17 +21,18 @@ from ..resources import REGISTRY
 from ..vfolders.clone import drop_interrupted_clones
 from ..vfolders.storage import StorageHosts
 from . import (agents, audit_logs, backendai_api, backendai_graphql, backendai_sessions, code_logs, domains,
-               downloads, groups, images, keypairs, locks, me, pages, policies, sessions, uploads, users,
-               vfolders)
+               downloads, groups, images, keypairs, locks, me, pages, policies, sessions, shell, uploads,
+               users, vfolders)
 from .base import NotFoundHandler
 from .openapi import build_spec
 
 # the service's one route list under api/v1/: tornado serves it, the OpenAPI document describes it
 API_ROUTES = (domains.ROUTES + groups.ROUTES + users.ROUTES + keypairs.ROUTES + policies.ROUTES
               + me.ROUTES + locks.ROUTES + sessions.ROUTES + images.ROUTES + agents.ROUTES + vfolders.ROUTES
-              + uploads.ROUTES + downloads.ROUTES + audit_logs.ROUTES + code_logs.ROUTES)
+              + uploads.ROUTES + downloads.ROUTES + audit_logs.ROUTES + code_logs.ROUTES + shell.ROUTES)
 SCHEMAS = {**{r.schema: r.output for r in REGISTRY.values()}, **locks.SCHEMAS, **sessions.SCHEMAS,
-           **images.SCHEMAS, **agents.SCHEMAS, **vfolders.SCHEMAS, **audit_logs.SCHEMAS, **code_logs.SCHEMAS}
+           **images.SCHEMAS, **agents.SCHEMAS, **vfolders.SCHEMAS, **audit_logs.SCHEMAS, **code_logs.SCHEMAS,
+           **shell.SCHEMAS}
 
 
 class OpenAPIHandler(web.RequestHandler):

@@ -32,6 +32,7 @@ from .app import make_app, recover
 from .culler import SERVICE_SCOPES, Culler
 from .session_probe import SessionProbe
 from .reconciler import Reconciler
+from .shell import SHELL_SCOPES
 
 CONFIG_ENV = "BACKENDAI_HUB_SERVICE_CONFIG"
 # the configurables the service process instantiates: their sections of the hub's config reach it
@@ -199,7 +200,7 @@ def service_config(config: Config) -> dict:
 def hub_service_role(name: str = "backendai") -> dict:
     """The role (for ``c.JupyterHub.load_roles``) that lets the service stop overdue servers."""
     return {"name": f"{name}-service", "description": "backendai-hub service: enforce session lifetimes",
-            "scopes": SERVICE_SCOPES, "services": [name]}
+            "scopes": sorted({*SERVICE_SCOPES, *SHELL_SCOPES}), "services": [name]}
 
 
 def hub_service(url: str, *, config: Config | None = None, name: str = "backendai") -> dict:

@@ -147,8 +147,23 @@ class FirewallUnavailable(FirewallError):
     """iptables cannot be used here: the binary is missing, we are not root, or Docker's chains are absent."""
 
 
-def detect_iptables() -> str:
-    """Path of the iptables variant (nft or legacy) whose ruleset Docker manages."""
+_detected: list[str] = []  # detect_iptables' answer, once found (the variant does not change under a hub)
+
+
+def detect_iptables(cached: bool = False) -> str:
+    """Path of the iptables variant (nft or legacy) whose ruleset Docker manages.
+
+    ``cached``: this process's earlier answer, if any (each session's egress step builds a Firewall;
+    detecting costs up to three iptables runs, which all wait on the xtables lock in a burst).
+    """
+    if cached and _detected:
+        return _detected[0]
+    path = _detect_iptables()
+    _detected[:] = [path]
+    return path
+
+
+def _detect_iptables() -> str:
     if os.geteuid() != 0:
         raise FirewallUnavailable("iptables needs root (CAP_NET_ADMIN); run the hub as root to firewall sessions")
     # Both variants may be installed, but only the one Docker wrote to has FORWARD -> DOCKER-USER;
@@ -175,7 +190,7 @@ class Firewall:
 
     def __init__(self, binary: str | None = None, timeout: float = 15.0):
         if binary is None:
-            binary = detect_iptables()
+            binary = detect_iptables(cached=True)
         elif shutil.which(binary) is None:
             raise FirewallUnavailable(f"iptables binary {binary!r} not found")
         self.binary = shutil.which(binary) or binary
@@ -287,18 +302,30 @@ class Firewall:
 
     def allow_session(self, container_ip: str, policy: str | EgressPolicy,
                       allowlist: Sequence[str] | None = None, tag: str | None = None) -> None:
-        """Install (or replace) one session's egress policy, keyed by its tag."""
+        """Install (or replace) one session's egress policy, keyed by its tag.
+
+        Two iptables runs, whatever was there: one listing of DOCKER-USER, then one iptables-restore
+        transaction that rewrites the session's chain, drops the tag's earlier hooks (the container may
+        come back with a new IP under the same tag) and inserts its hook. In a burst of spawns every
+        run waits on the xtables lock, so the count of runs is what a burst pays.
+        """
         tag = tag or container_ip
         rules = egress_rules(container_ip, policy, allowlist, tag)
-        comment, wanted = tag_comment(tag), f"{container_ip}/32"
+        comment = tag_comment(tag)
+        # egress_rules are all in the filter table: the session's chain, and its one hook in DOCKER-USER
+        owned = [r for r in rules if r.chain.startswith(CHAIN_PREFIX)]
+        hooks = [r for r in rules if not r.chain.startswith(CHAIN_PREFIX)]
         with self._lock:
-            # The container may come back with a new IP under the same tag: drop the stale hook.
-            for line in self._run("-t", "filter", "-S", DOCKER_USER).stdout.splitlines():
-                words = shlex.split(line)
-                source = words[words.index("-s") + 1] if "-s" in words else None
-                if _has_comment(words, comment) and source != wanted:
-                    self._run("-t", "filter", "-D", *words[1:], check=False)
-        self.apply(rules)
+            earlier = [words[1:] for words in map(shlex.split, self._run("-t", "filter", "-S", DOCKER_USER)
+                                                  .stdout.splitlines())
+                       if words[:1] == ["-A"] and _has_comment(words, comment)]
+            chains = dict.fromkeys(r.chain for r in owned)
+            lines = ["*filter", *(f":{chain} - [0:0]" for chain in chains), *(f"-F {chain}" for chain in chains),
+                     *(shlex.join(["-A", r.chain, *r.args]) for r in owned),
+                     *(shlex.join(["-D", *words]) for words in earlier),
+                     # at the top: before the network's fail-closed rule, whatever the order of installation
+                     *(shlex.join(["-I", r.chain, "1", *r.args]) for r in hooks), "COMMIT"]
+            self._run("--noflush", stdin="\n".join(lines) + "\n", binary=self.restore)
 
     def remove_session(self, tag: str) -> None:
         """Remove one session's egress rules (safe to call when nothing is installed)."""
@@ -311,6 +338,16 @@ class Firewall:
                 f.write(value)
         except OSError as e:
             raise FirewallError(f"cannot set {name}={value}: {e}") from None
+
+
+def host_guard_intact(bridge: str) -> bool:
+    """Whether ``bridge`` still routes the guard's DNAT to 127.0.0.1 (a bridge the engine made anew, as
+    after a restart, comes up with route_localnet off, and sessions on it could not reach the hub)."""
+    try:
+        with open(_sysctl_path(route_localnet_sysctl(bridge))) as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
 
 
 def _sysctl_path(name: str) -> str:

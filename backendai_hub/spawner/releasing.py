@@ -15,6 +15,10 @@ _retrying: set = set()  # the tasks retrying releases until the database is back
 
 
 async def release(spawner, reason: str, sid: int | None, tag: str | None) -> None:
+    try:
+        await spawner._shell_revoke()  # [shell] the session's own keypair
+    except ServiceUnavailable as e:
+        spawner.log.warning("%s: could not revoke the shell keypair: %s", spawner._log_name, e.message)
     if tag is not None and spawner.firewall:
         try:
             await asyncio.get_running_loop().run_in_executor(None, Firewall().remove_session, tag)

@@ -1,8 +1,8 @@
 """The spawner glue: JupyterHub hooks over DockerSpawner, calling the pure builders.
 
 ``start()`` reads as its steps: options, tenancy and mount plan -> admission (maybe queued) -> mounts
--> container options -> network -> create and start -> egress -> record. Whatever a failed start
-reserved is released.
+-> container options -> network -> create and start -> egress -> record -> listening. Whatever
+a failed start reserved is released.
 """
 
 from __future__ import annotations
@@ -26,21 +26,25 @@ from ..errors import AdmissionDenied, ServiceUnavailable, TenancyError
 from ..models import AuditStatus
 from ..images import DEFAULT_ALIASES, ImageCatalog
 from ..vfolders import StorageHosts
-from ..vfolders.mounts import Mount, plan_mounts, prepare_mounts
+from ..vfolders.mounts import Mount, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
 from .code_log import CodeLogMixin
+from .shell import ShellMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
-from .firewall import Firewall, FirewallError
+from .firewall import Firewall, FirewallError, host_guard_intact
 from .names import container_token, firewall_tag, legacy_firewall_tag, oauth_client_id, session_labels
 from .network import SessionNetwork, ensure_session_network
+from .once import once
+from .readiness import ReadinessMixin
 from .options import SessionOptions, options_from_form, parse_options
 
 _catalogs: dict[tuple, ImageCatalog] = {}
 _networks: dict[tuple, SessionNetwork] = {}  # guarded networks, set up once per hub process
+_engine_info: dict[str, dict] = {}  # the engine's CPUs and memory, asked once per hub process
 
 
-class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -207,14 +211,13 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
 
     # -- capacity ------------------------------------------------------------------------------------
 
-    _engine_info: dict | None = None
-
     async def _host(self) -> tuple[dict[str, Decimal], int]:
         """The host's capacity and CPU count (the engine's, unless configured)."""
-        if BackendAISpawner._engine_info is None:
+        async def engine_info():
             info = await self.docker("info")
-            BackendAISpawner._engine_info = {"cpu": int(info["NCPU"]), "mem": int(info["MemTotal"])}
-        info = BackendAISpawner._engine_info
+            return {"cpu": int(info["NCPU"]), "mem": int(info["MemTotal"])}
+
+        info = await once(_engine_info, "engine", engine_info)
         await self.accelerators.ready()  # [accelerators] discovery (NVML) once, on an executor
         capacity = {"cpu": Decimal(info["cpu"]), "mem": Decimal(info["mem"]), **self.accelerators.capacity()}
         if self.host_capacity:
@@ -305,6 +308,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
             self._apply(opts, charge, allocation, mounts)
             await self._ensure_network()
             await self._code_log_env()  # [code-log]
+            await self._shell_setup()  # [shell]
             self._event(40, "creating the container")
             t = time.monotonic()
             ip_port = await self.launch_container()
@@ -313,6 +317,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
             await self._db(lambda s: (S.mark_running(s, self.session_id, self.container_id),
                                       records.append(s, self, "start", description=f"container {self.object_name}")))
             self._event(80, "waiting for the server to answer")
+            await self.wait_until_listening(*ip_port)
             return ip_port
         except BaseException as e:
             await self._release("failed to start")
@@ -329,7 +334,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
         """Options, who is charged and the mount plan, all checked; nothing is changed yet."""
         self._event(5, "checking the request against your policies")
         await asyncio.get_running_loop().run_in_executor(None, self.catalog.images)
-        raw = dict(self.user_options or {})
+        raw = self._shell_options(dict(self.user_options or {}))  # [shell]
         group = raw.get("group") if isinstance(raw.get("group"), str) else None
         charge = self._charge = await self._db(lambda s: S.resolve(s, self.user.name, group))
         opts = parse_options(raw, resolve_image=self.catalog.resolve, default_image=self.image,
@@ -337,7 +342,7 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
                              allowed_images=charge.allowed_images)
         self._options = opts
         # refuse unknown or unreachable vfolders before anything is admitted
-        mounts = await self._db(lambda s: plan_mounts(s, self.storage_hosts, self.user.name, opts.vfolders))
+        mounts = await self._db(lambda s: self._plan_mounts(s, opts))  # [shell]: all folders in a shell
         return opts, charge, mounts
 
     async def _admit(self, opts: SessionOptions, charge: S.Charge) -> dict:
@@ -420,13 +425,15 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
         """
         port = self._session_hub_port()
         key = (self.network_name, port, self.firewall)
-        if key not in _networks:
-            try:
-                _networks[key] = await asyncio.get_running_loop().run_in_executor(None, self.setup_network, port)
-            except FirewallError as e:
-                raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
+        if key in _networks and not self.network_still_set_up(_networks[key]):
+            del _networks[key]  # the engine made the bridge anew (it restarted): set it up again
+        try:
+            net = await once(_networks, key,
+                             lambda: asyncio.get_running_loop().run_in_executor(None, self.setup_network, port))
+        except FirewallError as e:
+            raise web.HTTPError(503, f"sessions cannot be isolated on this host: {e}") from None
         if self.hub_connect_url is None:
-            self.hub_connect_url = f"http://{_networks[key].gateway}:{port}"
+            self.hub_connect_url = f"http://{net.gateway}:{port}"
 
     async def _allow_egress(self, ip: str, charge: S.Charge) -> None:
         # recorded before the rules go in: a half-applied policy is removed by the same tag
@@ -449,6 +456,10 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, DockerSpawner):
         if self.firewall:
             Firewall().install_host_guard(net.bridge, net.gateway, port)
         return net
+
+    def network_still_set_up(self, net: SessionNetwork) -> bool:
+        """Whether the bridge still has the guard's per-bridge setting (a file read; no iptables run)."""
+        return not self.firewall or host_guard_intact(net.bridge)
 
     async def launch_container(self) -> tuple[str, int]:
         """Create and start the session container (DockerSpawner's start); its (ip, port)."""

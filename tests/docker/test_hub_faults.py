@@ -105,8 +105,10 @@ def test_a_hub_killed_mid_spawn_leaks_nothing_and_the_user_spawns_again(hub, sta
         until("released", lambda: (stage, "starting") not in live_sessions(hub))
         assert any(op == "reconcile" and entity.startswith(f"demo/{stage}#") for entity, op, _ in rows(hub))
     else:
-        # the container had started: the restarted hub checks the server it finds, which never answers,
-        # and stops it (a server that answers is adopted: test_spawner's hub-restart test)
+        # the container had started, and start() was waiting for its server to listen: the restarted hub
+        # has no server for it (or, killed after start() returned, checks the one it finds, which never
+        # answers), and the session is released, its container removed (a server that answers is
+        # adopted: test_spawner's hub-restart test)
         until("stopped by the hub", lambda: not (hub_api(hub, admin, "GET", "users/demo").json()["servers"]
                                                  .get(stage) or {}).get("pending")
               and (stage, "running") not in live_sessions(hub), 90)

@@ -59,6 +59,8 @@ EXPECTED = {
     "PATCH api/v1/vfolders/*/uploads/*": ("vfolder", "upload"),
     "DELETE api/v1/vfolders/*/uploads/*": ("vfolder", "upload-abort"),
     "DELETE api/v1/sessions/*": ("session", "stop"),
+    "POST api/v1/shell/restart": ("shell", "restart"),
+    "POST api/v1/shell/reset": ("shell", "reset"),
     # Backend.AI's routes
     "PATCH folders/_/tus/upload": ("vfolder", "upload"),
     "DELETE folders/_/tus/upload": ("vfolder", "upload-abort"),

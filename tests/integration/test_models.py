@@ -167,7 +167,8 @@ def test_timestamps_are_timezone_aware(database):
 
 
 def test_sqlite_readers_do_not_wait_for_a_writer(tmp_path):
-    from sqlalchemy.exc import OperationalError
+    """Readers never wait; a second writer waits the busy timeout, then gets a 503 to retry (not a 500)."""
+    from backendai_hub.errors import ServiceUnavailable
 
     database = Database(url=f"sqlite:///{tmp_path / 'db.sqlite'}", crypt_key_file=str(tmp_path / "key"),
                         busy_timeout_ms=200)
@@ -177,9 +178,10 @@ def test_sqlite_readers_do_not_wait_for_a_writer(tmp_path):
         writer.flush()  # the write lock is held until this block ends
         with database.session(readonly=True) as reader:
             assert T.domains.list_(reader) == []  # reads the last committed state
-        with pytest.raises(OperationalError, match="locked"):
+        with pytest.raises(ServiceUnavailable, match="busy with other writers") as refused:
             with database.session() as second_writer:
                 T.domains.list_(second_writer)
+        assert refused.value.status == 503 and refused.value.headers["Retry-After"]
     with database.session(readonly=True) as reader:
         assert [d.name for d in T.domains.list_(reader)] == ["held"]
 

@@ -42,7 +42,11 @@ CASES = [
     (wrapped(PE.SerializationFailure("could not serialize access")), False, None),
     (wrapped(PE.UniqueViolation("duplicate key"), cls=sa_exc.IntegrityError), False, None),
     (wrapped(PE.QueryCanceled("canceling statement due to statement timeout")), False, None),
-    (wrapped(sqlite3.OperationalError("database is locked")), False, None),
+    # a SQLite file locked past the busy timeout: busy, retry (writes begin IMMEDIATE, so never a deadlock)
+    (wrapped(sqlite3.OperationalError("database is locked")), True, "it is busy with other writers"),
+    (sqlite3.OperationalError("database is locked"), True, "it is busy with other writers"),
+    (wrapped(sqlite3.OperationalError("attempt to write a readonly database")), False, None),
+    (wrapped(sqlite3.DatabaseError("database disk image is malformed"), cls=sa_exc.DatabaseError), False, None),
     (ValueError("not a database error"), False, None),
 ]
 

@@ -213,3 +213,11 @@ def test_firewall_needs_iptables(monkeypatch):
         Firewall()
     with pytest.raises(FirewallUnavailable, match="not found"):
         Firewall(binary="iptables-nft")
+
+
+def test_host_guard_intact_reads_the_bridges_route_localnet():
+    from backendai_hub.spawner.firewall import host_guard_intact
+
+    assert host_guard_intact("bhub-nosuch00") is False  # no such bridge (the engine has not made it)
+    lo = open("/proc/sys/net/ipv4/conf/lo/route_localnet").read().strip()
+    assert host_guard_intact("lo") is (lo == "1")
