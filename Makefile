@@ -46,7 +46,7 @@ node: node_modules/.bin/configurable-http-proxy
 docker:
 	@BACKENDAI_HUB_STATE=$(STATE) bash scripts/ensure-docker.sh
 
-images: docker
+images: docker node
 	bash kernels/build.sh r  # the R image too: the app tests (Shiny, R kernel) use it
 
 postgres: | $(STATE)
@@ -83,4 +83,5 @@ bench: venv node images
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-bai node_modules .pytest_cache build *.egg-info docs/_build
+	rm -rf $(VENV) .venv-bai .venv-labext node_modules labextension/node_modules labextension/lib labextension/.yarn \
+	  labextension/backendai_hub_labextension/labextension .pytest_cache build *.egg-info docs/_build

@@ -57,6 +57,7 @@ c.MockPlugin.devices = mock_devices(mock_gpus)
 c.JupyterHub.custom_scopes = CUSTOM_SCOPES
 c.BackendAIService.cull_interval = float(os.environ.get("BACKENDAI_HUB_CULL_INTERVAL", "60"))
 c.BackendAIService.usage_interval = float(os.environ.get("BACKENDAI_HUB_USAGE_INTERVAL", "60"))
+c.BackendAIService.cull_warning = float(os.environ.get("BACKENDAI_HUB_CULL_WARNING", "300"))  # 0: none
 c.JupyterHub.load_roles = [hub_service_role()]
 
 # -- sign-in and sessions ----------------------------------------------------------------------------

@@ -75,8 +75,7 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
 
 
 class KeyPairResourcePolicy(Base):
-    """Per-keypair limits: total slots, concurrent sessions, lifetime, idle timeout, storage hosts."""
-
+    """Per-keypair limits: total slots, concurrent sessions, lifetime, idle timeouts, storage hosts."""
     __tablename__ = "keypair_resource_policies"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -85,6 +84,7 @@ class KeyPairResourcePolicy(Base):
     max_concurrent_sessions: Mapped[int | None] = mapped_column(Integer)
     max_session_lifetime: Mapped[int | None] = mapped_column(Integer)  # seconds
     idle_timeout: Mapped[int | None] = mapped_column(Integer)  # seconds
+    idle_timeout_accelerator: Mapped[int | None] = mapped_column(Integer)  # seconds, sessions holding devices
     allowed_vfolder_hosts: Mapped[dict] = mapped_column(JSON, default=dict)  # host -> permissions
     # network egress of sessions: "none", "allowlist" (of host:port) or "open"
     egress: Mapped[str] = mapped_column(String(16), default="none", server_default="none")

@@ -55,6 +55,8 @@ _SHARED_OUT = {"description": STR, "is_active": BOOL, "total_resource_slots": SL
                "allowed_images": STR_LIST, "allowed_vfolder_hosts": HOSTS_OUT, "code_log": BOOL}
 _POLICY_IN = {"name": NAME, "total_resource_slots": SLOTS, "max_concurrent_sessions": NULLABLE_INT,
               "max_session_lifetime": NULLABLE_INT, "idle_timeout": NULLABLE_INT, "allowed_vfolder_hosts": HOSTS,
+              "idle_timeout_accelerator": {**NULLABLE_INT, "description": "idle timeout (s) of sessions holding "
+                                           "accelerators; unset: idle_timeout applies to them too"},
               "max_vfolder_count": NULLABLE_INT, "max_quota_size": SIZE, "max_quota_scope_size": SIZE,
               "egress": {"type": "string", "enum": ["none", "allowlist", "open"]}, "egress_allowlist": STR_LIST}
 
@@ -165,11 +167,11 @@ REGISTRY: dict[str, Resource] = {r.name: r for r in (
     Resource(
         name="policy", path="resource-policies", key=("kind", "name"), rename="name", filters=("kind",),
         columns=("kind", "name", "total_resource_slots", "max_concurrent_sessions", "max_session_lifetime",
-                 "idle_timeout", "max_vfolder_count", "max_quota_size", "max_quota_scope_size"),
+                 "idle_timeout", "idle_timeout_accelerator", "max_vfolder_count", "max_quota_size", "max_quota_scope_size"),
         schema="ResourcePolicy", output={
             "kind": STR, "name": STR, "total_resource_slots": SLOTS_OUT, "max_concurrent_sessions": NULLABLE_INT,
             "max_session_lifetime": NULLABLE_INT, "idle_timeout": NULLABLE_INT, "allowed_vfolder_hosts": HOSTS_OUT,
-            "max_vfolder_count": NULLABLE_INT, "max_quota_size": NULLABLE_INT, "max_quota_scope_size": NULLABLE_INT,
+            "idle_timeout_accelerator": NULLABLE_INT, "max_vfolder_count": NULLABLE_INT, "max_quota_size": NULLABLE_INT, "max_quota_scope_size": NULLABLE_INT,
             "egress": STR, "egress_allowlist": STR_LIST, "created_at": TIMESTAMP},
         create_fields={"kind": {"type": "string", "enum": list(T.policies.KINDS)}, **_schema(_POLICY_FIELDS, _POLICY_IN)},
         update_fields=_schema(_POLICY_FIELDS, _POLICY_IN),

@@ -217,11 +217,16 @@ alias_tag="$nb_repo:python$pyver"
 session_wheels="$kcache/session-wheel"
 rm -rf "$session_wheels"
 "$python" "$root/session/make_wheel.py" "$session_wheels" >/dev/null || die "could not build the session wheel"
+# the JupyterLab extension (labextension/: planned-stop warnings), built here with Node, prebuilt in its wheel
+labext_wheels="$kcache/labextension-wheel"
+rm -rf "$labext_wheels"
+LABEXT_CACHE="$kcache/labextension-cache" bash "$root/labextension/build.sh" "$labext_wheels" >/dev/null \
+  || die "could not build the labextension wheel (labextension/build.sh)"
 nb_hash="$( {
   echo "$recipe $base_id $base_distro $pyver"
   cat "$nb_dir/Dockerfile" "$req" "$nb_dir/code-log-banner.sh"
   (cd "$wheelhouse" && find . -name '*.whl' -printf '%P %s\n' | LC_ALL=C sort)
-  cat "$session_wheels"/*.whl
+  cat "$session_wheels"/*.whl "$labext_wheels"/*.whl
 } | sha)"
 old_id="$(image_id "$nb_tag")"
 if [[ -n "$old_id" && "$(label_of "$nb_tag" "$hash_label")" == "$nb_hash" ]]; then
@@ -231,7 +236,7 @@ else
   rm -rf "$ctx"
   mkdir -p "$ctx/wheels"
   cp "$nb_dir/Dockerfile" "$req" "$nb_dir/code-log-banner.sh" "$ctx/"
-  cp "$session_wheels"/*.whl "$ctx/wheels/"
+  cp "$session_wheels"/*.whl "$labext_wheels"/*.whl "$ctx/wheels/"
   # Hard links keep the context free to assemble; fall back to copies across filesystems.
   cp -l "$wheelhouse"/*.whl "$ctx/wheels/" 2>/dev/null || cp "$wheelhouse"/*.whl "$ctx/wheels/"
   log "docker build --network none $nb_tag (classic builder) ..."

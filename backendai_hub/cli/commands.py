@@ -33,8 +33,8 @@ def columns(resource: str) -> Sequence[str]:
 
 
 UNLIMITED_WORDS = ("none", "unlimited")
-NULLABLE = ("max_concurrent_sessions", "max_session_lifetime", "idle_timeout", "max_vfolder_count",
-            "max_quota_size", "max_quota_scope_size")
+NULLABLE = ("max_concurrent_sessions", "max_session_lifetime", "idle_timeout", "idle_timeout_accelerator",
+            "max_vfolder_count", "max_quota_size", "max_quota_scope_size")
 
 
 def _data(args: argparse.Namespace, drop: Sequence[str] = ()) -> dict:

@@ -45,6 +45,8 @@ def _policy_opts(p: argparse.ArgumentParser) -> None:
                    help="keypair: max session lifetime ('none' for unlimited)")
     p.add_argument("--idle-timeout", dest="idle_timeout", metavar="SECONDS",
                    help="keypair: idle timeout ('none' for unlimited)")
+    p.add_argument("--idle-timeout-accelerator", dest="idle_timeout_accelerator", metavar="SECONDS",
+                   help="keypair: idle timeout of sessions holding accelerators ('none': --idle-timeout applies)")
     p.add_argument("--allowed-vfolder-hosts", metavar="HOST[:PERM+...],...",
                    help="keypair: storage hosts allowed (see domain create --help for permissions)")
     p.add_argument("--egress", choices=("none", "allowlist", "open"), help="keypair: sessions' network egress")

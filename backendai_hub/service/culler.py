@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -18,13 +19,16 @@ from ..admission import repair_usage
 from ..session_ops import server_path
 from ..db import Database
 from ..errors import ServiceUnavailable
+from ..idleness import Activity, Limits, UtilWindow, plan, warn_now
 from ..models import KernelSession, SessionStatus
 from ..vfolders.mounts import revoked_mounts
-from .reconciler import Action, Reconciler, hub_servers, plan
+from .reconciler import Action, Reconciler, hub_servers, plan as reconcile_plan
+from .session_probe import SessionProbe, activity_from, in_executor
 
 log = logging.getLogger("backendai_hub.culler")
 
-SERVICE_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+# access:servers: the culler reads sessions' kernels and terminals and shows them its warnings
+SERVICE_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers", "access:servers"]
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -36,12 +40,21 @@ def _parse_time(value: str | None) -> datetime | None:
 def overdue(started_at: datetime | None, last_activity: datetime | None, *, lifetime: int | None,
             idle_timeout: int | None, now: datetime) -> str | None:
     """Why a session must stop now ("max session lifetime …" / "idle …"), or None. Pure."""
-    if lifetime and started_at and (now - started_at).total_seconds() > lifetime:
-        return f"max session lifetime of {lifetime} s reached"
-    reference = max(filter(None, (last_activity, started_at)), default=None)
-    if idle_timeout and reference and (now - reference).total_seconds() > idle_timeout:
-        return f"idle for more than {idle_timeout} s"
-    return None
+    p = plan(started_at, Activity(hub=last_activity), Limits(lifetime, idle_timeout), now)
+    return p.reason if p.due(now) and p.at < now else None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A running session some limit applies to."""
+
+    id: int
+    user: str
+    server: str
+    started_at: datetime | None
+    container_id: str | None
+    allocation: dict
+    limits: Limits
 
 
 class Culler:
@@ -50,8 +63,14 @@ class Culler:
 
     def __init__(self, db: Database, hub_api_url: str, token: str, interval: float = 60, *,
                  audit_retention: timedelta | None = None, audit_export_dir: str | None = None,
-                 reconciler: Reconciler | None = None, code_log_retention: float = 0, code_log_gap_after: float = 0):
+                 reconciler: Reconciler | None = None, code_log_retention: float = 0, code_log_gap_after: float = 0,
+                 probe: SessionProbe | None = None, warning: float = 0, util_window: float = 600,
+                 util_threshold: float = 10):
         self.db, self.api, self.token, self.interval = db, hub_api_url.rstrip("/"), token, interval
+        # [idleness] what sessions are read from; seconds a warning precedes a stop; accelerator window
+        self.probe, self.warning, self.util_window, self.util_threshold = probe, warning, util_window, util_threshold
+        self._util: dict[int, UtilWindow] = {}
+        self._warned: dict[int, tuple[datetime, str, datetime]] = {}  # session -> (stop shown, reason, when)
         self.reconciler = reconciler
         self.audit_retention, self.audit_export_dir = audit_retention, audit_export_dir
         # [code-log] days records are kept (0: forever); seconds of silence that make a gap row (0: none)
@@ -67,15 +86,17 @@ class Culler:
             raise HTTPClientError(resp.code, message=resp.body.decode(errors="replace")[:200])
         return json.loads(resp.body) if resp.body else None
 
-    def _candidates(self) -> list[tuple[int, str, str, datetime | None, int | None, int | None]]:
+    def _candidates(self) -> list[Candidate]:
         with self.db.session() as s:
             rows = s.scalars(select(KernelSession).where(KernelSession.status == SessionStatus.running))
             out = []
             for r in rows:
                 rp = r.keypair.resource_policy
-                if rp.max_session_lifetime or rp.idle_timeout:
-                    out.append((r.id, r.user.username, r.server_name, r.started_at, rp.max_session_lifetime,
-                                rp.idle_timeout))
+                holds = any((r.allocation or {}).get("devices", {}).values())
+                limits = Limits(rp.max_session_lifetime, rp.idle_timeout, rp.idle_timeout_accelerator, holds)
+                if limits.any:
+                    out.append(Candidate(r.id, r.user.username, r.server_name, r.started_at, r.container_id,
+                                         dict(r.allocation or {}), limits))
             return out
 
     def _note(self, session_id: int, user: str, server: str, reason: str) -> None:
@@ -166,7 +187,7 @@ class Culler:
         hub = hub_servers(users)
         rows = await loop.run_in_executor(None, r.rows)
         containers = await loop.run_in_executor(None, r.containers)
-        actions = plan(rows, containers, hub, now=now or datetime.now(timezone.utc), grace=r.grace)
+        actions = reconcile_plan(rows, containers, hub, now=now or datetime.now(timezone.utc), grace=r.grace)
         for a in actions:
             log.warning("%s %s/%s: %s", a.kind, a.user, a.server, a.reason)
             if a.container_id and a.kind in ("release", "remove-container"):
@@ -189,18 +210,69 @@ class Culler:
         await loop.run_in_executor(None, self.prune_audit, now)
         await loop.run_in_executor(None, self._code_logs, now)
         stopped = await self.revoke()
-        for sid, user, server, started_at, lifetime, idle in await loop.run_in_executor(None, self._candidates):
-            model = await self._hub("GET", f"/users/{quote(user, safe='')}")
-            spec = ((model or {}).get("servers") or {}).get(server)
+        candidates = await loop.run_in_executor(None, self._candidates)
+        live = {c.id for c in candidates}
+        for gone in [k for k in (*self._util, *self._warned) if k not in live]:
+            self._util.pop(gone, None)
+            self._warned.pop(gone, None)
+        for c in candidates:
+            model = await self._hub("GET", f"/users/{quote(c.user, safe='')}")
+            spec = ((model or {}).get("servers") or {}).get(c.server)
             if not spec or spec.get("pending") or not spec.get("ready"):
                 continue  # a server still starting or stopping is the hub's to finish
-            reason = overdue(started_at, _parse_time(spec.get("last_activity")), lifetime=lifetime,
-                             idle_timeout=idle, now=now)
-            if reason is None:
-                continue
-            await self._stop(sid, user, server, reason)
-            stopped.append((user, server, reason))
+            reason = await self._judge(c, _parse_time(spec.get("last_activity")), now)
+            if reason is not None:
+                await self._stop(c.id, c.user, c.server, reason)
+                stopped.append((c.user, c.server, reason))
         return stopped
+
+    async def _judge(self, c: Candidate, hub_last: datetime | None, now: datetime) -> str | None:
+        """Read the session's activity, warn it of a coming stop (or that it is off), and say why it
+        must stop now (None: not now). A stop comes no sooner than ``warning`` seconds after its warning."""
+        base, kernels, terminals, accel = None, None, None, None
+        if self.probe is not None:
+            base = await in_executor(self.probe.base_url, c.container_id)
+            kernels, terminals = await self.probe.server_state(base)
+            util = await in_executor(self.probe.utilisation, c.allocation)
+            if util is not None:
+                window = self._util.setdefault(c.id, UtilWindow(self.util_window, self.util_threshold))
+                window.add(now, util)
+                accel = window.busy_at
+        act = activity_from(hub_last, kernels, terminals, accel)
+        p = plan(c.started_at, act, c.limits, now)
+        warned = self._warned.get(c.id)
+        if self.warning <= 0:
+            return self._why(p, act, now) if p.due(now) else None
+        if warned and p.due(now) and now >= warned[0]:
+            self._warned.pop(c.id, None)
+            return self._why(p, act, now)
+        if warn_now(p, now, self.warning):
+            since = warned[2] if warned else now
+            shown = max(p.at, since + timedelta(seconds=self.warning))
+            if not warned or (warned[0], warned[1]) != (shown, p.reason):
+                log.info("Warning %s/%s: stop planned at %s: %s", c.user, c.server, shown.isoformat(), p.reason)
+                if self.probe is not None:
+                    await self.probe.warn(base, shown, p.reason)
+                self._warned[c.id] = (shown, p.reason, since)
+        elif warned:  # active again, or the policy changed: the stop is off
+            log.info("Stop of %s/%s called off", c.user, c.server)
+            if self.probe is not None:
+                await self.probe.warn(base, None, None)
+            self._warned.pop(c.id, None)
+        return None
+
+    @staticmethod
+    def _why(p, act: Activity, now: datetime) -> str:
+        """The reason recorded with the stop: the rule, and for idleness what the culler last saw."""
+        if not p.reason.startswith("idle"):
+            return p.reason
+        last = act.last(now)
+        seen = [f"last activity {last.isoformat(timespec='seconds') if last else 'never'}"]
+        if act.terminal:
+            seen.append(f"terminal {act.terminal.isoformat(timespec='seconds')}")
+        if act.accelerator:
+            seen.append(f"accelerators busy {act.accelerator.isoformat(timespec='seconds')}")
+        return f"{p.reason} ({', '.join(seen)})"
 
     async def run_forever(self) -> None:
         self._poked = asyncio.Event()

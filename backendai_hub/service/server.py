@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import docker
 from tornado import ioloop
 from tornado.log import enable_pretty_logging
-from traitlets import Dict, Float, Integer, Unicode
+from traitlets import Dict, Float, Integer, TraitError, Unicode, validate
 from traitlets.config import Application, Config
 
 from ..accelerators import Accelerators
@@ -30,6 +30,7 @@ from ..scopes import CUSTOM_SCOPES, SCOPE_CODE_LOG
 from ..spawner.firewall import Firewall
 from .app import make_app, recover
 from .culler import SERVICE_SCOPES, Culler
+from .session_probe import SessionProbe
 from .reconciler import Reconciler
 from ..usage.sampling import Sampler
 from .shell import SHELL_SCOPES
@@ -68,7 +69,7 @@ class BackendAIService(Application):
 
     cull_interval = Float(
         60, help="Seconds between two passes of the culler that stops sessions past their keypair policy's "
-                 "``idle_timeout`` or ``max_session_lifetime``, or mounting a folder their user may no longer "
+                 "``idle_timeout`` (``idle_timeout_accelerator``) or ``max_session_lifetime``, or mounting a folder their user may no longer "
                  "mount (a change through this service triggers a pass at once; one made with the local CLI "
                  "is caught by the next pass).",
     ).tag(config=True)
@@ -86,6 +87,33 @@ class BackendAIService(Application):
                  "at its next statistics tick (about a second), so a pass over N sessions takes about "
                  "N / usage_concurrency seconds of waiting (docker-py keeps 10 connections to the engine).",
     ).tag(config=True)
+
+    cull_warning = Float(
+        300, help="""Seconds before a stop by the culler (idle timeout, ``idle_timeout_accelerator`` or
+        max lifetime) that the session is told: a JupyterLab notification and a banner in its open
+        terminals say when and why. A stop comes no sooner than this after its warning, so a session
+        found overdue unwarned gets this long; activity in the meantime calls an idle stop off. 0: no
+        warning.""",
+    ).tag(config=True)
+
+    cull_accelerator_window = Float(
+        600, help="""Seconds over which a session's accelerator utilisation is averaged (one sample a
+        culler pass, the busiest device of the session): while the mean reaches
+        ``cull_accelerator_threshold``, the session is active.""",
+    ).tag(config=True)
+
+    cull_accelerator_threshold = Float(
+        10, help="Utilisation in percent (0-100) of a session's busiest accelerator, averaged over "
+                 "``cull_accelerator_window``, at or above which the session counts as active.",
+    ).tag(config=True)
+
+    @validate("cull_warning", "cull_accelerator_window", "cull_accelerator_threshold")
+    def _culling_bounds(self, proposal):
+        value, name = proposal["value"], proposal["trait"].name
+        top = 100 if name == "cull_accelerator_threshold" else float("inf")
+        if not 0 <= value <= top:
+            raise TraitError(f"BackendAIService.{name} must be between 0 and {top:g}, not {value!r}")
+        return value
 
     max_clock_skew = Float(
         900, help="Seconds a keypair-signed request's Date may differ from the service's clock (Backend.AI: "
@@ -159,7 +187,9 @@ class BackendAIService(Application):
                 reconciler=Reconciler(db, docker.from_env(), grace=timedelta(seconds=self.reconcile_grace),
                                       firewall=Firewall() if os.geteuid() == 0 else None)
                 if self.reconcile_grace > 0 else None,
-                code_log_retention=self.code_log_retention, code_log_gap_after=self.code_log_gap_after)
+                code_log_retention=self.code_log_retention, code_log_gap_after=self.code_log_gap_after,
+                probe=SessionProbe(token, docker.from_env, Accelerators.instance()), warning=self.cull_warning,
+                util_window=self.cull_accelerator_window, util_threshold=self.cull_accelerator_threshold)
             ioloop.IOLoop.current().add_callback(culler.run_forever)
         log.info("backendai-hub service at %s%s", url.geturl(), prefix)
         loop = ioloop.IOLoop.current()

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.docker
 SMALL = {"resources": {"cpu": 1, "mem": "512m"}}
 
 
-hub = hub_fixture("spawner", BACKENDAI_HUB_CULL_INTERVAL="1")
+hub = hub_fixture("spawner", BACKENDAI_HUB_CULL_INTERVAL="1", BACKENDAI_HUB_CULL_WARNING="0")
 api = hub_api
 stop = stop_server
 

@@ -28,7 +28,8 @@ async def test_a_huge_session_id_is_a_400_naming_it(svc, session_id):
     assert payload["field"] == "session_id"
 
 
-@pytest.mark.parametrize("field", ["max_concurrent_sessions", "idle_timeout", "max_session_lifetime"])
+@pytest.mark.parametrize("field", ["max_concurrent_sessions", "idle_timeout", "idle_timeout_accelerator",
+                                   "max_session_lifetime"])
 @pytest.mark.parametrize("number", ["1e309", "-1e309", "9" * 5000, "1e18"])
 async def test_infinite_or_huge_integers_in_policy_fields_are_a_400(svc, field, number):
     code, payload = await svc.call("root", "PATCH", "resource-policies/keypair/gold", f'{{"{field}": {number}}}')

@@ -38,8 +38,10 @@ def test_tenancy_end_to_end_with_json_output(cli):
     assert (g["domain"], g["name"], g["total_resource_slots"]) == ("acme", "ml", {"cuda.device": "2"})
 
     p = ok(cli("policy", "create", "gold", "--slots", "cpu=4,mem=16g", "--max-sessions", "2",
-               "--idle-timeout", "3600", "-o", "json")).json()
-    assert p["max_concurrent_sessions"] == 2 and p["idle_timeout"] == 3600
+               "--idle-timeout", "3600", "--idle-timeout-accelerator", "600", "-o", "json")).json()
+    assert p["max_concurrent_sessions"] == 2 and p["idle_timeout"] == 3600 and p["idle_timeout_accelerator"] == 600
+    p = ok(cli("policy", "update", "gold", "--idle-timeout-accelerator", "none", "-o", "json")).json()
+    assert p["idle_timeout_accelerator"] is None
     up = ok(cli("policy", "create", "quota", "--kind", "user", "--max-vfolder-count", "5",
                 "--max-quota-size", "10g", "--max-quota-scope-size", "1t", "-o", "json")).json()
     assert (up["max_quota_size"], up["max_quota_scope_size"]) == (10 * 1024 ** 3, 1024 ** 4)

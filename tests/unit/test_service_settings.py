@@ -61,3 +61,12 @@ def test_a_setting_that_is_not_plain_data_is_refused_at_hub_start():
     c.StorageHosts.hosts = {"local": object()}
     with pytest.raises(ValueError, match="plain data"):
         hub_service("http://x:1", config=c)
+
+
+@pytest.mark.parametrize("name, value", [("cull_warning", -1), ("cull_accelerator_window", -5),
+                                         ("cull_accelerator_threshold", 101), ("cull_accelerator_threshold", -1)])
+def test_culling_settings_out_of_range_are_refused_naming_the_setting(name, value):
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError, match=f"BackendAIService.{name} must be between"):
+        BackendAIService(**{name: value})

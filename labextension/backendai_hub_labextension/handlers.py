@@ -1,0 +1,60 @@
+"""<base_url>backendai-hub/cull: GET the planned stop (the frontend polls it), PUT it (the hub's service)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tornado
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from . import cull
+
+STATE = "backendai_hub_planned_stop"
+
+
+def _is_hub_service(user) -> bool:
+    """Under JupyterHub, only a hub service (the backendai service, reaching this server with the
+    ``access:servers`` scope) may plan a stop; the session's own user may not fake or clear one.
+    A server outside JupyterHub (development) trusts its authenticated user."""
+    if not os.environ.get("JUPYTERHUB_API_TOKEN"):
+        return True
+    hub_user = getattr(user, "hub_user", None)
+    return isinstance(hub_user, dict) and hub_user.get("kind") == "service"
+
+
+class CullHandler(APIHandler):
+    # the service's and the frontend's checks are no activity of the session
+    _track_activity = False
+
+    @tornado.web.authenticated
+    def get(self):
+        self.finish(json.dumps(self.settings.get(STATE, cull.PlannedStop()).to_dict()))
+
+    @tornado.web.authenticated
+    def put(self):
+        if not _is_hub_service(self.current_user):
+            self.set_status(403)
+            self.finish(json.dumps({"message": "only the hub's service may plan a stop of this session",
+                                    "rule": "hub-service-only"}))
+            return
+        try:
+            stop = cull.parse(json.loads(self.request.body or b"null"))
+        except ValueError as e:  # JSON errors and BadInput
+            self.set_status(400)
+            self.finish(json.dumps({"message": str(e), "field": getattr(e, "field", "body")}))
+            return
+        previous = self.settings.get(STATE)
+        self.settings[STATE] = stop
+        shown = 0
+        if stop.stop_at is not None or (previous is not None and previous.stop_at is not None):
+            shown = cull.show_in_terminals(self.settings, cull.banner(stop))
+        self.log.info("backendai-hub: planned stop %s (%s); shown in %d terminal(s)",
+                      stop.stop_at.isoformat() if stop.stop_at else "off", stop.reason or "-", shown)
+        self.finish(json.dumps({**stop.to_dict(), "terminals": shown}))
+
+
+def setup_handlers(web_app) -> None:
+    base = web_app.settings["base_url"]
+    web_app.add_handlers(".*$", [(url_path_join(base, "backendai-hub", "cull"), CullHandler)])
