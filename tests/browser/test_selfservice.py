@@ -10,6 +10,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -190,6 +191,18 @@ def test_sessions_own_and_domain_scope_and_stop_from_the_page(browser, demo_hub,
             time.sleep(0.5)
         page.reload()
         assert page.locator("#own-sessions tr", has_text="pagework").count() == 0
+
+        # the page's usage chart shows the session's core-hours (closed at its stop), as the owner sees it
+        plot = page.locator("img#usage-own")
+        plot.scroll_into_view_if_needed()
+        assert plot.evaluate("img => img.complete && img.naturalWidth > 0"), "the usage chart did not load"
+        svg = page.request.get(urljoin(page.url, plot.get_attribute("src")))
+        assert svg.status == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+        assert "no usage in this period" not in svg.text() and ">demo</text>" in svg.text()  # its bar's legend
+        assert page.locator("img#usage-scope").count() == 0  # a user has no wider scope
+        shot(page, "8-usage")
+        admin_page.reload()
+        assert admin_page.locator("img#usage-scope").evaluate("img => img.naturalWidth > 0")
     finally:
         stop_server(demo_hub, demo, name="pagework")
 
