@@ -89,6 +89,26 @@ def test_shiny_echoes_in_the_browser(browser, hub, session):  # noqa: F811
     assert page.locator("#echo").inner_text() == "echo:through the hub proxy"
 
 
+def test_the_launcher_offers_shiny_the_r_kernel_and_a_terminal(browser, hub, session):  # noqa: F811
+    """JupyterLab's launcher lists the session's apps (jupyter-server-proxy entry points) beside its kernels
+    and the terminal; RStudio's card is there only where the image has rserver (this R image has not)."""
+    page = sign_in(browser, hub, "demo", hub.credentials["demo"]["password"])
+    page.set_default_timeout(90_000)
+    page.goto(f"{hub.url}/user/demo/r/lab?reset")
+    page.wait_for_selector(".jp-Launcher .jp-LauncherCard")
+    cards = page.locator(".jp-Launcher .jp-LauncherCard")
+    labels = [cards.nth(i).inner_text().strip() for i in range(cards.count())]
+    page.screenshot(path=str(SHOTS / "r-launcher.png"))
+    assert "Shiny" in labels and "Terminal" in labels, labels
+    assert "R" in labels, labels  # IRkernel's notebook and console cards
+    assert "RStudio" not in labels, labels
+    with page.context.expect_page() as opened:
+        cards.filter(has_text="Shiny").first.click()
+    app = opened.value
+    app.wait_for_selector("#msg")
+    assert app.url == f"{hub.url}/user/demo/r/shiny/", app.url
+
+
 def test_home_page_links_to_the_sessions_app(browser, hub, session):  # noqa: F811
     r = hub_api(hub, session, "POST", server_path("demo", "app"),
                 json={"image": R_IMAGE, "app": "shiny", "resources": {"cpu": 1, "mem": "1g"}})
