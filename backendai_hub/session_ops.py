@@ -48,14 +48,14 @@ def stop_server(api_url: str, token: str, user: str, server: str, timeout: float
         raise RemoteError(f"cannot reach the hub's API at {api_url}: {getattr(e, 'reason', e)}") from None
 
 
-def _env(attrs: dict) -> dict[str, str]:
+def container_env(attrs: dict) -> dict[str, str]:
     return dict(e.split("=", 1) for e in (attrs.get("Config") or {}).get("Env") or [] if "=" in e)
 
 
 def server_url(attrs: dict) -> str | None:
     """The single-user server's unauthenticated ``/api`` URL at the container's address on its network, as
     the hub reaches it (port from JUPYTERHUB_SERVICE_URL, path from JUPYTERHUB_SERVICE_PREFIX)."""
-    env = _env(attrs)
+    env = container_env(attrs)
     networks = ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).values()
     address = next((n.get("IPAddress") for n in networks if n.get("IPAddress")), None)
     if not address:

@@ -28,7 +28,9 @@ from .session_probe import SessionProbe, activity_from, in_executor
 log = logging.getLogger("backendai_hub.culler")
 
 # access:servers: the culler reads sessions' kernels and terminals and shows them its warnings
-SERVICE_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers", "access:servers"]
+# no access:servers: the service never talks to a session's server as itself (session_probe.py uses
+# each server's own token), so no server its user controls ever sees a token valid for other sessions
+SERVICE_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -220,10 +222,15 @@ class Culler:
             spec = ((model or {}).get("servers") or {}).get(c.server)
             if not spec or spec.get("pending") or not spec.get("ready"):
                 continue  # a server still starting or stopping is the hub's to finish
-            reason = await self._judge(c, _parse_time(spec.get("last_activity")), now)
-            if reason is not None:
-                await self._stop(c.id, c.user, c.server, reason)
-                stopped.append((c.user, c.server, reason))
+            try:
+                reason = await self._judge(c, _parse_time(spec.get("last_activity")), now)
+                if reason is not None:
+                    await self._stop(c.id, c.user, c.server, reason)
+                    stopped.append((c.user, c.server, reason))
+            except ServiceUnavailable:
+                raise  # the database is down: the whole pass waits for the next round
+            except Exception:  # one session's odd answer must not stop the culling of the others
+                log.exception("Culling %s/%s failed; the others go on", c.user, c.server)
         return stopped
 
     async def _judge(self, c: Candidate, hub_last: datetime | None, now: datetime) -> str | None:
@@ -238,7 +245,7 @@ class Culler:
                 window = self._util.setdefault(c.id, UtilWindow(self.util_window, self.util_threshold))
                 window.add(now, util)
                 accel = window.busy_at
-        act = activity_from(hub_last, kernels, terminals, accel)
+        act = activity_from(hub_last, kernels, terminals, accel, now)
         p = plan(c.started_at, act, c.limits, now)
         warned = self._warned.get(c.id)
         if self.warning <= 0:

@@ -188,7 +188,7 @@ class BackendAIService(Application):
                                       firewall=Firewall() if os.geteuid() == 0 else None)
                 if self.reconcile_grace > 0 else None,
                 code_log_retention=self.code_log_retention, code_log_gap_after=self.code_log_gap_after,
-                probe=SessionProbe(token, docker.from_env, Accelerators.instance()), warning=self.cull_warning,
+                probe=SessionProbe(docker.from_env, Accelerators.instance()), warning=self.cull_warning,
                 util_window=self.cull_accelerator_window, util_threshold=self.cull_accelerator_threshold)
             ioloop.IOLoop.current().add_callback(culler.run_forever)
         log.info("backendai-hub service at %s%s", url.geturl(), prefix)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 
@@ -14,14 +15,19 @@ from . import cull
 STATE = "backendai_hub_planned_stop"
 
 
-def _is_hub_service(user) -> bool:
-    """Under JupyterHub, only a hub service (the backendai service, reaching this server with the
-    ``access:servers`` scope) may plan a stop; the session's own user may not fake or clear one.
-    A server outside JupyterHub (development) trusts its authenticated user."""
-    if not os.environ.get("JUPYTERHUB_API_TOKEN"):
+def _from_the_service(request) -> bool:
+    """Under JupyterHub, only a request carrying this server's own token may plan a stop: the hub's
+    service reads it from the container and uses it for this server alone (never a token of its own,
+    which a server its user controls could keep). The session's user signed in through the hub (cookie,
+    their API tokens) may not fake or clear one; nor may an admin. A server outside JupyterHub
+    (development) trusts its authenticated user."""
+    own = os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not own:
         return True
-    hub_user = getattr(user, "hub_user", None)
-    return isinstance(hub_user, dict) and hub_user.get("kind") == "service"
+    scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() not in ("token", "bearer") or not token:
+        return False
+    return hmac.compare_digest(token.strip().encode(), own.encode())
 
 
 class CullHandler(APIHandler):
@@ -34,7 +40,7 @@ class CullHandler(APIHandler):
 
     @tornado.web.authenticated
     def put(self):
-        if not _is_hub_service(self.current_user):
+        if not _from_the_service(self.request):
             self.set_status(403)
             self.finish(json.dumps({"message": "only the hub's service may plan a stop of this session",
                                     "rule": "hub-service-only"}))

@@ -52,7 +52,7 @@ class ScriptedProbe(SessionProbe):
     """The session's server as a script: the kernels and terminals it lists, the warnings it gets."""
 
     def __init__(self):
-        super().__init__("token")
+        super().__init__()
         self.kernels: list = []
         self.terminals: list = []
         self.util: float | None = None
@@ -164,5 +164,53 @@ async def test_busy_accelerators_keep_a_session_and_idle_ones_meet_their_own_tim
         stopped = await culler.run_once(at(1560))
         assert stopped and stopped[0][2].startswith("idle for more than 300 s while holding accelerators (")
         assert "accelerators busy 2026-03-01T09:21:00+00:00" in stopped[0][2]
+    finally:
+        hub.server.stop()
+
+
+async def test_a_servers_time_without_a_zone_is_no_activity(svc):
+    """The session's server is its user's: a time without a zone (which would not even compare with the
+    hub's) counts as no activity, and the pass goes on."""
+    start_session(svc, "bob", idle=60)
+    hub, probe = HubAPI("bob"), ScriptedProbe()
+    hub.last_activity = at(0)
+    probe.kernels = [{"id": "k", "execution_state": "idle", "last_activity": "2026-03-01T09:10:00"}]
+    culler = Culler(svc.db, hub.url, "t", probe=probe, warning=0)
+    try:
+        stopped = await culler.run_once(at(1000))
+        assert [(u, r.split(" (")[0]) for u, _, r in stopped] == [("bob", "idle for more than 60 s")]
+    finally:
+        hub.server.stop()
+
+
+async def test_a_servers_time_in_the_future_counts_as_now_and_the_lifetime_still_holds(svc):
+    """A server reporting activity far ahead (year 9999: beyond what date arithmetic takes) is active now,
+    as one reporting now would be; it cannot outlive its max lifetime."""
+    start_session(svc, "bob", idle=60, lifetime=2000)
+    hub, probe = HubAPI("bob"), ScriptedProbe()
+    hub.last_activity = at(0)
+    probe.terminals = [{"name": "1", "last_activity": "9999-12-31T23:59:59Z"}]
+    culler = Culler(svc.db, hub.url, "t", probe=probe, warning=0)
+    try:
+        assert await culler.run_once(at(1000)) == []
+        assert await culler.run_once(at(2001)) == [("bob", "", "max session lifetime of 2000 s reached")]
+    finally:
+        hub.server.stop()
+
+
+async def test_one_sessions_failure_does_not_end_the_pass(svc):
+    start_session(svc, "bob", idle=60)
+    hub, probe = HubAPI("bob"), ScriptedProbe()
+    hub.last_activity = at(0)
+
+    async def broken(base):
+        raise RuntimeError("the session answered nonsense")
+
+    probe.server_state = broken
+    culler = Culler(svc.db, hub.url, "t", probe=probe, warning=0)
+    try:
+        assert await culler.run_once(at(1000)) == []  # logged, and the pass (and the next ones) go on
+        probe.server_state = ScriptedProbe.server_state.__get__(probe)
+        assert [u for u, _, _ in await culler.run_once(at(1001))] == ["bob"]
     finally:
         hub.server.stop()
