@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,14 +19,23 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port_block(n: int = 3) -> int:
-    """A base port such that base..base+n-1 are all free on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65535:
-            continue
+    """A base port such that base..base+n-1 are all free on 127.0.0.1, taken below the kernel's ephemeral
+    range: a port from that range (what binding port 0 gives) can be handed to some outgoing connection
+    in the seconds between this check and the hub's processes binding it ("Address already in use")."""
+    low, _high = _ephemeral_range()
+    top = max(low, 12000) - n
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(10000, top) if top > 10000 else rng.randrange(1024, 65535 - n)
         try:
             socks = []
             for p in range(base, base + n):

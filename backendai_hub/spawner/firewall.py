@@ -156,7 +156,8 @@ def detect_iptables(cached: bool = False) -> str:
     ``cached``: this process's earlier answer, if any (each session's egress step builds a Firewall;
     detecting costs up to three iptables runs, which all wait on the xtables lock in a burst).
     """
-    if cached and _detected:
+    # the cache stands while this process is root and the binary is still there (a stat, no iptables run)
+    if cached and _detected and os.geteuid() == 0 and shutil.which(_detected[0]):
         return _detected[0]
     path = _detect_iptables()
     _detected[:] = [path]
