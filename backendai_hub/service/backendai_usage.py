@@ -34,6 +34,8 @@ def _month(value) -> tuple[datetime, datetime]:
         start = datetime.strptime(value, "%Y%m").replace(tzinfo=timezone.utc)
     except ValueError:
         raise InvalidInput(f"month: {value!r} is not a month", field="month") from None
+    if not UQ.EARLIEST <= start < UQ.LATEST:
+        raise InvalidInput(f"month: must be between {UQ.EARLIEST.year} and {UQ.LATEST.year}", field="month")
     return start, UQ.month_start(start, 1)
 
 
@@ -41,9 +43,12 @@ def _date(value, field: str) -> datetime:
     if not isinstance(value, str) or len(value) != 8 or not value.isdigit():
         raise InvalidInput(f"{field}: expected yyyymmdd, e.g. 20261130", field=field)
     try:
-        return datetime.strptime(value, "%Y%m%d").replace(tzinfo=timezone.utc)
+        day = datetime.strptime(value, "%Y%m%d").replace(tzinfo=timezone.utc)
     except ValueError:
         raise InvalidInput(f"{field}: {value!r} is not a date", field=field) from None
+    if not UQ.EARLIEST <= day < UQ.LATEST:
+        raise InvalidInput(f"{field}: must be between {UQ.EARLIEST.year} and {UQ.LATEST.year}", field=field)
+    return day
 
 
 def _visible(scope: Scope):

@@ -71,7 +71,7 @@ class UsagePlotHandler(UsageBase):
         """The usage of ``GET usage`` (same parameters) as an SVG chart: ``chart=series`` (stacked bars per
         bucket, default) or ``top`` (the largest users/groups/domains), of ``metric`` (default gpu_hours)."""
         chart, metric = plot_params(lambda k: self.get_query_argument(k, None))
-        answer = await self.answer(self.usage_query(extra=("chart", "metric")))
+        answer = await self.answer(UQ.check_chartable(self.usage_query(extra=("chart", "metric"))))
         loop = asyncio.get_running_loop()
         render = (lambda: plots.top_chart(answer, metric, fmt="svg")) if chart == "top" else (
             lambda: plots.series_chart(answer, (metric,), fmt="svg"))

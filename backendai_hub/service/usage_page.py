@@ -105,7 +105,7 @@ class UsagePageHandler(APIHandler):
         bucket = self.get_query_argument("bucket", "day")
         p, scope = self.principal, session_scope(self.principal)
         base = {"period": period, "bucket": bucket}
-        UQ.parse_query(base)  # a bad period or bucket: 400 naming it, before any work
+        UQ.check_chartable(UQ.parse_query(base))  # a bad period or bucket: 400 naming it, before any work
 
         def answers(s):
             if not p.is_admin:

@@ -28,6 +28,9 @@ _PERIOD = re.compile(r"(\d{1,4})([hdwm])")
 _PERIOD_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 MAX_BUCKETS = 10_000
 MAX_SPAN = timedelta(days=1100)
+# usage exists between these (and date arithmetic stays far from datetime's limits)
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
 GIB = float(1 << 30)
 QUERY_FIELDS = ("by", "bucket", "period", "start", "end", "user", "group", "domain")
 METRICS = {  # what a chart can show: metric -> (label, where in an item)
@@ -93,10 +96,17 @@ def parse_query(raw: Mapping[str, Any], *, now: datetime | None = None, default_
     end = V.timestamp(got["end"], "end") if "end" in got else now
     if "start" in got and "period" in got:
         raise InvalidInput("period: give either start or period, not both", field="period")
-    if "start" in got:
-        start = V.timestamp(got["start"], "start")
-    else:
-        start = period_start(end, str(got.get("period", "30d")))
+    start = V.timestamp(got["start"], "start") if "start" in got else None
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and not EARLIEST <= value <= LATEST:
+            raise InvalidInput(f"{name}: must be between {EARLIEST.year} and {LATEST.year}", field=name)
+    if start is None:
+        try:
+            start = period_start(end, str(got.get("period", "30d")))
+        except (OverflowError, ValueError):  # reaches before year 1
+            raise InvalidInput(f"period: reaches before {EARLIEST.year}", field="period") from None
+        if start < EARLIEST:
+            raise InvalidInput(f"period: reaches before {EARLIEST.year}", field="period")
     start, end = hour_floor(start), _ceil_hour(end)
     if end <= start:
         raise InvalidInput("end: must be later than start", field="end")
@@ -110,6 +120,18 @@ def parse_query(raw: Mapping[str, Any], *, now: datetime | None = None, default_
             raise InvalidInput(f"{name}: not a name", field=name)
     return UsageQuery(by=by, bucket=bucket, start=start, end=end, user=got.get("user"), group=got.get("group"),
                       domain=got.get("domain"))
+
+
+MAX_CHART_BUCKETS = 750  # bars along a chart's axis: more is unreadable, and costs the renderer seconds
+_BUCKET_SPAN = {"hour": timedelta(hours=1), "day": timedelta(days=1), "month": timedelta(days=28)}
+
+
+def check_chartable(q: UsageQuery) -> UsageQuery:
+    """``q`` when a chart of it has at most MAX_CHART_BUCKETS buckets; else a 400 naming ``bucket``."""
+    if (q.end - q.start) / _BUCKET_SPAN[q.bucket] > MAX_CHART_BUCKETS:
+        raise InvalidInput(f"bucket: a chart shows at most {MAX_CHART_BUCKETS} {q.bucket}s; use a shorter period "
+                           f"or a longer bucket", field="bucket")
+    return q
 
 
 def bucket_start(text: str, bucket: str) -> datetime:

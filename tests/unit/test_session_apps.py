@@ -83,3 +83,13 @@ def test_polling_pattern_matches_rstudio_events_only():
     pats = [re.compile(p) for p in rstudio.IDLE_POLLING]
     assert any(p.match("/user/demo/rs/rstudio/events/get_events") for p in pats)
     assert not any(p.match("/user/demo/rs/rstudio/rpc/execute_code") for p in pats)
+
+
+def test_rserver_binds_loopback_even_when_its_help_cannot_be_read(tmp_path, monkeypatch):
+    """With its own auth off, rserver must never listen beyond the container's loopback: the address is
+    passed even when ``rserver --help`` fails (a timeout, an odd build) and no flag is known."""
+    monkeypatch.setattr(rstudio, "supported_flags", lambda exe: set())
+    run_root = tmp_path / "tmpfs"
+    run_root.mkdir()
+    cmd = rstudio.command(8787, "/user/demo/rs/", exe="/usr/lib/rstudio-server/bin/rserver", root=str(run_root))
+    assert "--www-address=127.0.0.1" in cmd and "--auth-none=1" in cmd

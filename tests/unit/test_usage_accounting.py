@@ -78,6 +78,9 @@ NOW = t(2026, 12, 2, 4, 20)
     ({"start": "2026-12-01", "end": "2026-11-01"}, "end"), ({"start": "2026-01-01", "period": "1d"}, "period"),
     ({"bucket": "hour", "period": "3000d"}, "period"), ({"bucket": "hour", "period": "500d"}, "bucket"),
     ({"colour": "red"}, "colour"),
+    # dates at datetime's edges: a 400 naming the field, never an overflow (a 500)
+    ({"end": "9999-12-31T23:30:00Z"}, "end"), ({"end": "0001-01-01"}, "end"),
+    ({"end": "1970-02-15", "period": "3m"}, "period"), ({"start": "9999-12-31T23:30Z", "end": "9999-12-31T23:40Z"}, "start"),
 ])
 def test_bad_query_parameters_name_the_field(raw, field):
     with pytest.raises(InvalidInput) as e:
@@ -104,3 +107,25 @@ def test_a_period_reads_whole_days_from_day_rows_and_its_edges_from_hour_rows():
     assert pieces(t(2026, 11, 1), t(2026, 12, 1), "month") == [(UsageDay, t(2026, 11, 1), t(2026, 12, 1))]
     assert pieces(t(2026, 11, 1, 3), t(2026, 11, 1, 9), "day") == [(UsageHour, t(2026, 11, 1, 3), t(2026, 11, 1, 9))]
     assert pieces(t(2026, 11, 1), t(2026, 12, 1), "hour") == [(UsageHour, t(2026, 11, 1), t(2026, 12, 1))]
+
+
+def test_a_chart_has_at_most_750_buckets():
+    from backendai_hub.usage.query import check_chartable
+
+    assert check_chartable(parse_query({"bucket": "hour", "period": "30d"}, now=NOW)).bucket == "hour"
+    for raw in ({"bucket": "hour", "period": "60d"}, {"bucket": "day", "period": "1000d"}):
+        with pytest.raises(InvalidInput) as e:
+            check_chartable(parse_query(raw, now=NOW))
+        assert e.value.field == "bucket" and "at most 750" in e.value.message
+
+
+@pytest.mark.parametrize(("fn", "args", "field"), [
+    ("_month", ("999912",), "month"), ("_month", ("000101",), "month"),
+    ("_date", ("99991231", "end_date"), "end_date"), ("_date", ("00010101", "start_date"), "start_date"),
+])
+def test_backendai_usage_dates_at_the_edges_name_the_field(fn, args, field):
+    from backendai_hub.service import backendai_usage
+
+    with pytest.raises(InvalidInput) as e:
+        getattr(backendai_usage, fn)(*args)
+    assert e.value.field == field

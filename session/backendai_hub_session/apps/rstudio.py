@@ -59,9 +59,9 @@ def command(port: int, base_url: str, *, exe: str | None = None, root: str | Non
         f.write(f"provider=sqlite\ndirectory={data}\n")
     flags = supported_flags(exe)
     cmd = [exe, "--auth-none=1", "--www-frame-origin=same", f"--www-port={port}",
-           "--www-verify-user-agent=0", f"--secure-cookie-key-file={key}", f"--server-user={getpass.getuser()}"]
-    if "www-address" in flags:
-        cmd.append(f"--www-address={bind_address()}")
+           "--www-verify-user-agent=0", f"--secure-cookie-key-file={key}", f"--server-user={getpass.getuser()}",
+           # always: rserver without it listens on every interface, with its own auth off
+           f"--www-address={bind_address()}"]
     if "www-root-path" in flags:
         cmd.append(f"--www-root-path={base_url}rstudio/")
     if "server-data-dir" in flags:
