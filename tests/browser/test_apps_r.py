@@ -97,7 +97,8 @@ def test_the_launcher_offers_shiny_the_r_kernel_and_a_terminal(browser, hub, ses
     page.goto(f"{hub.url}/user/demo/r/lab?reset")
     page.wait_for_selector(".jp-Launcher .jp-LauncherCard")
     cards = page.locator(".jp-Launcher .jp-LauncherCard")
-    labels = [cards.nth(i).inner_text().strip() for i in range(cards.count())]
+    # each card's label (its text also holds the icon's letter, e.g. "S" for Shiny)
+    labels = [cards.nth(i).locator(".jp-LauncherCard-label").inner_text().strip() for i in range(cards.count())]
     page.screenshot(path=str(SHOTS / "r-launcher.png"))
     # an app that opens in a browser tab of its own is labelled "Shiny [↗]"
     assert any(label.startswith("Shiny") for label in labels) and "Terminal" in labels, labels
