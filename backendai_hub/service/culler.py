@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import quote
 
 from sqlalchemy import select
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -21,6 +20,7 @@ from ..db import Database
 from ..errors import ServiceUnavailable
 from ..idleness import Activity, Limits, UtilWindow, plan, warn_now
 from ..models import KernelSession, SessionStatus
+from ..usage.accounting import prune_samples
 from ..vfolders.mounts import revoked_mounts
 from .reconciler import Action, Reconciler, hub_servers, plan as reconcile_plan
 from .session_probe import SessionProbe, activity_from, in_executor
@@ -67,8 +67,12 @@ class Culler:
                  audit_retention: timedelta | None = None, audit_export_dir: str | None = None,
                  reconciler: Reconciler | None = None, code_log_retention: float = 0, code_log_gap_after: float = 0,
                  probe: SessionProbe | None = None, warning: float = 0, util_window: float = 600,
-                 util_threshold: float = 10):
+                 util_threshold: float = 10, concurrency: int = 8, usage_retention: float = 0):
         self.db, self.api, self.token, self.interval = db, hub_api_url.rstrip("/"), token, interval
+        # sessions read at once: each read waits on a server's HTTP answer, so one slow or hung session
+        # must not hold up the rest, and a thousand must not open a thousand connections
+        self.concurrency = max(1, int(concurrency))
+        self.usage_retention = usage_retention  # [usage] days raw samples are kept (0: forever)
         # [idleness] what sessions are read from; seconds a warning precedes a stop; accelerator window
         self.probe, self.warning, self.util_window, self.util_threshold = probe, warning, util_window, util_threshold
         self._util: dict[int, UtilWindow] = {}
@@ -149,6 +153,17 @@ class Culler:
                     log.warning("code log: session %d shipped nothing for %g s: gap recorded", sid,
                                 self.code_log_gap_after)
 
+    def prune_usage(self, now: datetime | None = None) -> int:
+        """[usage] Apply the raw samples' retention (the rollups stay); returns how many went."""
+        if self.usage_retention <= 0:
+            return 0
+        before = (now or datetime.now(timezone.utc)) - timedelta(days=self.usage_retention)
+        with self.db.session() as s:
+            gone = prune_samples(s, before)
+        if gone:
+            log.info("usage: %d raw sample(s) older than %s deleted", gone, before.isoformat())
+        return gone
+
     def _repair_usage(self) -> None:
         with self.db.session() as s:
             for line in repair_usage(s):
@@ -173,20 +188,23 @@ class Culler:
             log.info("audit log: %d row(s) older than %s deleted", gone, before.isoformat())
         return gone
 
-    async def reconcile(self, now: datetime | None = None) -> list[Action]:
-        """Make the engine's containers, the sessions table and the hub's servers agree (reconciler.py)."""
-        r = self.reconciler
-        if r is None:
-            return []
-        loop = asyncio.get_running_loop()
+    async def active_users(self) -> list[dict]:
+        """The hub's models of every user with an active server, servers included (one paged listing)."""
         users, offset = [], 0
         while True:  # the hub pages GET /users (200 a page by default)
             page = await self._hub("GET", f"/users?state=active&offset={offset}&limit=200") or []
             users += page
             offset += len(page)
             if len(page) < 200:
-                break
-        hub = hub_servers(users)
+                return users
+
+    async def reconcile(self, now: datetime | None = None, users: list[dict] | None = None) -> list[Action]:
+        """Make the engine's containers, the sessions table and the hub's servers agree (reconciler.py)."""
+        r = self.reconciler
+        if r is None:
+            return []
+        loop = asyncio.get_running_loop()
+        hub = hub_servers(users if users is not None else await self.active_users())
         rows = await loop.run_in_executor(None, r.rows)
         containers = await loop.run_in_executor(None, r.containers)
         actions = reconcile_plan(rows, containers, hub, now=now or datetime.now(timezone.utc), grace=r.grace)
@@ -207,30 +225,44 @@ class Culler:
         per-level usage admission reads, should anything have changed sessions behind its back."""
         now = now or datetime.now(timezone.utc)
         loop = asyncio.get_running_loop()
-        await self.reconcile(now)
+        users = await self.active_users() if self.reconciler is not None else None
+        await self.reconcile(now, users)
         await loop.run_in_executor(None, self._repair_usage)
         await loop.run_in_executor(None, self.prune_audit, now)
         await loop.run_in_executor(None, self._code_logs, now)
+        await loop.run_in_executor(None, self.prune_usage, now)
         stopped = await self.revoke()
         candidates = await loop.run_in_executor(None, self._candidates)
         live = {c.id for c in candidates}
         for gone in [k for k in (*self._util, *self._warned) if k not in live]:
             self._util.pop(gone, None)
             self._warned.pop(gone, None)
-        for c in candidates:
-            model = await self._hub("GET", f"/users/{quote(c.user, safe='')}")
-            spec = ((model or {}).get("servers") or {}).get(c.server)
+        if candidates and users is None:
+            users = await self.active_users()
+        servers = {(u.get("name"), name): spec for u in users or () for name, spec in (u.get("servers") or {}).items()}
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def cull(c: Candidate) -> tuple[str, str, str] | None:
+            spec = servers.get((c.user, c.server))
             if not spec or spec.get("pending") or not spec.get("ready"):
-                continue  # a server still starting or stopping is the hub's to finish
-            try:
-                reason = await self._judge(c, _parse_time(spec.get("last_activity")), now)
-                if reason is not None:
-                    await self._stop(c.id, c.user, c.server, reason)
-                    stopped.append((c.user, c.server, reason))
-            except ServiceUnavailable:
-                raise  # the database is down: the whole pass waits for the next round
-            except Exception:  # one session's odd answer must not stop the culling of the others
-                log.exception("Culling %s/%s failed; the others go on", c.user, c.server)
+                return None  # a server still starting or stopping is the hub's to finish
+            async with gate:
+                try:
+                    reason = await self._judge(c, _parse_time(spec.get("last_activity")), now)
+                    if reason is not None:
+                        await self._stop(c.id, c.user, c.server, reason)
+                        return (c.user, c.server, reason)
+                except ServiceUnavailable:
+                    raise  # the database is down: the whole pass waits for the next round
+                except Exception:  # one session's odd answer must not stop the culling of the others
+                    log.exception("Culling %s/%s failed; the others go on", c.user, c.server)
+            return None
+
+        results = await asyncio.gather(*(cull(c) for c in candidates), return_exceptions=True)
+        for res in results:  # every session had its turn; a database outage still ends the pass
+            if isinstance(res, BaseException):
+                raise res
+        stopped += [res for res in results if res is not None]
         return stopped
 
     async def _judge(self, c: Candidate, hub_last: datetime | None, now: datetime) -> str | None:

@@ -88,6 +88,19 @@ class BackendAIService(Application):
                  "N / usage_concurrency seconds of waiting (docker-py keeps 10 connections to the engine).",
     ).tag(config=True)
 
+    usage_sample_retention = Float(
+        90, help="""Days raw usage samples are kept: the culler's pass deletes older ones, but keeps each
+        session's latest sample (the next one's delta starts from it). The hourly and daily rollups that
+        the usage API, page, CLI and Backend.AI's monthly routes read are kept forever, so only
+        ``resource/stats/user/month``'s 15-minute bins and per-session sample series lose older points.
+        0 keeps samples forever (about 60 bytes a session a minute).""",
+    ).tag(config=True)
+
+    cull_concurrency = Integer(
+        8, help="Sessions the culler reads at once (their kernels, terminals and accelerators; each read "
+                "waits on that session's server), so that one slow or hung session does not hold up the rest.",
+    ).tag(config=True)
+
     cull_warning = Float(
         300, help="""Seconds before a stop by the culler (idle timeout, ``idle_timeout_accelerator`` or
         max lifetime) that the session is told: a JupyterLab notification and a banner in its open
@@ -107,13 +120,19 @@ class BackendAIService(Application):
                  "``cull_accelerator_window``, at or above which the session counts as active.",
     ).tag(config=True)
 
-    @validate("cull_warning", "cull_accelerator_window", "cull_accelerator_threshold")
+    @validate("cull_warning", "cull_accelerator_window", "cull_accelerator_threshold", "usage_sample_retention")
     def _culling_bounds(self, proposal):
         value, name = proposal["value"], proposal["trait"].name
         top = 100 if name == "cull_accelerator_threshold" else float("inf")
         if not 0 <= value <= top:
             raise TraitError(f"BackendAIService.{name} must be between 0 and {top:g}, not {value!r}")
         return value
+
+    @validate("cull_concurrency")
+    def _positive_concurrency(self, proposal):
+        if proposal["value"] < 1:
+            raise TraitError(f"BackendAIService.cull_concurrency must be at least 1, not {proposal['value']!r}")
+        return proposal["value"]
 
     max_clock_skew = Float(
         900, help="Seconds a keypair-signed request's Date may differ from the service's clock (Backend.AI: "
@@ -189,7 +208,8 @@ class BackendAIService(Application):
                 if self.reconcile_grace > 0 else None,
                 code_log_retention=self.code_log_retention, code_log_gap_after=self.code_log_gap_after,
                 probe=SessionProbe(docker.from_env, Accelerators.instance()), warning=self.cull_warning,
-                util_window=self.cull_accelerator_window, util_threshold=self.cull_accelerator_threshold)
+                util_window=self.cull_accelerator_window, util_threshold=self.cull_accelerator_threshold,
+                concurrency=self.cull_concurrency, usage_retention=self.usage_sample_retention)
             ioloop.IOLoop.current().add_callback(culler.run_forever)
         log.info("backendai-hub service at %s%s", url.geturl(), prefix)
         loop = ioloop.IOLoop.current()

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Mapping
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, aliased
 
 from ..models import KernelSession
 from .models import UsageDay, UsageHour, UsageSample
@@ -186,3 +186,16 @@ def close(s: Session, session_id: int, counters: Counters | None = None) -> bool
     if row is None or row.terminated_at is None or row.started_at is None:
         return False  # never ran: nothing was used
     return record(s, session_id, row.terminated_at, counters, final=True)
+
+
+def prune_samples(s: Session, before: datetime) -> int:
+    """Delete raw samples taken before ``before``, keeping each session's latest one (the next sample's
+    delta is counted from it, and a closed session's final figures stay). The hour and day rollups the
+    reports read are kept. Returns how many samples went."""
+    newer = aliased(UsageSample)
+    latest_at = select(func.max(newer.sampled_at)).where(newer.session_id == UsageSample.session_id) \
+        .scalar_subquery()
+    result = s.execute(delete(UsageSample).where(UsageSample.sampled_at < before,
+                                                 UsageSample.sampled_at < latest_at)
+                       .execution_options(synchronize_session=False))
+    return result.rowcount or 0

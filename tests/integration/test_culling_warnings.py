@@ -5,6 +5,7 @@ is driven in tests/browser/test_cull_warning.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -72,13 +73,14 @@ class ScriptedProbe(SessionProbe):
         return True
 
 
-def start_session(svc, username: str, *, lifetime=None, idle=None, idle_accel=None, devices=None) -> int:
+def start_session(svc, username: str, *, lifetime=None, idle=None, idle_accel=None, devices=None,
+                  server: str = "") -> int:
     with svc.db.session() as s:
         user = s.scalar(select(User).where(User.username == username))
         p = user.main_keypair.resource_policy
         p.max_session_lifetime, p.idle_timeout, p.idle_timeout_accelerator = lifetime, idle, idle_accel
         g = s.scalar(select(Group).where(Group.domain_id == user.domain_id))
-        k = KernelSession(user=user, server_name="", keypair=user.main_keypair, group=g, domain_id=user.domain_id,
+        k = KernelSession(user=user, server_name=server, keypair=user.main_keypair, group=g, domain_id=user.domain_id,
                           image="img", slots={}, allocation={"devices": devices or {}},
                           status=SessionStatus.running, started_at=T0, container_id="c0ffee")
         s.add(k)
@@ -214,3 +216,47 @@ async def test_one_sessions_failure_does_not_end_the_pass(svc):
         assert [u for u, _, _ in await culler.run_once(at(1001))] == ["bob"]
     finally:
         hub.server.stop()
+
+
+async def test_sessions_are_read_at_once_up_to_the_concurrency_and_the_hub_is_asked_once(svc):
+    names = [f"s{i}" for i in range(5)]
+    for name in names:
+        start_session(svc, "bob", idle=60, server=name)
+    hub, probe = HubAPI("bob"), ScriptedProbe()
+    asked: list[str] = []
+    spec = {"ready": True, "pending": None, "last_activity": at(0).isoformat()}
+
+    class Users(web.RequestHandler):  # bob with five ready servers, all idle since T0
+        def get(self, path):
+            asked.append(self.request.uri.split("/hub/api/", 1)[1])
+            self.finish(json.dumps([{"name": "bob", "servers": {n: spec for n in names}}]))
+
+        def delete(self, path):
+            hub.deleted.append(path)
+            self.set_status(204)
+
+    hub.server.stop()
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(web.Application([(r"/hub/api/(.*)", Users)]))
+    server.add_sockets(sockets)
+    inflight, most = 0, 0
+
+    async def slow_state(base):  # each session's server takes a while to answer
+        nonlocal inflight, most
+        inflight += 1
+        most = max(most, inflight)
+        await asyncio.sleep(0.05)
+        inflight -= 1
+        return [], []
+
+    probe.server_state = slow_state
+    culler = Culler(svc.db, f"http://127.0.0.1:{sockets[0].getsockname()[1]}/hub/api", "t", probe=probe,
+                    warning=0, concurrency=3)
+    try:
+        stopped = await culler.run_once(at(1000))
+        assert sorted(srv for _, srv, _ in stopped) == names  # every idle session stopped in one pass
+        assert sorted(hub.deleted) == [f"users/bob/servers/{n}" for n in names]
+        assert most == 3  # read three at a time: neither one by one nor unbounded
+        assert [p for p in asked if p.startswith("users")] == ["users?state=active&offset=0&limit=200"]
+    finally:
+        server.stop()

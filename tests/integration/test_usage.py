@@ -121,6 +121,34 @@ def test_a_month_by_group_splits_at_midnight_and_month_end(db):
         assert alice["totals"][0]["used"]["mem_avg_bytes"] == GiB and alice["totals"][0]["sessions"] == 1
 
 
+def test_retention_prunes_old_raw_samples_but_keeps_the_reports_and_each_sessions_latest(db):
+    for user, start, hours, slots in SESSIONS:
+        run_session(db, user, start, hours, slots)
+    live = add_session(db, "bob", T0, {"cpu": "1", "mem": str(GiB)})  # still running, sampled long ago
+    with db.session() as s:
+        A.record(s, live, T0 + timedelta(hours=1), Counters(cpu_seconds=3600))
+    q = UQ.parse_query({"by": "user", "bucket": "day", "start": "2026-11-29", "end": "2026-12-03"})
+    with db.session(readonly=True) as s:
+        before = UQ.usage(s, Scope(everything=True), q)
+        kept_latest = {sid: at for sid, at in s.execute(
+            select(UsageSample.session_id, func.max(UsageSample.sampled_at)).group_by(UsageSample.session_id))}
+        total = s.scalar(select(func.count()).select_from(UsageSample))
+    with db.session() as s:
+        gone = A.prune_samples(s, T0 + timedelta(days=30))  # everything is older than the cut
+    with db.session(readonly=True) as s:
+        left = {sid: at for sid, at in s.execute(select(UsageSample.session_id, UsageSample.sampled_at))}
+        assert left == kept_latest and gone == total - len(kept_latest)  # one sample a session stays
+        assert UQ.usage(s, Scope(everything=True), q) == before  # the reports read rollups: unchanged
+    with db.session() as s:  # the live session's next sample counts from the kept one: no double count
+        assert A.record(s, live, T0 + timedelta(hours=2), Counters(cpu_seconds=7200))
+    with db.session(readonly=True) as s:
+        used = s.scalar(select(func.sum(UsageHour.cpu_used)).where(UsageHour.session_id == live))
+        assert used == pytest.approx(7200)
+    with db.session() as s:
+        assert A.prune_samples(s, T0 + timedelta(days=30)) == 1  # the live session's older one now
+        assert A.prune_samples(s, T0 - timedelta(days=1)) == 0  # nothing that old is left
+
+
 async def insert_usage(svc):
     for user, start, hours, slots in SESSIONS:
         run_session(svc.db, user, start, hours, slots)

@@ -101,7 +101,7 @@ class FakeHubAPI:
                 self.set_status(204)
 
             def get(self, path):
-                self.finish(json.dumps({"servers": {}}))
+                self.finish(json.dumps([] if path == "users" else {"servers": {}}))  # GET /users is a list
 
         sockets = bind_sockets(0, "127.0.0.1")
         self.url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}/hub/api"

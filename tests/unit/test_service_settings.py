@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from traitlets import TraitError
 from traitlets.config import Config
 
 from backendai_hub.db import Database
@@ -69,4 +70,11 @@ def test_culling_settings_out_of_range_are_refused_naming_the_setting(name, valu
     from traitlets import TraitError
 
     with pytest.raises(TraitError, match=f"BackendAIService.{name} must be between"):
+        BackendAIService(**{name: value})
+
+
+@pytest.mark.parametrize("name,value", [("cull_concurrency", 0), ("usage_sample_retention", -1),
+                                        ("cull_warning", -5), ("cull_accelerator_threshold", 101)])
+def test_out_of_range_culling_and_retention_settings_are_refused_naming_the_setting(name, value):
+    with pytest.raises(TraitError, match=f"BackendAIService.{name} must be"):
         BackendAIService(**{name: value})
