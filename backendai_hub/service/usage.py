@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 
 from ..errors import InvalidInput
@@ -12,13 +11,13 @@ from ..usage import plots
 from ..usage import query as UQ
 from .. import session_query as Q
 from ..session_query import Scope
+from . import charts
 from .base import APIHandler
 from .sessions import SessionBase
 from .routes import Op, Route
 from .rules import session_scope
 
 CHARTS = ("series", "top")
-PLOT_TIMEOUT = 30.0
 
 
 class UsageBase(APIHandler):
@@ -72,10 +71,9 @@ class UsagePlotHandler(UsageBase):
         bucket, default) or ``top`` (the largest users/groups/domains), of ``metric`` (default gpu_hours)."""
         chart, metric = plot_params(lambda k: self.get_query_argument(k, None))
         answer = await self.answer(UQ.check_chartable(self.usage_query(extra=("chart", "metric"))))
-        loop = asyncio.get_running_loop()
         render = (lambda: plots.top_chart(answer, metric, fmt="svg")) if chart == "top" else (
             lambda: plots.series_chart(answer, (metric,), fmt="svg"))
-        svg = await asyncio.wait_for(loop.run_in_executor(None, render), PLOT_TIMEOUT)
+        svg = await charts.POOL.render(render)
         self.set_header("Content-Type", "image/svg+xml")
         self.finish(svg)
 

@@ -4,7 +4,6 @@ reach; a user sees their own usage. Browsers sign in through the hub (OAuth)."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 from urllib.parse import urlencode
 
@@ -13,6 +12,7 @@ from tornado.httputil import url_concat
 from ..errors import TenancyError, Unauthorized
 from ..usage import plots
 from ..usage import query as UQ
+from . import charts
 from .base import APIHandler
 from .rules import session_scope
 
@@ -123,11 +123,11 @@ class UsagePageHandler(APIHandler):
                     plots.top_chart(got[2], "gpu_hours", fmt="svg", title="Top users by GPU-hours"),
                     plots.top_chart(got[2], "cpu_core_hours", fmt="svg", title="Top users by core-hours")]
 
-        charts = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, render), RENDER_TIMEOUT)
+        drawn = await charts.POOL.render(render, timeout=RENDER_TIMEOUT)
         reach = ("every domain" if p.is_superadmin else "domain " + ", ".join(sorted(p.admin_domains))
                  if p.is_admin else "your own sessions")
         csv = f"api/v1/usage?{urlencode({**base, 'by': 'user' if not p.is_admin else 'group'})}"
-        sections = "".join(f"<section aria-label='chart {n + 1}'>{_svg(c)}</section>" for n, c in enumerate(charts))
+        sections = "".join(f"<section aria-label='chart {n + 1}'>{_svg(c)}</section>" for n, c in enumerate(drawn))
         body = (f"<p class='note'>Signed in as <strong>{html.escape(p.username)}</strong>: usage of {html.escape(reach)}. "
                 f"Times are UTC; allocated amounts count from start to stop. "
                 f"<a href='{html.escape(csv)}'>The same as JSON</a>.</p>{self._picker(period, bucket)}{sections}"
