@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.roles import get_default_roles
@@ -219,6 +219,8 @@ class BackendAIAuthenticator(Authenticator):
                 return {"refused": refusal, "status": 403}
             if keypair is None and password_needs_rehash(user.password_hash):
                 user.password_hash = hash_password(secret)
+            if keypair is not None:  # a sign-in with the keypair is a use of it (the service notes the rest)
+                keypair.last_used = datetime.now(timezone.utc)
             record(AuditStatus.success)
             return {"model": self._auth_model(user)}
 

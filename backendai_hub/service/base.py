@@ -20,6 +20,7 @@ from ..db import Database, unavailable_error
 from ..errors import Forbidden, InvalidInput, TenancyError, Unauthorized
 from ..models import Domain, User
 from . import principals
+from .key_use import KeyUse
 from .auditing import WRITING_METHODS, Auditing, auditing
 from .rules import DOMAIN_ADMIN, SUPERADMIN, USER, Principal
 
@@ -132,6 +133,10 @@ class APIHandler(Auditing, web.RequestHandler):
         prepare = cls.__dict__.get("prepare")
         if prepare is not None and not getattr(prepare, "_audits", False):
             cls.prepare = auditing(prepare, success=False, unrecorded=_UNRECORDED)
+
+    @property
+    def key_use(self) -> KeyUse:
+        return self.settings.setdefault("key_use", KeyUse())
 
     @property
     def principal_cache(self) -> principals.PrincipalCache:
@@ -373,6 +378,9 @@ class APIHandler(Auditing, web.RequestHandler):
     may_revoke_access = True
 
     def on_finish(self):
+        principal = getattr(self, "principal", None)
+        if principal is not None and principal.via == "keypair" and principal.access_key and self.get_status() != 401:
+            self.key_use.seen(principal.access_key, datetime.now(timezone.utc))  # written by server.py's flush
         # a change may have revoked someone's access to a folder a running session mounts: the culler
         # stops such sessions at once instead of at its next pass
         culler = self.settings.get("culler")

@@ -133,8 +133,9 @@ def keypairs(s: Session, p: Principal) -> tuple[list[dict], str | None]:
     user = T.users.get(s, p.username)
     rows = [{"access_key": k.access_key, "policy": k.resource_policy.name, "active": k.is_active,
              "main": k.access_key == user.main_access_key,
-             # no "last used": nothing records a key's use yet (it would cost a write per signed request)
-             "created_at": k.created_at.strftime("%Y-%m-%d %H:%M") if k.created_at else "-"}
+             "created_at": k.created_at.strftime("%Y-%m-%d %H:%M") if k.created_at else "-",
+             # written in batches by the service (key_use.py): up to half a minute behind
+             "last_used": k.last_used.strftime("%Y-%m-%d %H:%M") if k.last_used else "never"}
             for k in user.keypairs]
     main = user.main_keypair
     return rows, main.resource_policy.name if main is not None else None

@@ -29,6 +29,7 @@ from ..vfolders.storage import StorageHosts
 from ..scopes import CUSTOM_SCOPES, SCOPE_CODE_LOG
 from ..spawner.firewall import Firewall
 from .app import make_app, recover
+from .key_use import FLUSH_SECONDS, KeyUse
 from .culler import SERVICE_SCOPES, Culler
 from .session_probe import SessionProbe
 from .reconciler import Reconciler
@@ -213,6 +214,8 @@ class BackendAIService(Application):
             ioloop.IOLoop.current().add_callback(culler.run_forever)
         log.info("backendai-hub service at %s%s", url.geturl(), prefix)
         loop = ioloop.IOLoop.current()
+        key_use = app.settings.setdefault("key_use", KeyUse())  # keypairs' last use, written in batches
+        ioloop.PeriodicCallback(lambda: loop.run_in_executor(None, key_use.flush, db), FLUSH_SECONDS * 1000).start()
 
         def stop(signum, _frame):
             log.info("Stopping on signal %s", signum)
@@ -221,6 +224,7 @@ class BackendAIService(Application):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         loop.start()
+        key_use.flush(db)  # what the last seconds noted
         db.dispose()
 
 

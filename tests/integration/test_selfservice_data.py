@@ -93,3 +93,14 @@ def test_a_domain_admin_chooses_among_the_policies_their_domain_allows(db, tmp_p
         T.domains.update(s, "default", {"allowed_resource_policies": {"keypair": ["gold", "default"]}})
     assert read(db, "dadmin", tmp_path)["policy_choices"] == ["default", "gold"]
     assert read(db, "alice", tmp_path)["policy_choices"] == []
+
+
+def test_a_keys_last_use_shows_once_recorded(db, tmp_path):
+    from backendai_hub.service.key_use import KeyUse
+
+    assert [k["last_used"] for k in read(db, "bob", tmp_path)["keypairs"]] == ["never"]
+    uses = KeyUse()
+    uses.seen(KEYS["bob"][0], NOW - timedelta(minutes=3))
+    assert uses.flush(db) == 1
+    assert [k["last_used"] for k in read(db, "bob", tmp_path)["keypairs"]] == ["2026-03-01 11:57"]
+    assert [k["last_used"] for k in read(db, "alice", tmp_path)["keypairs"]] == ["never"]

@@ -17,10 +17,17 @@ def signed(hub, method, path, who="admin"):
     return requests.request(method, hub.url + path, headers=headers, timeout=10)
 
 
+def last_used(hub, access_key: str):
+    keys = json.loads(run_cli(hub, "-o", "json", "keypair", "list").stdout)
+    return {k["access_key"]: k["last_used"] for k in keys}[access_key]
+
+
 def test_sign_in_with_access_key_and_secret_key(hub):
     c = hub.credentials["demo"]
+    before = last_used(hub, c["access_key"])
     s, r = hub.login(c["access_key"], c["secret_key"])
     assert r.status_code == 302
+    assert last_used(hub, c["access_key"]) not in (None, before)  # the sign-in is the key's last use
     assert s.get(f"{hub.url}/hub/api/user", headers={"X-XSRFToken": s.cookies.get("_xsrf", "")},
                  timeout=10).json()["name"] == "demo"
     _, r = hub.login(c["access_key"], c["secret_key"][:-1] + "x")

@@ -84,7 +84,7 @@
     const first = document.createElement("td");
     first.appendChild(code);
     tr.append(first, cell(kp.resource_policy), cell((kp.created_at || "").slice(0, 16).replace("T", " ")),
-              cell("active", "state ok"));
+              cell("never"), cell("active", "state ok"));
     const actions = document.createElement("td");
     const button = document.createElement("button");
     button.type = "button";
