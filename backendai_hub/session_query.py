@@ -170,11 +170,11 @@ def get(s: Session, scope: Scope, ref: str) -> KernelSession:
 
 
 def by_name(s: Session, scope: Scope, name: str, username: str) -> KernelSession:
-    """``username``'s session called ``name`` (or with that id or UUID): the live one, else the latest."""
-    sid = id_from_ref(name)
-    if sid is not None:
-        return get(s, scope, name)
+    """``username``'s session called ``name``, the live one, else the latest; failing that, the session
+    with that id or UUID (a name comes first: JupyterHub allows a server called "42")."""
     rows, _ = find(s, scope, Filters(user=username, name=name), 1000, 0)
+    if not rows and id_from_ref(name) is not None:
+        return get(s, scope, name)
     live = [r for r in rows if r.status in _LIVE]
     if not (live or rows):
         raise NotFound(f"unknown session {name!r}", field="session_name")

@@ -274,3 +274,17 @@ async def test_backendai_session_routes_by_name(svc):
     assert status == 404 and "no live session" in got["msg"]
     status, got = await svc.call("alice", "DELETE", f"/services/backendai/session/{live['server_name']}")
     assert status == 503 and "hub's API" in got["msg"]
+
+
+async def test_a_server_named_with_digits_is_found_by_its_name_before_any_id(svc):
+    """JupyterHub allows a named server "42": ``session/42`` is then the caller's server of that name,
+    even when some session has the id 42; an id no own session is named after still finds by id."""
+    theirs = [d for d in SPECS if d["user"] == "alice" and d["status"] == "running"]
+    other, target = theirs[0], theirs[1]
+    with svc.db.session() as s:  # alice names a server after the id of another of her sessions
+        s.get(KernelSession, target["id"]).server_name = str(other["id"])
+    status, got = await svc.call("alice", "GET", f"/services/backendai/session/{other['id']}")
+    assert status == 200 and got["sessionName"] == str(other["id"])
+    assert got["sessionId"].endswith(f"{target['id']:012x}")  # the one named so, not the id's
+    status, got = await svc.call("alice", "GET", f"/services/backendai/session/{theirs[2]['id']}")
+    assert status == 200 and got["sessionId"].endswith(f"{theirs[2]['id']:012x}")  # no such name: the id
