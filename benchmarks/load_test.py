@@ -56,9 +56,9 @@ def rss_kib(pid: int) -> int:
 
 def _processes(hub) -> dict[str, int]:
     """pids of the hub, its proxy (node) and its service."""
-    from tests.docker.test_hub_faults import _children, _cmdline
+    from tests.hubproc import service_pid
 
-    service = next(p for p in _children(hub.proc.pid) if "backendai_hub.service" in _cmdline(p))
+    service = service_pid(hub)
     proxy = int((hub.state / "proxy.pid").read_text().strip())
     return {"hub": hub.proc.pid, "proxy": proxy, "service": service}
 

@@ -13,9 +13,9 @@ import time
 import pytest
 import requests
 
-from tests.docker.test_hub_faults import containers, live_sessions, until
 from tests.engine import EngineRestarts
-from tests.hubproc import admin_token, hub_api, hub_fixture, server_path, stop_server, wait_ready
+from tests.hubproc import (admin_token, containers, hub_api, hub_fixture, live_sessions, server_path, stop_server,
+                           until, wait_ready)
 
 pytestmark = pytest.mark.docker
 
