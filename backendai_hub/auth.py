@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
+import threading
 from datetime import datetime, timedelta, timezone
 
 from jupyterhub.auth import Authenticator
@@ -123,6 +125,19 @@ class BackendAIAuthenticator(Authenticator):
              "X-Real-Ip and X-Forwarded-For from anyone.",
     ).tag(config=True)
 
+    password_checks = Integer(
+        0, min=0, help="""Password hashes (argon2id: 64 MiB of memory and several threads each) the hub computes
+        at once; 0 means the machine's CPU count. Sign-ins beyond it wait their turn, so that a crowd
+        signing in at once costs bounded memory (200 at once took the hub from 190 to 580 MiB unbounded).""",
+    ).tag(config=True)
+
+    _hash_slots: threading.BoundedSemaphore | None = None
+
+    def _hashing(self) -> threading.BoundedSemaphore:
+        if self._hash_slots is None:
+            self._hash_slots = threading.BoundedSemaphore(self.password_checks or os.cpu_count() or 1)
+        return self._hash_slots
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         # fail at hub start, not at first sign-in, when the schema is missing or outdated
@@ -181,12 +196,25 @@ class BackendAIAuthenticator(Authenticator):
 
         Every attempt is recorded in the audit log in the same transaction as the throttle's count:
         success, failure (and the lock it led to), and refusals (locked, inactive).
+
+        The password hash (argon2id: tens of milliseconds of CPU alone, seconds on a loaded machine) is
+        checked between two transactions, never inside one: on SQLite a write transaction holds the
+        database's one write lock, and hashing inside it made every other writer of the hub and the
+        service wait (the load test's "database is locked"). The writing transaction reads the account
+        again and counts the attempt as failed unless the credential it checked is still the one stored,
+        and refuses it if a lock came meanwhile.
         """
+        with self.database.session(readonly=True) as s:
+            account, keypair = self._find(s, login)
+            locked = throttle.locked(s, self._keys(account, login, address))
+        checked = None if locked else self._stored(account, keypair)
+        with self._hashing():
+            ok = checked is not None and self._verify(account, keypair, login, secret)
+            rehash = (hash_password(secret) if ok and keypair is None and password_needs_rehash(account.password_hash)
+                      else None)
         with self.database.session() as s:
             account, keypair = self._find(s, login)
-            # the account's own name, whichever of its names (or keys) was typed: one count, one lock;
-            # a login that names no account is counted as typed, so that locks do not tell them apart
-            keys = throttle.keys_for(account.username if account is not None else login, address)
+            keys = self._keys(account, login, address)
 
             def record(status: AuditStatus, description: str = "", operation: str = "sign-in") -> None:
                 actor = audit.Actor(
@@ -197,12 +225,13 @@ class BackendAIAuthenticator(Authenticator):
                     "user", operation, "POST hub/login", status=status, description=description,
                     entity_id=account.username if account is not None else login[:255]))
 
-            lock = throttle.locked(s, keys)
+            lock = throttle.locked(s, keys) or locked  # locked when read: refused, its secret unchecked
             if lock:
                 self.log.warning("Refused sign-in for %r: %s is locked", login, lock[0])
                 record(AuditStatus.rejected, f"locked ({lock[0]}): too many failed sign-ins")
                 return {"refused": f"too many failed sign-ins; try again in {lock[1]} seconds", "status": 429}
-            user = account if self._verify(account, keypair, login, secret) else None
+            # the secret was checked against what was stored then: it counts only if that is still stored
+            user = account if ok and self._stored(account, keypair) == checked else None
             if user is None:
                 now_locked = throttle.record_failure(s, keys, self.rules)
                 self.log.warning("Failed sign-in for %r from %s", login, address)
@@ -217,12 +246,25 @@ class BackendAIAuthenticator(Authenticator):
                 self.log.warning("Refused sign-in for %s: %s", user.username, refusal)
                 record(AuditStatus.rejected, refusal)
                 return {"refused": refusal, "status": 403}
-            if keypair is None and password_needs_rehash(user.password_hash):
-                user.password_hash = hash_password(secret)
+            if rehash is not None:
+                user.password_hash = rehash
             if keypair is not None:  # a sign-in with the keypair is a use of it (the service notes the rest)
                 keypair.last_used = datetime.now(timezone.utc)
             record(AuditStatus.success)
             return {"model": self._auth_model(user)}
+
+    @staticmethod
+    def _keys(account: User | None, login: str, address: str | None) -> list[str]:
+        # the account's own name, whichever of its names (or keys) was typed: one count, one lock;
+        # a login that names no account is counted as typed, so that locks do not tell them apart
+        return throttle.keys_for(account.username if account is not None else login, address)
+
+    @staticmethod
+    def _stored(account: User | None, keypair: KeyPair | None) -> tuple | None:
+        """What a secret is checked against: the keypair's encrypted secret key, or the password hash."""
+        if keypair is not None:
+            return ("keypair", keypair.access_key, keypair.secret_key_encrypted)
+        return ("password", account.username if account else None, account.password_hash if account else None)
 
     def _find(self, s, login: str) -> tuple[User | None, KeyPair | None]:
         """The account a login names (by access key, email or username, in any case), and the keypair."""
@@ -259,7 +301,7 @@ class BackendAIAuthenticator(Authenticator):
     async def refresh_user(self, user, handler=None):
         """Re-mirror groups and roles from our database; sign out users who were deactivated."""
         def load():
-            with self.database.session() as s:
+            with self.database.session(readonly=True) as s:  # reads only: no write lock on SQLite
                 try:
                     u = users.get(s, user.name)
                 except NotFound:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -143,6 +144,27 @@ def unavailable_error(exc: BaseException, retry_after: int = 5) -> ServiceUnavai
                               retry_after=retry_after)
 
 
+_writer_locks: dict[str, threading.RLock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def sqlite_writer_lock(url: str) -> threading.RLock | None:
+    """The lock this process's writers of the SQLite file at ``url`` take in turn (None: not a SQLite file).
+
+    SQLite has one write lock per file, and a writer that finds it taken polls for it with sleeps of up
+    to 100 ms: with many threads polling, whoever polls at the right moment wins and an unlucky one can
+    lose for longer than the busy timeout ("database is locked"). Queued on this lock, one thread per
+    process asks SQLite and the others are woken the moment it is done, in turn; the processes (hub,
+    service, a CLI) still poll for the file's lock among themselves, one each.
+    """
+    u = make_url(normalize_url(url))
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    key = os.path.realpath(u.database)
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(key, threading.RLock())
+
+
 def describe(exc: BaseException) -> str:
     """The first line of a database error, for the log."""
     orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
@@ -259,6 +281,8 @@ class Database(SingletonConfigurable):
     _readonly_sessionmaker: sessionmaker | None = None
     _box: SecretBox | None = None
     _down_since: float | None = None  # when the database became unavailable (for the log)
+    _writer_lock_url: str | None = None
+    _writer_lock_value: threading.RLock | None = None
 
     @property
     def engine(self) -> Engine:
@@ -301,6 +325,11 @@ class Database(SingletonConfigurable):
             self._sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
             self._readonly_sessionmaker = sessionmaker(self.engine.execution_options(readonly=True),
                                                        expire_on_commit=False)
+        lock = None if readonly else self._writer_lock
+        if lock is not None and not lock.acquire(timeout=self.busy_timeout_ms / 1000):
+            self._unavailable("this process's other writers held it for the whole busy timeout")
+            raise ServiceUnavailable(f"the database is unavailable (it is busy with other writers); retry in "
+                                     f"{self.retry_after} s", retry_after=self.retry_after)
         s = (self._readonly_sessionmaker if readonly else self._sessionmaker)()
         try:
             with s.begin():
@@ -309,15 +338,26 @@ class Database(SingletonConfigurable):
             error = unavailable_error(e, self.retry_after)
             if error is None:
                 raise
-            if self._down_since is None:  # once per outage, not once per request
-                self._down_since = time.monotonic()
-                self.log.warning("backendai-hub database unavailable: %s", describe(e))
+            self._unavailable(describe(e))
             raise error from e
         finally:
             s.close()
+            if lock is not None:
+                lock.release()
         if self._down_since is not None:
             down, self._down_since = time.monotonic() - self._down_since, None
             self.log.info("backendai-hub database reachable again (unavailable for %.1f s)", down)
+
+    def _unavailable(self, why: str) -> None:
+        if self._down_since is None:  # once per outage, not once per request
+            self._down_since = time.monotonic()
+            self.log.warning("backendai-hub database unavailable: %s", why)
+
+    @property
+    def _writer_lock(self) -> threading.RLock | None:
+        if self._writer_lock_url != self.url:
+            self._writer_lock_value, self._writer_lock_url = sqlite_writer_lock(self.url), self.url
+        return self._writer_lock_value
 
     def has_tables(self) -> bool:
         return inspect(self.engine).has_table("domains")

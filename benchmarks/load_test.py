@@ -3,7 +3,8 @@
 ``python -m benchmarks load_test`` (200 users, 300 s, 10 of them spawning) or, for a short run,
 ``python -m benchmarks.load_test --users 20 --seconds 30 --spawners 2``. The environment sets the same:
 BENCH_LOAD_USERS, BENCH_LOAD_SECONDS, BENCH_LOAD_SPAWNERS, BENCH_LOAD_THINK (seconds between a user's
-actions). Reported: requests and 5xx per route, p50/p95/p99 per route, and the RSS of the hub, the proxy
+actions), BENCH_LOAD_DB (``sqlite``, the default, or the URL of a PostgreSQL server's database, e.g. what
+``scripts/ensure-postgres.sh`` prints: a fresh database is made on that server and dropped afterwards). Reported: requests and 5xx per route, p50/p95/p99 per route, and the RSS of the hub, the proxy
 and the service at the start and the end of the run (and their peak). The goal: zero 5xx, memory flat.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -56,9 +58,9 @@ def rss_kib(pid: int) -> int:
 
 def _processes(hub) -> dict[str, int]:
     """pids of the hub, its proxy (node) and its service."""
-    from tests.docker.test_hub_faults import _children, _cmdline
+    from tests.hubproc import service_pid
 
-    service = next(p for p in _children(hub.proc.pid) if "backendai_hub.service" in _cmdline(p))
+    service = service_pid(hub)
     proxy = int((hub.state / "proxy.pid").read_text().strip())
     return {"hub": hub.proc.pid, "proxy": proxy, "service": service}
 
@@ -190,8 +192,41 @@ async def _drive(base: str, names: list[str], password: str, seconds: float, spa
         await asyncio.gather(*(work(u, i) for i, u in enumerate(ready)))
 
 
+@contextlib.contextmanager
+def _database(db: str):
+    """The URL of our database for the run: None (the hub's SQLite file), or a fresh PostgreSQL database."""
+    if db == "sqlite":
+        yield None
+        return
+    from sqlalchemy import create_engine, text
+
+    from backendai_hub.db import normalize_url
+
+    name = "bench_load_" + secrets.token_hex(6)
+    admin = create_engine(normalize_url(db), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{db.rpartition('/')[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def run(*, quick: bool = False, users: int | None = None, seconds: float | None = None,
-        spawners: int | None = None, think: float | None = None) -> dict:
+        spawners: int | None = None, think: float | None = None, db: str | None = None) -> dict:
+    db = db or os.environ.get("BENCH_LOAD_DB", "sqlite")
+    with _database(db) as url:
+        return _run(quick=quick, users=users, seconds=seconds, spawners=spawners, think=think, db_url=url)
+
+
+def _run(*, quick: bool, users: int | None, seconds: float | None, spawners: int | None, think: float | None,
+         db_url: str | None) -> dict:
     sys.path.insert(0, str(REPO))
     from tests.hubproc import HubProcess, run_cli
 
@@ -201,7 +236,8 @@ def run(*, quick: bool = False, users: int | None = None, seconds: float | None 
     think = think or float(os.environ.get("BENCH_LOAD_THINK", 1.0))
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
     hub = HubProcess(work, extra_env={"BACKENDAI_HUB_HOST_CAPACITY": "cpu=64,mem=64g",
-                                      "BACKENDAI_HUB_CULL_INTERVAL": "3600"})
+                                      "BACKENDAI_HUB_CULL_INTERVAL": "3600"}, db_url=db_url)
+    backend = "postgresql" if db_url else "sqlite"
     names = [f"load{secrets.token_hex(2)}{i:03d}" for i in range(users)]
     password = secrets.token_urlsafe(12)
     rec, errors, ready_s = Recorder(), [], []
@@ -215,8 +251,8 @@ def run(*, quick: bool = False, users: int | None = None, seconds: float | None 
         pids = _processes(hub)
         rss_start = {k: rss_kib(p) for k, p in pids.items()}
         peak = dict(rss_start)
-        print(f"hub up at {hub.url}; {users} users ({spawners} spawning) for {seconds:g} s, think {think:g} s",
-              flush=True)
+        print(f"hub up at {hub.url} ({backend}); {users} users ({spawners} spawning) for {seconds:g} s, "
+              f"think {think:g} s; load average {_load_average()}", flush=True)
 
         async def main():
             async def sample():
@@ -232,8 +268,10 @@ def run(*, quick: bool = False, users: int | None = None, seconds: float | None 
                 sampler.cancel()
 
         t0 = time.monotonic()
+        load_start = _load_average()
         asyncio.run(main())
         wall = time.monotonic() - t0
+        load_end = _load_average()
         rss_end = {k: rss_kib(p) for k, p in pids.items()}
     finally:
         hub.stop(keep_sessions=spawners == 0)  # no spawns: no session network to take down
@@ -255,10 +293,12 @@ def run(*, quick: bool = False, users: int | None = None, seconds: float | None 
                                       for k, v in memory.items()))
     total = sum(len(v) for v in rec.times.values())
     print(f"{total} requests in {wall:.0f} s ({total / wall:.0f}/s); 5xx or connection errors: {rec.five_xx()}; "
-          f"spawns ready: {len(ready_s)}; client-side errors: {len(errors)}")
+          f"spawns ready: {len(ready_s)}; client-side errors: {len(errors)}; database {backend}; "
+          f"load average at start {load_start}, at end {load_end} (1, 5, 15 min)")
     for e in errors[:10]:
         print("  " + re.sub(r"\s+", " ", e)[:300])
-    return {"params": {"users": users, "seconds": seconds, "spawners": spawners, "think_s": think},
+    return {"params": {"users": users, "seconds": seconds, "spawners": spawners, "think_s": think, "db": backend},
+            "load_average": {"start": load_start, "end": load_end},
             "routes": rows, "memory": memory, "five_xx": rec.five_xx(), "requests": total, "wall_s": wall,
             "spawn_ready_s": stats([int(s * 1e9) for s in ready_s], "s") if ready_s else None,
             "errors": errors[:50], "error_count": len(errors),
@@ -271,9 +311,10 @@ if __name__ == "__main__":
     p.add_argument("--seconds", type=float)
     p.add_argument("--spawners", type=int)
     p.add_argument("--think", type=float)
+    p.add_argument("--db", help="sqlite (default) or a PostgreSQL URL (a fresh database is made on its server)")
     p.add_argument("--quick", action="store_true")
     a = p.parse_args()
     from .common import write_result
 
     print(write_result("load_test", run(quick=a.quick, users=a.users, seconds=a.seconds, spawners=a.spawners,
-                                         think=a.think)))
+                                         think=a.think, db=a.db)))

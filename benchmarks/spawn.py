@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -13,12 +12,13 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 import requests
 
 from .common import REPO, print_ratios, print_table, ratio, stats
+from .spawn_stages import (DockerEvents, Side, container_facts, container_marks, container_name, log_times,
+                           metrics_stage, stage_rows, stages)
 
 DESCRIPTION = ("spawn-to-ready through the proxy (sequential x10, burst of 20): backendai-hub's embedded "
                "config against plain JupyterHub + DockerSpawner, same image, 1 CPU / 256m")
@@ -28,31 +28,6 @@ OPTIONS_A = {"resources": {"cpu": 1, "mem": "256m"}}  # the plain side gets the 
 SEQUENTIAL, BURST = 10, 20
 READY_TIMEOUT = 240.0  # seconds a spawn may take before it counts as a failure
 HUB_POLL, PROXY_POLL, BURST_POLL = 0.1, 0.05, 0.25
-
-
-class Side:
-    """One hub under test: its public URL, an admin-scoped token, its users and its log."""
-
-    def __init__(self, key: str, label: str):
-        self.key, self.label = key, label
-        self.url = self.token = ""
-        self.log: Path | None = None
-        self.users: list[str] = []
-        self.options: dict = {}
-        self.container_prefix = ""
-        self.labelled = False  # our hub: containers found by label (their names are opaque)
-        self._local = threading.local()
-
-    @property
-    def http(self) -> requests.Session:
-        s = getattr(self._local, "s", None)
-        if s is None:
-            s = self._local.s = requests.Session()
-            s.headers["Authorization"] = f"token {self.token}"
-        return s
-
-    def api(self, method: str, path: str, **kw) -> requests.Response:
-        return self.http.request(method, f"{self.url}/hub/api/{path}", timeout=kw.pop("timeout", 150), **kw)
 
 
 # -- one spawn: POST, wait for the hub to call it ready, then for a 200 through the proxy --------------
@@ -184,178 +159,6 @@ def stop_all(side: Side, users: list[str]) -> list[float]:
         return list(pool.map(lambda u: stop(side, u), users))
 
 
-# -- where the time goes: hub log lines and Docker events, per spawn -----------------------------------
-
-LOG_LINE = re.compile(r"^\[\w (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) [^\]]*\] (.*)$")
-
-
-def _log_times(path: Path) -> list[tuple[float, str]]:
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        m = LOG_LINE.match(line)
-        if m:
-            out.append((datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp(), m.group(2)))
-    return out
-
-
-class DockerEvents:
-    """Container create/start events, collected live (the engine keeps only its last 256 events)."""
-
-    def __init__(self):
-        import docker
-
-        self.events: list[dict] = []
-        self._stream = docker.from_env().events(decode=True, filters={"type": "container",
-                                                                      "event": ["create", "start"]})
-        self._thread = threading.Thread(target=self._collect, daemon=True)
-        self._thread.start()
-
-    def _collect(self) -> None:
-        try:
-            for e in self._stream:
-                attrs = e["Actor"]["Attributes"]
-                self.events.append({"t": e["timeNano"] / 1e9, "action": e["Action"], "name": attrs.get("name", ""),
-                                    "hub_user": attrs.get(HUB_USER_LABEL, "")})
-        except Exception:  # the stream is closed at the end of the run
-            pass
-
-    def close(self) -> list[dict]:
-        try:
-            self._stream.close()
-        except Exception:
-            pass
-        self._thread.join(5)
-        return list(self.events)
-
-
-HUB_USER_LABEL = "ai.backend.hub.user"  # our session containers' names are opaque: found by this label
-
-
-def container_name(side: "Side", user: str) -> str:
-    """The container of ``user``'s server on ``side``: by label on ours, by name on plain DockerSpawner."""
-    if not side.labelled:
-        return f"{side.container_prefix}{user}"
-    import docker
-
-    found = docker.from_env().containers.list(all=True, filters={"label": f"{HUB_USER_LABEL}={user}"})
-    return found[0].name if found else ""
-
-
-CONTAINER_MARKS = (("c_first", ""), ("c_hub", "Updating Hub with activity"), ("c_listening", "is running at"))
-
-
-def container_marks(name: str) -> dict[str, float]:
-    """When the server in a running container logged its first line, reached the hub and listened."""
-    import docker
-
-    try:
-        text = docker.from_env().containers.get(name).logs(timestamps=True).decode(errors="replace")
-    except Exception:
-        return {}
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        stamp, _, msg = line.partition(" ")
-        for key, needle in CONTAINER_MARKS:
-            if key not in out and needle in msg:
-                try:  # RFC 3339 with nanoseconds: keep microseconds for fromisoformat
-                    out[key] = datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
-                except ValueError:
-                    pass
-    return out
-
-
-def _first_after(lines, t0: float, t1: float, needle: str) -> float | None:
-    for t, msg in lines:
-        if t0 - 0.002 <= t <= t1 + 0.5 and needle in msg:
-            return t
-    return None
-
-
-def stages(side: Side, runs: list[dict], lines, events) -> dict[str, list[float]]:
-    """Durations (s) of each stage of each successful spawn, from the hub's log and Docker's events."""
-    out: dict[str, list[float]] = {}
-    for r in runs:
-        if not r.get("ok"):
-            continue
-        u, t0, t1 = r["user"], r["wall0"], r["wall_ready"]
-        mine = [e for e in events if t0 - 0.01 <= e["t"] <= t1
-                and (e["hub_user"] == u if side.labelled else e["name"] == f"{side.container_prefix}{u}")]
-        name = mine[0]["name"] if mine else f"{side.container_prefix}{u}"
-        ev = {e["action"]: e["t"] for e in mine}
-        marks = {
-            "checking": _first_after(lines, t0, t1, f"{u}: checking the request"),
-            "admitted": _first_after(lines, t0, t1, f"{u}: admitted to group"),
-            "creating": _first_after(lines, t0, t1, f"{u}: creating the container"),
-            "docker_start_call": _first_after(lines, t0, t1, f"'{name}' is gone")
-            or _first_after(lines, t0, t1, f"Created container {name} "),
-            "created": ev.get("create"),
-            "started": ev.get("start"),
-            "waiting": _first_after(lines, t0, t1, f"{u}: waiting for the server"),
-            "took": _first_after(lines, t0, t1, f"User {u} took "),
-            **r.get("container_marks", {}),
-        }
-        if side.key == "A":
-            chain = [("request -> spawner.start", "t0", "checking"),
-                     ("  image catalog + tenancy + admission tx", "checking", "admitted"),
-                     ("  network/guard check", "admitted", "creating"),
-                     ("  -> DockerSpawner.start", "creating", "docker_start_call")]
-        else:
-            chain = []
-        chain += [("request -> DockerSpawner.start", "t0", "docker_start_call"),
-                  ("container create", "docker_start_call", "created"),
-                  ("container start", "created", "started"),
-                  ("started -> hub sees server up", "started", "took")]
-        if side.key == "A":
-            chain += [("  ip + egress firewall + mark_running", "started", "waiting")]
-        chain += [("  start -> server's first log line (imports)", "started", "c_first"),
-                  ("  -> server has reached the hub API", "c_first", "c_hub"),
-                  ("  -> server listening", "c_hub", "c_listening"),
-                  ("  listening -> hub's http check passes", "c_listening", "took")]
-        chain += [("hub sees up -> 200 via proxy", "took", "t1")]
-        marks["t0"], marks["t1"] = t0, t1
-        for label, a, b in chain:
-            if marks.get(a) is not None and marks.get(b) is not None:
-                out.setdefault(label, []).append(marks[b] - marks[a])
-    return out
-
-
-def _stage_rows(per_side: dict[str, dict[str, list[float]]]) -> dict[str, dict]:
-    rows = {}
-    for key, st in per_side.items():
-        for label, xs in st.items():
-            rows[f"{key} {label}"] = stats([int(x * 1e9) for x in xs], "ms")
-    return rows
-
-
-def _metrics_stage(side: Side) -> dict[str, tuple[float, float]]:
-    """backendai_hub_spawn_stage_seconds sum and count per stage, from the hub's /hub/metrics."""
-    try:
-        text = side.http.get(f"{side.url}/hub/metrics", timeout=10).text
-    except requests.RequestException:
-        return {}
-    out: dict[str, list[float]] = {}
-    for line in text.splitlines():
-        m = re.match(r'backendai_hub_spawn_stage_seconds_(sum|count)\{stage="(\w+)"\} ([0-9.e+-]+)', line)
-        if m:
-            out.setdefault(m.group(2), [0.0, 0.0])[0 if m.group(1) == "sum" else 1] = float(m.group(3))
-    return {k: (v[0], v[1]) for k, v in out.items()}
-
-
-def _container_facts(name: str) -> dict:
-    """The settings of a running server's container that may change how fast it boots."""
-    import docker
-
-    try:
-        a = docker.from_env().api.inspect_container(name)
-    except Exception as e:
-        return {"error": str(e)}
-    hc = a["HostConfig"]
-    return {"Memory": hc.get("Memory"), "CpuQuota": hc.get("CpuQuota"), "CpusetCpus": hc.get("CpusetCpus"),
-            "ReadonlyRootfs": hc.get("ReadonlyRootfs"), "Tmpfs": hc.get("Tmpfs"), "PidsLimit": hc.get("PidsLimit"),
-            "seccomp": any(o.startswith("seccomp=") for o in hc.get("SecurityOpt") or []),
-            "Runtime": hc.get("Runtime"), "User": a["Config"].get("User")}
-
-
 # -- the two hubs ---------------------------------------------------------------------------------------
 
 def _fixture(users: list[str]) -> dict:
@@ -454,12 +257,14 @@ def _s(xs: list[float]) -> dict:
     return stats([int(x * 1e9) for x in xs], "s")
 
 
-def run(*, quick: bool) -> dict:
+def run(*, quick: bool, sequential: int | None = None, burst_size: int | None = None) -> dict:
+    """``sequential`` rounds (default 10; ``$BENCH_SPAWN_SEQUENTIAL``) and a burst of ``burst_size`` users
+    (default 20; ``$BENCH_SPAWN_BURST``; 0 skips the burst)."""
     _preflight()
-    n_seq = 2 if quick else SEQUENTIAL
-    n_burst = 4 if quick else BURST
+    n_seq = sequential or int(os.environ.get("BENCH_SPAWN_SEQUENTIAL", 2 if quick else SEQUENTIAL))
+    n_burst = burst_size if burst_size is not None else int(os.environ.get("BENCH_SPAWN_BURST", 4 if quick else BURST))
     tok = secrets.token_hex(2)
-    users = {k: [f"bs{k.lower()}{tok}{i:02d}" for i in range(n_burst + 1)] for k in "AB"}
+    users = {k: [f"bs{k.lower()}{tok}{i:03d}" for i in range(n_burst + 1)] for k in "AB"}
     seq_user = {k: users[k][-1] for k in "AB"}
     burst_users = {k: users[k][:-1] for k in "AB"}
     A, B = Side("A", "backendai-hub"), Side("B", "plain DockerSpawner")
@@ -488,7 +293,7 @@ def run(*, quick: bool) -> dict:
         seq = {"A": [], "B": []}
         stops = {"A": [], "B": []}
         containers: dict[str, dict] = {}
-        m0 = _metrics_stage(A)
+        m0 = metrics_stage(A)
         for i in range(n_seq):
             for k in ("AB" if i % 2 == 0 else "BA"):
                 res = spawn(sides[k], seq_user[k])
@@ -496,7 +301,7 @@ def run(*, quick: bool) -> dict:
                 if res["ok"]:
                     res["container_marks"] = container_marks(container_name(sides[k], seq_user[k]))
                 if res["ok"] and k not in containers:
-                    containers[k] = _container_facts(container_name(sides[k], seq_user[k]))
+                    containers[k] = container_facts(container_name(sides[k], seq_user[k]))
                 if res["ok"]:
                     stops[k].append(stop(sides[k], seq_user[k]))
                 else:
@@ -506,11 +311,12 @@ def run(*, quick: bool) -> dict:
                         pass
             print(f"  sequential {i + 1}/{n_seq}: " + ", ".join(
                 f"{k} {seq[k][-1].get('ready_s', float('nan')):.2f} s" for k in "AB"), flush=True)
-        m1 = _metrics_stage(A)
+        m1 = metrics_stage(A)
 
         # burst: each side alone on the machine, A first then B, with a pause in between
-        bursts = {}
-        for k in "AB":
+        bursts = {k: {"results": [], "failures": 0, "errors": [], "total_s": float("nan"),
+                      "total_incl_failures_s": float("nan")} for k in "AB"}
+        for k in ("AB" if n_burst else ""):
             bursts[k] = burst(sides[k], burst_users[k])
             b = bursts[k]
             print(f"  burst {k}: {n_burst} users, all answered in {b['total_incl_failures_s']:.2f} s, "
@@ -520,11 +326,11 @@ def run(*, quick: bool) -> dict:
                     res["container_marks"] = container_marks(container_name(sides[k], res["user"]))
             stop_all(sides[k], burst_users[k])
             time.sleep(2)
-        m2 = _metrics_stage(A)
+        m2 = metrics_stage(A)
 
         # attribution from the logs and the engine's events
         events = docker_events.close()
-        lines = {k: _log_times(sides[k].log) for k in "AB"}
+        lines = {k: log_times(sides[k].log) for k in "AB"}
         seq_stages = {k: stages(sides[k], seq[k], lines[k], events) for k in "AB"}
         burst_stages = {k: stages(sides[k], bursts[k]["results"], lines[k], events) for k in "AB"}
     finally:
@@ -579,8 +385,8 @@ def run(*, quick: bool) -> dict:
             print(f"  {sides[k].label} burst errors: {bursts[k]['errors']}")
 
     print_table("Where the time goes, sequential (p50 per stage; from hub logs and Docker events)",
-                _stage_rows(seq_stages), columns=("n", "p50", "p95", "mean"))
-    print_table("Where the time goes, burst", _stage_rows(burst_stages), columns=("n", "p50", "p95", "max"))
+                stage_rows(seq_stages), columns=("n", "p50", "p95", "mean"))
+    print_table("Where the time goes, burst", stage_rows(burst_stages), columns=("n", "p50", "p95", "max"))
     metr = {}
     for label, (a, b) in (("sequential", (m0, m1)), ("burst", (m1, m2))):
         for stage, (s1, c1) in b.items():
@@ -605,9 +411,22 @@ def run(*, quick: bool) -> dict:
         "stop": {k: stop_stats[k] for k in "AB"},
         "burst": {k: {"per_user": burst_user[k], "total_s": bursts[k]["total_incl_failures_s"],
                       "failures": bursts[k]["failures"], "errors": bursts[k]["errors"]} for k in "AB"},
-        "stages_ms": {"sequential": _stage_rows(seq_stages), "burst": _stage_rows(burst_stages)},
+        "stages_ms": {"sequential": stage_rows(seq_stages), "burst": stage_rows(burst_stages)},
         "backendai_stage_metrics": metr,
         "containers": containers,
         "ratios": ratios,
         "goal_met": goal_met,
     }
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from .common import write_result
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.spawn", description=DESCRIPTION)
+    p.add_argument("--sequential", type=int, help=f"sequential rounds (default {SEQUENTIAL})")
+    p.add_argument("--burst", type=int, help=f"users in the burst (default {BURST}; 0: no burst)")
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args()
+    print(write_result("spawn", run(quick=a.quick, sequential=a.sequential, burst_size=a.burst)))

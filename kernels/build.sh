@@ -48,6 +48,27 @@ sha() { sha256sum | cut -c1-16; }
 label_of() { docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
 is_root() { [[ "$(id -u)" == 0 ]]; }
+# whether image $1 exists and was built from input hash $2
+is_current() { [[ -n "$(image_id "$1")" && "$(label_of "$1" "$hash_label")" == "$2" ]]; }
+# `docker build --network none` of context dir $2 as image $1, labelled with input hash $3, its log in
+# $kcache/build-$4.log, the rest of the arguments passed on (--build-arg ...); the context is removed
+# afterwards, and the image this build replaced too when nothing else uses it. Sets built_s (seconds).
+build_image() {
+  local tag="$1" ctx="$2" input="$3" logf="$kcache/build-$4.log" old_id new_id t0
+  shift 4
+  old_id="$(image_id "$tag")"
+  log "docker build --network none $tag ..."
+  t0=$SECONDS
+  docker build --network none --pull=false "$@" --label "$hash_label=$input" -t "$tag" "$ctx" >"$logf" 2>&1 \
+    || { tail -n 40 "$logf" >&2; die "docker build of $tag failed (log: $logf)"; }
+  rm -rf "$ctx"
+  built_s=$((SECONDS - t0))
+  new_id="$(image_id "$tag")"
+  if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then docker rmi "$old_id" >/dev/null 2>&1 || true; fi
+}
+# the session images' runtime settings (environment, labels, user, entry point), appended to the final
+# stage of the notebook and R Dockerfiles: $1 the image's Dockerfile, $2 the context's
+session_dockerfile() { cat "$1" "$here/session.dockerfile" >"$2"; }
 is_debian_like() {
   local ids=""
   [[ -r /etc/os-release ]] && ids="$(. /etc/os-release && echo "${ID:-} ${ID_LIKE:-}")"
@@ -224,37 +245,24 @@ LABEXT_CACHE="$kcache/labextension-cache" bash "$root/labextension/build.sh" "$l
   || die "could not build the labextension wheel (labextension/build.sh)"
 nb_hash="$( {
   echo "$recipe $base_id $base_distro $pyver"
-  cat "$nb_dir/Dockerfile" "$req" "$nb_dir/code-log-banner.sh"
+  cat "$nb_dir/Dockerfile" "$here/session.dockerfile" "$req" "$nb_dir/code-log-banner.sh"
   (cd "$wheelhouse" && find . -name '*.whl' -printf '%P %s\n' | LC_ALL=C sort)
   cat "$session_wheels"/*.whl "$labext_wheels"/*.whl
 } | sha)"
-old_id="$(image_id "$nb_tag")"
-if [[ -n "$old_id" && "$(label_of "$nb_tag" "$hash_label")" == "$nb_hash" ]]; then
+if is_current "$nb_tag" "$nb_hash"; then
   nb_status="cached (input $nb_hash)"
 else
   ctx="$kcache/context-notebook"
   rm -rf "$ctx"
   mkdir -p "$ctx/wheels"
-  cp "$nb_dir/Dockerfile" "$req" "$nb_dir/code-log-banner.sh" "$ctx/"
+  session_dockerfile "$nb_dir/Dockerfile" "$ctx/Dockerfile"
+  cp "$req" "$nb_dir/code-log-banner.sh" "$ctx/"
   cp "$session_wheels"/*.whl "$labext_wheels"/*.whl "$ctx/wheels/"
   # Hard links keep the context free to assemble; fall back to copies across filesystems.
   cp -l "$wheelhouse"/*.whl "$ctx/wheels/" 2>/dev/null || cp "$wheelhouse"/*.whl "$ctx/wheels/"
-  log "docker build --network none $nb_tag (classic builder) ..."
-  t0=$SECONDS
-  docker build --network none --pull=false \
-    --build-arg BASE_IMAGE="$base" \
-    --build-arg BASE_DISTRO="$base_distro" \
-    --build-arg PYTHON_VERSION="$pyver" \
-    --label "$hash_label=$nb_hash" \
-    -t "$nb_tag" "$ctx" >"$kcache/build-notebook.log" 2>&1 \
-    || { tail -n 40 "$kcache/build-notebook.log" >&2; die "docker build failed (log: $kcache/build-notebook.log)"; }
-  rm -rf "$ctx"
-  nb_status="built in $((SECONDS - t0))s (input $nb_hash)"
-  # The image this build replaced, if nothing else refers to it any more.
-  new_id="$(image_id "$nb_tag")"
-  if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then
-    docker rmi "$old_id" >/dev/null 2>&1 || true
-  fi
+  build_image "$nb_tag" "$ctx" "$nb_hash" notebook \
+    --build-arg BASE_IMAGE="$base" --build-arg BASE_DISTRO="$base_distro" --build-arg PYTHON_VERSION="$pyver"
+  nb_status="built in ${built_s}s (input $nb_hash)"
 fi
 docker tag "$nb_tag" "$alias_tag"
 
@@ -274,7 +282,7 @@ sh_status="skipped (SHELL_IMAGE=0)"
 sh_tag="backendai-hub/shell:latest"
 build_shell_image() {
   local sh_dir="$here/shell" debs="$kcache/shell-debs" wh="$cache/wheelhouse-shell" ctx="$kcache/context-shell"
-  local host_distro pkgs sh_hash old_id t0
+  local host_distro pkgs sh_hash
   host_distro="$(. /etc/os-release && echo "${ID}${VERSION_ID:-}")"
   # the .debs come from the host's apt: it must be the base image's release
   [[ "$host_distro" == "$base_distro" ]] || die "the shell image's packages are fetched with the host's apt, \
@@ -323,8 +331,7 @@ which is $host_distro, not the base image's $base_distro: build on a $base_distr
   fi
   # 3. the image, on the notebook image just built
   sh_hash="$( { echo "$recipe $(image_id "$nb_tag")"; cat "$sh_dir"/*; cat "$debs/.stamp" "$wh/.stamp"; } | sha)"
-  old_id="$(image_id "$sh_tag")"
-  if [[ -n "$old_id" && "$(label_of "$sh_tag" "$hash_label")" == "$sh_hash" ]]; then
+  if is_current "$sh_tag" "$sh_hash"; then
     sh_status="cached (input $sh_hash)"
     return 0
   fi
@@ -332,16 +339,8 @@ which is $host_distro, not the base image's $base_distro: build on a $base_distr
   cp "$sh_dir"/Dockerfile "$sh_dir"/*.txt "$sh_dir"/*.conf "$sh_dir"/*.py "$sh_dir"/*.json "$ctx/"
   cp -l "$debs"/*.deb "$ctx/debs/" 2>/dev/null || cp "$debs"/*.deb "$ctx/debs/"
   cp -l "$wh"/*.whl "$ctx/cli-wheels/" 2>/dev/null || cp "$wh"/*.whl "$ctx/cli-wheels/"
-  log "docker build --network none $sh_tag ..."
-  t0=$SECONDS
-  docker build --network none --pull=false --build-arg NOTEBOOK_IMAGE="$nb_tag" \
-    --label "$hash_label=$sh_hash" -t "$sh_tag" "$ctx" >"$kcache/build-shell.log" 2>&1 \
-    || { tail -n 40 "$kcache/build-shell.log" >&2; die "docker build (shell) failed (log: $kcache/build-shell.log)"; }
-  rm -rf "$ctx"
-  sh_status="built in $((SECONDS - t0))s (input $sh_hash)"
-  local new_id
-  new_id="$(image_id "$sh_tag")"
-  if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then docker rmi "$old_id" >/dev/null 2>&1 || true; fi
+  build_image "$sh_tag" "$ctx" "$sh_hash" shell --build-arg NOTEBOOK_IMAGE="$nb_tag"
+  sh_status="built in ${built_s}s (input $sh_hash)"
 }
 if [[ "${SHELL_IMAGE:-1}" != 0 ]]; then build_shell_image; fi
 

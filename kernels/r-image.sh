@@ -70,34 +70,22 @@ r_path="/usr/bin/R"
 [[ "$have_r" == - ]] || r_path="$have_r"
 r_hash="$( {
   echo "$recipe $nb_id $base_distro $pyver $service_ports $r_path"
-  cat "$r_dir/Dockerfile" "$r_dir/kernel.json"
+  cat "$r_dir/Dockerfile" "$here/session.dockerfile" "$r_dir/kernel.json"
   (cd "$debs" && find . -name '*.deb' -printf '%P %s\n' | LC_ALL=C sort)
 } | sha)"
-r_old_id="$(image_id "$r_tag")"
-if [[ -n "$r_old_id" && "$(label_of "$r_tag" "$hash_label")" == "$r_hash" ]]; then
+if is_current "$r_tag" "$r_hash"; then
   r_status="cached (input $r_hash; $debs_status)"
 else
   ctx="$kcache/context-r"
   rm -rf "$ctx"
   mkdir -p "$ctx/debs"
-  cp "$r_dir/Dockerfile" "$r_dir/kernel.json" "$ctx/"
+  session_dockerfile "$r_dir/Dockerfile" "$ctx/Dockerfile"
+  cp "$r_dir/kernel.json" "$ctx/"
   find "$debs" -name '*.deb' -exec cp -l {} "$ctx/debs/" \; 2>/dev/null || find "$debs" -name '*.deb' -exec cp {} "$ctx/debs/" \;
   what="R"; [[ "$with_rstudio" == 0 ]] || what="R + RStudio Server"
-  log "docker build --network none $r_tag ($what) ..."
-  t0=$SECONDS
-  docker build --network none --pull=false \
-    --build-arg NOTEBOOK_IMAGE="$nb_tag" \
-    --build-arg BASE_DISTRO="$base_distro" \
-    --build-arg PYTHON_VERSION="$pyver" \
-    --build-arg SERVICE_PORTS="$service_ports" \
-    --build-arg R_PATH="$r_path" \
-    --label "$hash_label=$r_hash" \
-    -t "$r_tag" "$ctx" >"$kcache/build-r.log" 2>&1 \
-    || { tail -n 40 "$kcache/build-r.log" >&2; die "docker build of the R image failed (log: $kcache/build-r.log)"; }
-  rm -rf "$ctx"
-  r_status="built in $((SECONDS - t0))s (input $r_hash; $debs_status; service ports $service_ports)"
-  r_new_id="$(image_id "$r_tag")"
-  if [[ -n "$r_old_id" && "$r_old_id" != "$r_new_id" ]]; then
-    docker rmi "$r_old_id" >/dev/null 2>&1 || true
-  fi
+  log "the R image: $what"
+  build_image "$r_tag" "$ctx" "$r_hash" r \
+    --build-arg NOTEBOOK_IMAGE="$nb_tag" --build-arg BASE_DISTRO="$base_distro" --build-arg PYTHON_VERSION="$pyver" \
+    --build-arg SERVICE_PORTS="$service_ports" --build-arg RUNTIME_PATH="$r_path"
+  r_status="built in ${built_s}s (input $r_hash; $debs_status; service ports $service_ports)"
 fi

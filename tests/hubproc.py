@@ -80,14 +80,18 @@ def wait_for_hub(url: str, proc: subprocess.Popen, log: Path, timeout: float, wh
 class HubProcess:
     """A JupyterHub started from the repository's jupyterhub_config.py, in its own state dir."""
 
-    def __init__(self, state: Path, extra_env: dict | None = None):
+    def __init__(self, state: Path, extra_env: dict | None = None, db_url: str | None = None):
         self.state = state
+        # our database: the SQLite file in the state dir unless a URL is given (e.g. PostgreSQL)
+        self.db_url = db_url or f"sqlite:///{state / 'backendai_hub.sqlite'}"
         self.port = free_port_block(4)
         self.url = f"http://127.0.0.1:{self.port}"
         self.network = f"bhub-test-{uuid.uuid4().hex[:8]}"
         self.env = {**os.environ, "BACKENDAI_HUB_STATE": str(state), "BACKENDAI_HUB_PORT": str(self.port),
                     "BACKENDAI_HUB_NETWORK": self.network, **(extra_env or {})}
         self.env.pop("BACKENDAI_HUB_DB_URL", None)
+        if db_url:
+            self.env["BACKENDAI_HUB_DB_URL"] = db_url
         self.proc: subprocess.Popen | None = None
         self.log = state / "hub.log"
 
@@ -190,7 +194,7 @@ def session_container(hub: HubProcess, user: str = "demo", name: str = ""):
 
 def run_cli(hub: HubProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """`backendai-hub` against the hub's database (local mode)."""
-    env = {**os.environ, "BACKENDAI_HUB_DB_URL": f"sqlite:///{hub.state / 'backendai_hub.sqlite'}",
+    env = {**os.environ, "BACKENDAI_HUB_DB_URL": hub.db_url,
            "BACKENDAI_HUB_CRYPT_KEY_FILE": str(hub.state / "backendai_hub.key")}
     env.pop("BACKENDAI_HUB_CRYPT_KEY", None)
     return subprocess.run([sys.executable, "-m", "backendai_hub.cli", *args], input=stdin, text=True,
@@ -237,3 +241,78 @@ def stop_server(hub: HubProcess, token: str, user: str = "demo", name: str = "")
     deadline = time.monotonic() + 60
     while name in hub_api(hub, token, "GET", f"users/{user}").json()["servers"] and time.monotonic() < deadline:
         time.sleep(0.3)
+
+
+# -- processes, containers and sessions of a hub, for the fault tests -----------------------------------
+
+def until(what: str, check, timeout: float = 60):
+    """Poll ``check()`` every 0.5 s until it returns something true (returned); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def service_pid(hub: HubProcess) -> int:
+    """The pid of the hub's REST service (the hub's child)."""
+    found = [p for p in children(hub.proc.pid) if "backendai_hub.service" in cmdline(p)]
+    assert found, "the hub's service process"
+    return found[0]
+
+
+def kill_hub(hub: HubProcess) -> None:
+    """SIGKILL the hub process: it cleans nothing up. The proxy lives on (the restarted hub finds it);
+    the service, which the hub started in a session of its own, follows its parent (PDEATHSIG)."""
+    service = service_pid(hub)
+    os.kill(hub.proc.pid, signal.SIGKILL)
+    hub.proc.wait(10)
+    until("the service exits with its hub", lambda: not Path(f"/proc/{service}").exists(), 30)
+
+
+def containers(hub: HubProcess, name: str, user: str = "demo") -> list:
+    """The containers (any state) of ``user``'s server ``name`` on the hub's session network."""
+    import docker
+
+    from backendai_hub.spawner.names import label_filters
+
+    return docker.from_env().containers.list(all=True, filters={**label_filters(user, name),
+                                                                "network": hub.network})
+
+
+def live_sessions(hub: HubProcess) -> list[tuple[str, str]]:
+    """(server name, status) of the sessions our database holds as starting or running."""
+    from sqlalchemy import create_engine, text
+
+    from backendai_hub.db import normalize_url
+
+    engine = create_engine(normalize_url(hub.db_url))
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT server_name, status FROM sessions WHERE status IN ('starting', 'running')"))]
+    finally:
+        engine.dispose()

@@ -118,6 +118,10 @@ class MockSpawner(BackendAISpawner):
         # as DockerSpawner: a container that is gone reads as exited with 0
         return None if self.container is not None and self.container.running else 0
 
+    async def discard_exited_container(self) -> None:
+        if self.container is not None and not self.container.running:
+            self.container = None
+
 
 class SlowSpawner(MockSpawner):
     """The container takes ``delay`` seconds to create."""

@@ -397,6 +397,10 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMix
         # vfolders at /home/work/<name>, read-only where the effective permission is ro
         self.extra_host_config["mounts"] = [*self.extra_host_config.get("mounts", self.mount_binds),
                                             *(m.docker() for m in mounts)]
+        # removed by stop(), by poll() once it has exited, or by the reconciler, never by the engine itself:
+        # Docker before 24.0 removes a running auto-remove container when it restarts with live-restore
+        # (moby/moby#46308), which would end every session that live-restore is there to keep
+        self.extra_host_config["auto_remove"] = False
         # no hostname, aliases or links: other sessions resolve each of them (Docker's embedded DNS)
         self.extra_create_kwargs = {**jail_create_kwargs(self.jail_settings),
                                     "labels": session_labels(self.user.name, self.name, self.session_id,
@@ -427,6 +431,11 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMix
         """None while the container runs, else its exit status (DockerSpawner's poll)."""
         return await super().poll()
 
+    async def discard_exited_container(self) -> None:
+        """Remove the container once it has exited (what the engine's auto-remove did; see ``_apply``)."""
+        if self.object_id:
+            await super().remove_object()  # one already gone or being removed is no error
+
     # -- stop, poll, release --------------------------------------------------------------------------
 
     async def _release(self, reason: str, sid: int | None = None, tag: str | None = None) -> None:
@@ -449,5 +458,8 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMix
         sid, tag = self.session_id, self.firewall_tag
         status = await self.container_status()
         if status is not None:
-            await self._release(f"container exited ({status})", sid, tag)
+            try:
+                await self.discard_exited_container()
+            finally:
+                await self._release(f"container exited ({status})", sid, tag)
         return status

@@ -4,16 +4,12 @@ converges the engine, the sessions table and the hub (real hub, proxy, service a
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from pathlib import Path
 
-import docker
 import pytest
 
-from backendai_hub.spawner.names import label_filters
-from tests.hubproc import admin_token, hub_api, hub_fixture, run_cli, server_path, stop_server, wait_ready
+from tests.hubproc import (admin_token, containers, hub_api, hub_fixture, kill_hub, live_sessions, run_cli,
+                           server_path, stop_server, until, wait_ready)
 
 pytestmark = pytest.mark.docker
 
@@ -23,68 +19,12 @@ hub = hub_fixture("hub-faults", BACKENDAI_HUB_CULL_INTERVAL="1", BACKENDAI_HUB_R
                   BACKENDAI_HUB_EXTRA_CONFIG=str(Path(__file__).with_name("stalling_config.py")))
 
 
-def containers(hub, name: str) -> list:
-    return docker.from_env().containers.list(all=True, filters={**label_filters("demo", name),
-                                                                "network": hub.network})
-
-
 def rows(hub) -> list[tuple[str, str, str]]:
     import json
 
     out = run_cli(hub, "-o", "json", "audit", "list", "--entity-type", "session", "--limit", "200")
     assert out.returncode == 0, out.stderr
     return [(r["entity_id"], r["operation"], r["description"]) for r in json.loads(out.stdout)]
-
-
-def live_sessions(hub) -> list[tuple[str, str]]:
-    import sqlite3
-
-    con = sqlite3.connect(hub.state / "backendai_hub.sqlite")
-    try:
-        return con.execute("SELECT server_name, status FROM sessions WHERE status IN ('starting', 'running')"
-                           ).fetchall()
-    finally:
-        con.close()
-
-
-def kill_hub(hub) -> None:
-    """SIGKILL the hub process: it cleans nothing up. The proxy lives on (the restarted hub finds it);
-    the service, which the hub started in a session of its own, follows its parent (PDEATHSIG)."""
-    service = [p for p in _children(hub.proc.pid) if "backendai_hub.service" in _cmdline(p)]
-    assert service, "the hub's service process"
-    os.kill(hub.proc.pid, signal.SIGKILL)
-    hub.proc.wait(10)
-    until("the service exits with its hub", lambda: not Path(f"/proc/{service[0]}").exists(), 30)
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def until(what, check, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout}s")
 
 
 @pytest.mark.parametrize("stage", ["stall-admitted", "stall-started"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.hubproc import (admin_token, hub_api, hub_fixture, server_path, service_api, session_container,
-                           stop_server, wait_ready)
+                           stop_server, until, wait_ready)
 
 pytestmark = pytest.mark.docker
 
@@ -34,16 +34,6 @@ def session_usage(hub, token, name: str) -> dict:
 def used_cpu(hub, token) -> float:
     got = session_usage(hub, token, "burn")["totals"]
     return got["used"]["cpu_seconds"] if got else 0.0
-
-
-def until(what, check, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout}s")
 
 
 def test_a_session_burning_known_cpu_shows_it_within_ten_percent(hub):
