@@ -53,8 +53,22 @@ class CompatTusDownloadHandler(_TokenAuth, DownloadHandler):
         return self.claims["path"]
 
 
+TUS_PATH = "folders/_/tus/"  # then upload or download: under the service prefix, or the transfer listener's path
+
+
+def transfer_url(settings, protocol: str, host: str, what: str) -> str:
+    """The URL of a token route (``upload``, ``download``) to hand a client: under the transfer
+    listener's public URL when there is one (``BackendAIService.transfer_bind_url``), else under the
+    service's prefix at the address the request came to (the hub's proxy)."""
+    public = settings.get("transfer_public_url")
+    if public:
+        return f"{public}{TUS_PATH}{what}"
+    prefix = settings.get("service_prefix", "/services/backendai/")
+    return f"{protocol}://{host}{prefix}{TUS_PATH}{what}"
+
+
 # relative to the service prefix (the URLs request-upload and request-download answer)
 ROUTES = [
-    (r"folders/_/tus/upload", CompatTusUploadHandler),
-    (r"folders/_/tus/download", CompatTusDownloadHandler),
+    (rf"{TUS_PATH}upload", CompatTusUploadHandler),
+    (rf"{TUS_PATH}download", CompatTusDownloadHandler),
 ]
