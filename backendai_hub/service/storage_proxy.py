@@ -11,10 +11,15 @@ from .downloads import DownloadHandler
 from .uploads import UploadHandler
 
 
-def token_secret(handler: web.RequestHandler) -> bytes:
-    """What signs the transfer tokens: the service's cookie secret."""
-    secret = handler.settings.get("cookie_secret") or b"backendai-hub"
-    return secret if isinstance(secret, bytes) else str(secret).encode()
+def token_secret(handler: web.RequestHandler | web.Application) -> bytes:
+    """What signs the transfer tokens: a key derived from the database's crypt key, so that a token
+    handed out outlives a restart of the service (an upload it names resumes after one), which the
+    cookie secret (new at every start) would not."""
+    settings = handler.settings
+    secret = settings.get("transfer_token_secret")
+    if secret is None:
+        secret = settings["transfer_token_secret"] = settings["db"].secrets.derive("transfer-tokens")
+    return secret
 
 
 class _TokenAuth:

@@ -344,3 +344,119 @@ async def test_the_backend_ai_client_uploads_and_downloads_through_the_listener(
     # the bytes went to the listener: its access log has the PATCH and the GET
     assert any(line.startswith("PATCH /folders/_/tus/upload 204") for line in svc.seen), svc.seen
     assert any(line.startswith("GET /folders/_/tus/download 200") for line in svc.seen), svc.seen
+
+
+# -- faults on the listener's path -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def proc_listener(tmp_path):
+    """The service as the hub runs it (``python -m backendai_hub.service``), its listener configured."""
+    from tests.integration.test_transfer_faults import ServiceProcess
+    from tests.integration.vfolder_harness import make_template
+
+    make_template(tmp_path)
+    import shutil
+
+    shutil.copy(tmp_path / "template.sqlite", tmp_path / "db.sqlite")
+    (tmp_path / "key").chmod(0o600)
+    service = ServiceProcess(tmp_path)
+    service.lport = free_port_block(1)
+    from backendai_hub.service.server import CONFIG_ENV
+
+    config = json.loads(service.env[CONFIG_ENV])
+    config["BackendAIService"] = {"transfer_bind_url": f"http://127.0.0.1:{service.lport}"}
+    service.env[CONFIG_ENV] = json.dumps(config)
+    await service.start()
+    yield service
+    service.stop()
+
+
+async def test_an_upload_to_the_listener_cut_by_a_killed_service_resumes_after_its_restart(proc_listener):
+    import asyncio
+
+    svc = proc_listener
+    code, vf = await svc.call("alice", "POST", "vfolders", {"name": "data", "quota": "64m"})
+    assert code == 201, vf
+    folder = svc.vfolders / vf["id"][:2] / vf["id"]
+    blob = os.urandom(24 * MiB)
+    token, url = await grant(svc, "upload", "big.bin", size=len(blob))
+    assert url == f"http://127.0.0.1:{svc.lport}/folders/_/tus/upload"  # main() started the listener
+    part = next((folder / ".upload").glob("*.part"))
+    reader, writer = await asyncio.open_connection("127.0.0.1", svc.lport)
+    writer.write(f"PATCH /folders/_/tus/upload?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{svc.lport}\r\n"
+                 f"Tus-Resumable: 1.0.0\r\nContent-Type: {OCTETS}\r\nUpload-Offset: 0\r\n"
+                 f"Content-Length: {len(blob)}\r\n\r\n".encode())
+    for i in range(0, 16 * MiB, 256 * 1024):
+        writer.write(blob[i:i + 256 * 1024])
+        await writer.drain()
+    for _ in range(600):  # until the service has put some of it on disk
+        if part.stat().st_size >= 8 * MiB:
+            break
+        await asyncio.sleep(0.05)
+    assert part.stat().st_size >= 8 * MiB
+    svc.kill()
+    writer.close()
+    assert not (folder / "big.bin").exists()  # nothing half written at the file's path
+    await svc.start()
+    for _ in range(100):  # the listener is up again (it binds after the main port)
+        try:
+            resp = await send(f"{url}?token={token}", "HEAD", headers=TUS)
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    assert resp.code == 200
+    offset = int(resp.headers["Upload-Offset"])
+    assert 8 * MiB <= offset <= 16 * MiB and offset == part.stat().st_size
+    resp = await send(f"{url}?token={token}", "PATCH", blob[offset:],
+                      {**TUS, "Content-Type": OCTETS, "Upload-Offset": str(offset)})
+    assert resp.code == 204 and resp.headers["Upload-Offset"] == str(len(blob)), resp.body
+    token, url = await grant(svc, "download", "big.bin")
+    resp = await send(f"{url}?token={token}", "GET")
+    assert resp.code == 200 and sha256(resp.body) == sha256(blob)
+    assert not (folder / ".upload").exists()
+
+
+class SmallHostListenerService(ListenerService):
+    """The listener's service on a 24 MiB tmpfs storage host."""
+
+    def __init__(self, template, workdir, **kw):
+        from tests.integration.test_transfer_faults import mount_tmpfs
+
+        self.host_root = workdir / "vf-local"
+        mount_tmpfs(self.host_root, "24m")
+        super().__init__(template, workdir, **kw)
+
+    def stop(self):
+        import subprocess
+
+        super().stop()
+        subprocess.run(["umount", str(self.host_root)], check=False, capture_output=True)
+
+
+small_svc = service_fixtures(SmallHostListenerService).svc
+
+
+async def test_a_full_storage_host_is_a_clear_507_on_the_listener_and_the_upload_resumes(small_svc):
+    from tests.integration.test_transfer_faults import fill
+
+    svc = small_svc
+    code, vf = await svc.call("alice", "POST", "vfolders", {"name": "data", "quota": "64m"})
+    assert code == 201, vf
+    blob = os.urandom(12 * MiB)
+    token, url = await grant(svc, "upload", "big.bin", size=len(blob))
+    fill(svc.host_root, leave=5 * MiB)
+    resp = await send(f"{url}?token={token}", "PATCH", blob, {**TUS, "Content-Type": OCTETS, "Upload-Offset": "0",
+                                                                "Origin": HUB})
+    assert resp.code == 507 and json.loads(resp.body)["error"] == "InsufficientStorage", resp.body
+    assert resp.headers["Access-Control-Allow-Origin"] == HUB  # a browser can read why
+    code, listing = await svc.call("alice", "GET", "vfolders/data/files")
+    assert code == 200 and listing["items"] == []  # no half-visible file
+    offset = int((await send(f"{url}?token={token}", "HEAD", headers=TUS)).headers["Upload-Offset"])
+    assert 0 < offset < len(blob)
+    os.unlink(svc.host_root / "filler")
+    resp = await send(f"{url}?token={token}", "PATCH", blob[offset:],
+                      {**TUS, "Content-Type": OCTETS, "Upload-Offset": str(offset)})
+    assert resp.code == 204, resp.body
+    token, url = await grant(svc, "download", "big.bin")
+    assert sha256((await send(f"{url}?token={token}", "GET")).body) == sha256(blob)
