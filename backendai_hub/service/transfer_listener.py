@@ -28,7 +28,7 @@ ALLOW_HEADERS = ("Tus-Resumable, Upload-Offset, Upload-Length, Upload-Metadata, 
 EXPOSE_HEADERS = ("Upload-Offset, Upload-Length, Location, Tus-Resumable, Tus-Version, Tus-Extension, "
                   "Tus-Max-Size, Content-Range, Content-Length, Content-Disposition, Accept-Ranges, "
                   "X-Request-ID")
-ALLOW_METHODS = {"upload": "HEAD, PATCH, DELETE, OPTIONS", "download": "GET, HEAD, OPTIONS"}
+ALLOW_METHODS = {"upload": "HEAD, PATCH, DELETE, OPTIONS", "download": "GET, OPTIONS"}
 PREFLIGHT_MAX_AGE = 600
 
 

@@ -44,9 +44,14 @@ class ListenerService(Service):
         self.listener = start_listener(self.app, traits.transfer_listener_settings(),
                                        allowed_origins=traits.transfer_allowed_origins, **traits.http_server_options())
         self.lbase = f"{scheme}://127.0.0.1:{self.lport}"
-        self.seen: list[str] = []  # what the listener served (its access log)
-        self.listener.request_callback.settings.maps[0]["log_function"] = \
-            lambda h: self.seen.append(f"{h.request.method} {h.request.path} {h.get_status()}")
+        self.seen: list[str] = []  # what the listener served, beside its access log
+        access_log = self.app.settings["log_function"]
+
+        def log(handler):
+            self.seen.append(f"{handler.request.method} {handler.request.path} {handler.get_status()}")
+            access_log(handler)
+
+        self.listener.request_callback.settings.maps[0]["log_function"] = log
 
     def stop(self):
         self.listener.stop()
@@ -149,6 +154,20 @@ async def test_the_listener_serves_nothing_but_the_token_routes(svc):
     assert code == 200
     resp = await send(f"{url}?token={token}", "HEAD", headers=TUS)
     assert resp.code in (401, 403), resp.code
+
+
+async def test_tokens_never_reach_the_listeners_access_log(svc, caplog):
+    import logging
+
+    token, url = await grant(svc, "upload", "t.bin", size=3)
+    with caplog.at_level(logging.INFO, logger="tornado.access"):
+        resp = await send(f"{url}?token={token}", "PATCH", b"abc", {**TUS, "Content-Type": OCTETS, "Upload-Offset": "0"})
+        assert resp.code == 204
+        resp = await send(f"{url}?token={token}x", "HEAD", headers=TUS)
+        assert resp.code == 401
+    lines = [r.getMessage() for r in caplog.records if r.name == "tornado.access"]
+    assert sum("tus/upload?token=%5Bredacted%5D" in line for line in lines) == 2, lines
+    assert not any(token in line for line in lines)
 
 
 async def test_quota_is_enforced_on_the_listener_as_through_the_proxy(svc):
