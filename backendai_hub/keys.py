@@ -57,6 +57,7 @@ class SecretBox:
     def __init__(self, keys: list[bytes]):
         if not keys:
             raise CryptKeyError("no encryption key configured for keypair secrets")
+        self._keys = [bytes(k) for k in keys]
         try:
             self._fernet = MultiFernet([Fernet(k) for k in keys])
         except (ValueError, TypeError) as e:
@@ -74,6 +75,11 @@ class SecretBox:
 
     def rotate(self, token: bytes) -> bytes:
         return self._fernet.rotate(bytes(token))
+
+    def derive(self, label: str) -> bytes:
+        """A key of its own for ``label`` (HMAC-SHA256 of the newest key): as lasting as the key file,
+        and telling nothing about it."""
+        return hmac.new(self._keys[0], b"backendai-hub derived key\0" + label.encode(), "sha256").digest()
 
 
 def parse_keys(text: str) -> list[bytes]:

@@ -10,6 +10,7 @@ come from the environment:
   BENCH_VF_DB       our database URL (a tenancy with keypairs), required
   BENCH_VF_KEY      its crypt key file, required
   BENCH_VF_STORAGE  the root of storage host "local", required
+  BENCH_VF_LISTENER 1: the service's public transfer listener on PORT+4 (request-upload answers it)
 """
 
 import os
@@ -41,5 +42,7 @@ c.StorageHosts.hosts = {"local": os.environ["BENCH_VF_STORAGE"]}
 c.StorageHosts.quota_backend = "none"
 c.MockPlugin.devices = []
 c.BackendAIService.cull_interval = 3600
+if os.environ.get("BENCH_VF_LISTENER") == "1":
+    c.BackendAIService.transfer_bind_url = f"http://127.0.0.1:{port + 4}"
 c.JupyterHub.services = [hub_service(f"http://127.0.0.1:{port + 3}", config=c)]
 c.JupyterHub.load_roles = [hub_service_role()]

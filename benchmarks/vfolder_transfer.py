@@ -1,8 +1,9 @@
-"""Vfolder transfer through the hub proxy: 1 GiB tus upload and download against dd, and the service's memory.
+"""Vfolder transfers: 1 GiB tus upload and download through the hub proxy, the transfer listener and direct, against dd.
 
 ``python -m benchmarks vfolder_transfer`` runs everything; ``python -m benchmarks.vfolder_transfer
-[--quick] [--size-mib N] [--rounds N] [--memory-gib N]`` picks the sizes (``--memory-gib 0`` skips the
-memory part; through ``python -m benchmarks`` the environment variable BENCH_VFOLDER_MEMORY_GIB does).
+[--quick] [--size-mib N] [--rounds N] [--memory-gib N] [--before REV]`` picks the sizes (``--memory-gib 0``
+skips the memory part; through ``python -m benchmarks`` the environment variable BENCH_VFOLDER_MEMORY_GIB
+does) and a git revision to measure side by side (BENCH_VFOLDER_BEFORE).
 How it measures: benchmarks/README.md.
 """
 
@@ -20,23 +21,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .common import REPO, print_ratios, print_table, ratio, write_result
+from .vfolder_bench_hub import BenchHub, RSSSampler, cpu_seconds
 
 if str(REPO) not in sys.path:  # the harness lives in tests/, importable from the repo root
     sys.path.insert(0, str(REPO))
 
 from backendai_hub import signing  # noqa: E402
-from tests.hubproc import free_port_block, wait_for_hub  # noqa: E402
 from tests.integration.vfolder_harness import API, KEYS, make_template  # noqa: E402
 
-DESCRIPTION = ("vfolders: 1 GiB tus upload and download (curl) through the hub proxy and direct to the "
-               "service, as a ratio to dd conv=fdatasync on the storage filesystem; service RSS growth "
-               "during a 10 GiB upload and download")
+DESCRIPTION = ("vfolders: 1 GiB tus upload and download (curl) through the hub proxy, through the service's "
+               "public transfer listener (request-upload's URL) and direct to the service, as a ratio to dd "
+               "conv=fdatasync on the storage filesystem; service RSS growth during a 10 GiB upload and download")
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -44,119 +44,13 @@ ACTOR = "bob"  # his policy sets no quota
 CHP = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
 
 
-# -- processes ------------------------------------------------------------------------------------------
-
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (its threads included)."""
-    f = _stat(pid)
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def children(pid: int) -> list[tuple[int, str]]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if int(_stat(int(d.name))[1]) == pid:
-                    out.append((int(d.name), (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
-            except (OSError, IndexError, ValueError):
-                continue
-    return out
-
-
-class RSSSampler:
-    """The service's VmRSS every 20 ms, and VmHWM (reset at the start where the kernel allows)."""
-
-    def __init__(self, pid: int):
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
-        self.baseline = status_kib(pid, "VmRSS")
-        try:
-            Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-            self.hwm_reset = True
-        except OSError:
-            self.hwm_reset = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, status_kib(self.pid, "VmRSS"))
-            self._stop.wait(0.02)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        hwm = status_kib(self.pid, "VmHWM") if self.hwm_reset else 0
-        self.result = {"baseline_kib": self.baseline, "peak_sampled_kib": self.peak,
-                       "vmhwm_kib": hwm if self.hwm_reset else None,
-                       "growth_kib": max(self.peak, hwm) - self.baseline}
-
-
-class BenchHub:
-    """JupyterHub + configurable-http-proxy + our service (benchmarks/vfolder_hub_config.py)."""
-
-    def __init__(self, state: Path, template: Path, storage: Path):
-        self.state, self.storage = state, storage
-        self.port = free_port_block(4)
-        self.url = f"http://127.0.0.1:{self.port}"  # the proxy's public port
-        self.service_port = self.port + 3
-        self.log = state / "hub.log"
-        self.env = {**os.environ, "BENCH_VF_STATE": str(state), "BENCH_VF_PORT": str(self.port),
-                    "BENCH_VF_DB": f"sqlite:///{template / 'template.sqlite'}",
-                    "BENCH_VF_KEY": str(template / "key"), "BENCH_VF_STORAGE": str(storage)}
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 90) -> None:
-        self.state.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(Path(sys.executable).with_name("jupyterhub")), "-f",
-                 str(REPO / "benchmarks" / "vfolder_hub_config.py")],
-                cwd=self.state, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for_hub(self.url, self.proc, self.log, timeout, what="benchmark hub")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # the service answers through the proxy
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", API + "openapi.json")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.3)
-        else:
-            raise RuntimeError(f"the service did not answer through the proxy:\n{self.log.read_text()[-3000:]}")
-        kids = children(self.proc.pid)
-        self.service_pid = next(p for p, cmd in kids if "backendai_hub.service" in cmd)
-        self.proxy_pid = next(p for p, cmd in kids if "configurable-http-proxy" in cmd)
-
-    def stop(self) -> None:
-        from tests.hubproc import stop_group
-
-        stop_group(self.proc, 30)
-
-
 # -- the client: curl, with the signature computed here -------------------------------------------------
 
 class Curl:
-    """Signed requests to one port (the proxy's or the service's own); bodies move through curl."""
+    """Signed requests to one port (the proxy's or the service's own) of ``hub``; bodies move through curl."""
 
-    def __init__(self, port: int):
-        self.port = port
+    def __init__(self, port: int, hub: BenchHub):
+        self.port, self.hub = port, hub
 
     def headers(self, method: str, url: str, content_type: str = "application/json") -> dict:
         ak, sk = KEYS[ACTOR]
@@ -165,7 +59,7 @@ class Curl:
         return {**h, "Content-Type": content_type}
 
     def json(self, method: str, path: str, body=None):
-        url = API + path
+        url = path if path.startswith("/") else API + path
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         conn.request(method, url, json.dumps(body) if body is not None else None, self.headers(method, url))
         resp = conn.getresponse()
@@ -225,6 +119,52 @@ class Curl:
         return h.hexdigest()
 
 
+class TokenCurl(Curl):
+    """What the backend.ai client does: request-upload / request-download at the hub's public address
+    (signed, through the proxy), then the bytes to the URL it answers (the transfer listener when the
+    service has one) with only the ``?token=``."""
+
+    def _grant(self, what: str, name: str, size: int | None = None) -> str:
+        body = {"path": name, **({"size": size} if size is not None else {})}
+        got = self.json("POST", f"/services/backendai/folders/bench/request-{what}", body)
+        return f"{got['url']}?token={got['token']}"
+
+    def _curl_url(self, method: str, url: str, extra: dict, args: list[str]) -> dict:
+        cmd = ["curl", "-sS", "-X", method, "-H", "Expect:", "-w", "%{http_code} %{time_total}"]
+        for k, v in extra.items():
+            cmd += ["-H", f"{k}: {v}"]
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run([*cmd, *args, url], check=True, capture_output=True, text=True)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {"out": out, "cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)}
+
+    def upload(self, folder: str, name: str, src: Path) -> dict:
+        url = self._grant("upload", name, src.stat().st_size)
+        r = self._curl_url("PATCH", url, {"Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+                                          "Content-Type": "application/offset+octet-stream"},
+                           ["-T", str(src), "-o", "/dev/null"])
+        code, seconds = r["out"].stdout.split()
+        if code != "204":
+            raise RuntimeError(f"PATCH {url.split('?')[0]}: {code}")
+        return {"seconds": float(seconds), "curl_cpu": r["cpu"]}
+
+    def download(self, folder: str, name: str) -> dict:
+        r = self._curl_url("GET", self._grant("download", name), {}, ["-o", "/dev/null"])
+        code, seconds = r["out"].stdout.split()
+        if code != "200":
+            raise RuntimeError(f"download: {code}")
+        return {"seconds": float(seconds), "curl_cpu": r["cpu"]}
+
+    def download_sha256(self, folder: str, name: str) -> str:
+        h = hashlib.sha256()
+        with subprocess.Popen(["curl", "-sS", "--fail", self._grant("download", name)], stdout=subprocess.PIPE) as p:
+            while data := p.stdout.read(8 * MiB):
+                h.update(data)
+        if p.returncode != 0:
+            raise RuntimeError(f"download for the check: curl exited with {p.returncode}")
+        return h.hexdigest()
+
+
 # -- what is measured -----------------------------------------------------------------------------------
 
 def random_file(path: Path, size: int) -> str:
@@ -274,24 +214,29 @@ def _row(values: list[float]) -> dict:
     return {"n": len(values), "median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def measure_throughput(hub: BenchHub, clients: dict[str, Curl], tmp: Path, size: int, rounds: int) -> dict:
+CHECKED = ("proxy", "listener", "before: proxy")  # paths whose bytes are checked by SHA-256 in round 1
+
+
+def measure_throughput(clients: dict[str, Curl], tmp: Path, size: int, rounds: int) -> dict:
     src = tmp / "src.bin"
     digest = random_file(src, size)
     mib = size / MiB
+    storage = next(iter(clients.values())).hub.storage
     samples: dict[str, list[float]] = {"dd conv=fdatasync": []}
     cpu: dict[str, dict[str, list[float]]] = {}
     kinds = ("upload", "download", "cached download")
     for via in clients:
         for kind in kinds:
             samples[f"{kind} via {via}"] = []
-    checked = False
+    checked: list[str] = []
     try:
         for i in range(rounds):
             os.sync()
-            samples["dd conv=fdatasync"].append(dd(hub.storage / "dd.bin", size // MiB))
+            samples["dd conv=fdatasync"].append(dd(storage / "dd.bin", size // MiB))
             order = list(clients) if i % 2 == 0 else list(reversed(clients))
             for via in order:
-                client, name = clients[via], f"r{i}-{via}.bin"
+                client, name = clients[via], f"r{i}-{via.replace(':', '').replace(' ', '-')}.bin"
+                hub = client.hub
                 for kind in kinds:
                     os.sync()  # every transfer starts without others' dirty pages being written back
                     if kind == "download":  # from the disk; the cached one right after finds it in memory
@@ -304,32 +249,34 @@ def measure_throughput(hub: BenchHub, clients: dict[str, Curl], tmp: Path, size:
                     c["service"].append(cpu_seconds(hub.service_pid) - before["service"])
                     c["proxy"].append(cpu_seconds(hub.proxy_pid) - before["proxy"])
                     c["curl"].append(r["curl_cpu"])
-                if not checked and via == "proxy":  # the bytes arrived, and come back, unchanged
-                    if clients[via].download_sha256("bench", name) != digest:
-                        raise RuntimeError("the download through the proxy does not match the source")
-                    stored = next(hub.storage.glob(f"*/*/{name}"))
-                    if file_sha256(stored) != digest:
-                        raise RuntimeError("the uploaded file does not match the source")
-                    checked = True
-                clients[via].json("DELETE", f"vfolders/bench/files?path={name}")
+                if i == 0 and via in CHECKED:  # the bytes arrived, and come back, unchanged
+                    if client.download_sha256("bench", name) != digest:
+                        raise RuntimeError(f"the download via {via} does not match the source")
+                    if file_sha256(next(hub.storage.glob(f"*/*/{name}"))) != digest:
+                        raise RuntimeError(f"the file uploaded via {via} does not match the source")
+                    checked.append(via)
+                client.json("DELETE", f"vfolders/bench/files?path={name}")
     finally:
         src.unlink(missing_ok=True)
     rows = {label: _row(v) for label, v in samples.items()}
     dd_median = rows["dd conv=fdatasync"]["median"]
     ratios = {label: ratio(rows[label]["median"], dd_median) for label in rows if label != "dd conv=fdatasync"}
-    if "direct" in clients:
+    pairs = [(a, b) for a, b in [("proxy", "direct"), ("listener", "direct"), ("listener", "proxy"),
+                                 ("direct", "before: direct"), ("listener", "before: proxy"),
+                                 ("proxy", "before: proxy")] if a in clients and b in clients]
+    for a, b in pairs:
         for kind in kinds:
-            ratios[f"{kind}: proxy / direct"] = ratio(rows[f"{kind} via proxy"]["median"],
-                                                      rows[f"{kind} via direct"]["median"])
+            ratios[f"{kind}: {a} / {b}"] = ratio(rows[f"{kind} via {a}"]["median"], rows[f"{kind} via {b}"]["median"])
     cpu_per_gib = {label: {who: statistics.median(v) * GiB / size for who, v in c.items()}
                    for label, c in cpu.items()}
     print_table(f"{size // MiB} MiB transfers, {rounds} rounds (curl; downloads to /dev/null, from the disk "
                 "or, cached, from the page cache)", rows,
                 unit="MiB/s", columns=("n", "median", "min", "max"))
-    print_ratios("median / median of dd conv=fdatasync (goal >= 0.60 through the proxy)",
-                 {k: v for k, v in ratios.items() if ":" not in k})
-    if "direct" in clients:
-        print_ratios("through the proxy / direct to the service", {k: v for k, v in ratios.items() if ":" in k})
+    print_ratios("median / median of dd conv=fdatasync (goals: >= 0.80 direct, >= 0.60 at the hub's public "
+                 "address: the listener, or the proxy without one)",
+                 {k: v for k, v in ratios.items() if " / " not in k})
+    if pairs:
+        print_ratios("one path / another (medians)", {k: v for k, v in ratios.items() if " / " in k})
     print_table("CPU seconds per GiB moved (median), by process", cpu_per_gib, unit="s",
                 columns=("service", "proxy", "curl"))
     return {"size_bytes": size, "rounds": rounds, "sha256_checked": checked, "mib_per_s": rows,
@@ -363,8 +310,31 @@ def measure_memory(hub: BenchHub, client: Curl, tmp: Path, size: int) -> dict:
     return out
 
 
+def export_revision(rev: str, into: Path) -> Path:
+    """The tree of git revision ``rev`` of this checkout in ``into`` (with this checkout's node_modules)."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    (into / "node_modules").symlink_to(REPO / "node_modules")
+    return into
+
+
+def start_hub(tmp: Path, name: str, *, repo: Path = REPO, listener: bool = False) -> BenchHub:
+    """A hub with a tenancy and a storage host of its own, and bob's folder ``bench``."""
+    template = make_template(Path(tempfile.mkdtemp(dir=tmp)))
+    storage = tmp / f"vfolders-{name}"
+    storage.mkdir()
+    hub = BenchHub(tmp / f"hub-{name}", template, storage, repo=repo, listener=listener)
+    hub.start()
+    print(f"{name}: hub at {hub.url} (proxy pid {hub.proxy_pid}), service pid {hub.service_pid} on port "
+          f"{hub.service_port}" + (f", transfer listener on {hub.listener_port}" if listener else "")
+          + f", storage {storage}", flush=True)
+    Curl(hub.port, hub).json("POST", "vfolders", {"name": "bench"})
+    return hub
+
+
 def run(*, quick: bool = False, size_mib: int | None = None, rounds: int | None = None,
-        memory_gib: int | None = None, direct: bool = True) -> dict:
+        memory_gib: int | None = None, direct: bool = True, before: str | None = None) -> dict:
     if shutil.which("curl") is None:
         raise RuntimeError("curl is missing: the benchmark's client is curl")
     if not CHP.exists():
@@ -373,29 +343,36 @@ def run(*, quick: bool = False, size_mib: int | None = None, rounds: int | None 
     rounds = rounds or (1 if quick else 3)
     if memory_gib is None:
         memory_gib = int(os.environ.get("BENCH_VFOLDER_MEMORY_GIB", "1" if quick else "10"))
+    before = before if before is not None else os.environ.get("BENCH_VFOLDER_BEFORE") or None
     tmp = Path(tempfile.mkdtemp(prefix="bah-bench-vf-"))  # on the same filesystem as the storage host
-    hub = None
+    hubs: list[BenchHub] = []
     try:
-        template = make_template(Path(tempfile.mkdtemp(dir=tmp)))
-        storage = tmp / "vfolders"
-        storage.mkdir()
-        hub = BenchHub(tmp / "hub", template, storage)
-        hub.start()
-        print(f"hub at {hub.url} (proxy pid {hub.proxy_pid}), service pid {hub.service_pid} on port "
-              f"{hub.service_port}, storage {storage}", flush=True)
-        clients = {"proxy": Curl(hub.port)}
+        hub = start_hub(tmp, "after", listener=True)
+        hubs.append(hub)
+        clients: dict[str, Curl] = {"proxy": Curl(hub.port, hub), "listener": TokenCurl(hub.port, hub)}
         if direct:
-            clients["direct"] = Curl(hub.service_port)
-        clients["proxy"].json("POST", "vfolders", {"name": "bench"})
+            clients["direct"] = Curl(hub.service_port, hub)
         result = {"client": "curl " + subprocess.run(["curl", "--version"], capture_output=True,
-                                                      text=True, check=True).stdout.split()[1]}
-        result["throughput"] = measure_throughput(hub, clients, tmp, size, rounds)
+                                                      text=True, check=True).stdout.split()[1],
+                  "load_average_before": os.getloadavg()}
+        if before:
+            old = start_hub(tmp, "before", repo=export_revision(before, tmp / "before-tree"))
+            hubs.append(old)
+            clients["before: proxy"] = Curl(old.port, old)
+            if direct:
+                clients["before: direct"] = Curl(old.service_port, old)
+            result["before"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", before],
+                                              capture_output=True, text=True, check=True).stdout.strip()
+        result["throughput"] = measure_throughput(clients, tmp, size, rounds)
+        result["load_average_after"] = os.getloadavg()
+        print("load average before/after: " + " / ".join(
+            ", ".join(f"{x:.2f}" for x in result[k]) for k in ("load_average_before", "load_average_after")))
         if memory_gib > 0:
             result["memory"] = measure_memory(hub, clients["proxy"], tmp, memory_gib * GiB)
         return result
     finally:
-        if hub is not None:
-            hub.stop()
+        for h in hubs:
+            h.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -406,10 +383,13 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, help="rounds of the timed transfers (default 3)")
     parser.add_argument("--memory-gib", type=int,
                         help="size of the memory transfers, 0 skips them (default 10, or $BENCH_VFOLDER_MEMORY_GIB)")
-    parser.add_argument("--no-direct", action="store_true", help="only through the proxy")
+    parser.add_argument("--no-direct", action="store_true", help="not direct to the service's own port")
+    parser.add_argument("--before", metavar="REV", help="also measure git revision REV (its proxy and direct "
+                        "paths, a hub of its own), interleaved: before and after in one run "
+                        "(default: $BENCH_VFOLDER_BEFORE)")
     args = parser.parse_args()
     t0 = time.perf_counter()
     result = run(quick=args.quick, size_mib=args.size_mib, rounds=args.rounds, memory_gib=args.memory_gib,
-                 direct=not args.no_direct)
+                 direct=not args.no_direct, before=args.before)
     result["wall_s"], result["quick"] = round(time.perf_counter() - t0, 2), args.quick
     print("wrote", write_result("vfolder_transfer", result))

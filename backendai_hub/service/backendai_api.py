@@ -236,8 +236,7 @@ class CompatRequestUploadHandler(CompatBase):
         self.write_json({"token": token, "url": self._transfer_url("upload")})
 
     def _transfer_url(self, what: str) -> str:
-        prefix = self.settings.get("service_prefix", "/services/backendai/")
-        return f"{self.request.protocol}://{self.request.host}{prefix}folders/_/tus/{what}"
+        return storage_proxy.transfer_url(self.settings, self.request.protocol, self.request.host, what)
 
 
 class CompatRequestDownloadHandler(CompatRequestUploadHandler):

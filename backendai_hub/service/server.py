@@ -35,6 +35,7 @@ from .session_probe import SessionProbe
 from .reconciler import Reconciler
 from ..usage.sampling import Sampler
 from .shell import SHELL_SCOPES
+from .transfer_listener import TransferListenerTraits, hub_origin, start_listener
 
 CONFIG_ENV = "BACKENDAI_HUB_SERVICE_CONFIG"
 # the configurables the service process instantiates: their sections of the hub's config reach it
@@ -43,7 +44,7 @@ CONFIG_SECTIONS = ("BackendAIService", "Database", "StorageHosts", "Accelerators
 PASSED_ENV = ("BACKENDAI_HUB_CRYPT_KEY",)
 
 
-class BackendAIService(Application):
+class BackendAIService(TransferListenerTraits, Application):
     """The REST service at ``/services/backendai/``: tenancy admin, vfolders, Backend.AI-compatible routes."""
 
     name = "backendai-hub-service"
@@ -212,6 +213,11 @@ class BackendAIService(Application):
                 util_window=self.cull_accelerator_window, util_threshold=self.cull_accelerator_threshold,
                 concurrency=self.cull_concurrency, usage_retention=self.usage_sample_retention)
             ioloop.IOLoop.current().add_callback(culler.run_forever)
+        listener = self.transfer_listener_settings()
+        if listener is not None:  # last: it shares the settings made above (the culler's poke)
+            start_listener(app, listener, allowed_origins=self.transfer_allowed_origins,
+                           trusted_proxies=self.trusted_proxies, **self.http_server_options())
+            log.info("transfer listener at %s, public URL %s", listener[0], listener[1])
         log.info("backendai-hub service at %s%s", url.geturl(), prefix)
         loop = ioloop.IOLoop.current()
         key_use = app.settings.setdefault("key_use", KeyUse())  # keypairs' last use, written in batches
@@ -234,6 +240,11 @@ def service_config(config: Config) -> dict:
     aliases = config["BackendAISpawner"].get("image_aliases") if "BackendAISpawner" in config else None
     if aliases is not None and "image_aliases" not in out.get("BackendAIService", {}):
         out.setdefault("BackendAIService", {})["image_aliases"] = dict(aliases)
+    section = out.get("BackendAIService", {})
+    if section.get("transfer_bind_url") and "transfer_allowed_origins" not in section:
+        origin = hub_origin(config)  # browsers on the hub's pages may upload to the listener
+        if origin:
+            section["transfer_allowed_origins"] = [origin]
     try:
         json.dumps(out)
     except TypeError as e:

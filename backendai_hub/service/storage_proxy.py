@@ -11,10 +11,15 @@ from .downloads import DownloadHandler
 from .uploads import UploadHandler
 
 
-def token_secret(handler: web.RequestHandler) -> bytes:
-    """What signs the transfer tokens: the service's cookie secret."""
-    secret = handler.settings.get("cookie_secret") or b"backendai-hub"
-    return secret if isinstance(secret, bytes) else str(secret).encode()
+def token_secret(handler: web.RequestHandler | web.Application) -> bytes:
+    """What signs the transfer tokens: a key derived from the database's crypt key, so that a token
+    handed out outlives a restart of the service (an upload it names resumes after one), which the
+    cookie secret (new at every start) would not."""
+    settings = handler.settings
+    secret = settings.get("transfer_token_secret")
+    if secret is None:
+        secret = settings["transfer_token_secret"] = settings["db"].secrets.derive("transfer-tokens")
+    return secret
 
 
 class _TokenAuth:
@@ -53,8 +58,22 @@ class CompatTusDownloadHandler(_TokenAuth, DownloadHandler):
         return self.claims["path"]
 
 
+TUS_PATH = "folders/_/tus/"  # then upload or download: under the service prefix, or the transfer listener's path
+
+
+def transfer_url(settings, protocol: str, host: str, what: str) -> str:
+    """The URL of a token route (``upload``, ``download``) to hand a client: under the transfer
+    listener's public URL when there is one (``BackendAIService.transfer_bind_url``), else under the
+    service's prefix at the address the request came to (the hub's proxy)."""
+    public = settings.get("transfer_public_url")
+    if public:
+        return f"{public}{TUS_PATH}{what}"
+    prefix = settings.get("service_prefix", "/services/backendai/")
+    return f"{protocol}://{host}{prefix}{TUS_PATH}{what}"
+
+
 # relative to the service prefix (the URLs request-upload and request-download answer)
 ROUTES = [
-    (r"folders/_/tus/upload", CompatTusUploadHandler),
-    (r"folders/_/tus/download", CompatTusDownloadHandler),
+    (rf"{TUS_PATH}upload", CompatTusUploadHandler),
+    (rf"{TUS_PATH}download", CompatTusDownloadHandler),
 ]

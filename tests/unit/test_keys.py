@@ -67,3 +67,11 @@ def test_password_hash_is_argon2id_and_verifies():
     assert not verify_password(h, "wrong horse")
     assert not verify_password(None, "anything")
     assert not verify_password("garbage", "anything")
+
+
+def test_derived_keys_last_with_the_key_and_are_separate_per_label():
+    key, other = Fernet.generate_key(), Fernet.generate_key()
+    a = SecretBox([key]).derive("transfer-tokens")
+    assert a == SecretBox([key, other]).derive("transfer-tokens")  # a new process, the same key file
+    assert len(a) == 32 and key not in a and a != SecretBox([key]).derive("something-else")
+    assert a != SecretBox([other, key]).derive("transfer-tokens")  # the newest key signs
