@@ -34,6 +34,13 @@ export interface Collaborator {
   permission: Permission;
 }
 
+export interface FileEntry {
+  name: string;
+  type: string; // file | directory | symlink | ...
+  size: number;
+  modified?: string;
+}
+
 export interface CreateRequest {
   name: string;
   host?: string;
@@ -90,6 +97,9 @@ export class SidebarAPI {
   }
   purge(id: string): Promise<void> {
     return this.call('POST', `folders/${enc(id)}/purge`);
+  }
+  files(id: string, path = ''): Promise<{ items: FileEntry[] }> {
+    return this.call('GET', `folders/${enc(id)}/files?path=${enc(path)}`);
   }
   invite(id: string, emails: string[], permission: Permission): Promise<unknown> {
     return this.call('POST', `folders/${enc(id)}/invitations`, { emails, permission });

@@ -23,7 +23,8 @@ import {
 } from './model';
 import { PendingUpload } from './resume';
 import { PickedFile, Uploads, download, droppedFiles, pickedFiles } from './transfers';
-import { TaskRow, folderList, h, invitationList, transferList } from './view';
+import { FileEntry } from './api';
+import { TaskRow, fileList, folderList, h, invitationList, transferList } from './view';
 
 export interface SidebarHost {
   /** open a path (relative to the server's root) in the file browser */
@@ -55,6 +56,8 @@ export class FolderSidebar extends Widget {
   private _folderInput: HTMLInputElement;
   private _inputTarget: { folder: { id: string; name: string }; pending?: PendingUpload } | null = null;
   private _els: Record<string, HTMLElement> = {};
+  /** the open folder's files: its id, the path shown, the entries (null: loading) */
+  private _files: { id: string; path: string; items: FileEntry[] | null; error: string } | null = null;
 
   constructor(
     readonly api: SidebarAPI,
@@ -104,7 +107,12 @@ export class FolderSidebar extends Widget {
     this._els.transfers = h('div', { className: 'bhub-Sidebar-transfers' });
     this.node.append(header, this._els.error, this._els.notice, this._els.body, this._els.transfers, this._fileInput, this._folderInput);
     this.uploads.onChange = () => this._queueTransfers();
-    this.uploads.onDone = () => void this.refresh(false);
+    this.uploads.onDone = row => {
+      if (this._files?.id === row.folder) {
+        this._files = null; // listed again after the refresh
+      }
+      void this.refresh(false);
+    };
     this._renderTransfers();
   }
 
@@ -189,12 +197,49 @@ export class FolderSidebar extends Widget {
       folderList(groups, this._open, {
         select: name => {
           this._open = name;
+          this._files = null;
           this._renderBody();
         },
         button: (f, id) => void this.button(f, id),
         drop: (f, data) => void this._drop(f, data)
       })
     );
+    this._fillFiles();
+  }
+
+  /** The open folder's file list: fetched when it opens (and after uploads), kept across re-renders. */
+  private _fillFiles(): void {
+    const slot = this._els.body.querySelector('.bhub-Files') as HTMLElement | null;
+    if (!slot) {
+      return;
+    }
+    const id = slot.dataset.folder!;
+    if (!this._files || this._files.id !== id) {
+      this.listFiles(id, '');
+      return;
+    }
+    const files = this._files;
+    slot.replaceChildren(
+      ...fileList(files.path, files.items, files.error, {
+        open: path => this.listFiles(id, path),
+        download: (path, directory) =>
+          void download(this.api, id, path, directory).catch(e => {
+            this._error = errorSentence(e, `download '${path}'`);
+            this._render();
+          })
+      })
+    );
+  }
+
+  listFiles(id: string, path: string): void {
+    const files = { id, path, items: null as FileEntry[] | null, error: '' };
+    this._files = files;
+    this._fillFiles();
+    this.api
+      .files(id, path)
+      .then(r => (files.items = r.items))
+      .catch(e => (files.error = errorSentence(e, 'list the files')))
+      .then(() => this._files === files && this._fillFiles());
   }
 
   private _trashView(): HTMLElement {

@@ -9,9 +9,11 @@ import {
   Invitation,
   PERMISSION_TITLES,
   actionState,
+  formatBytes,
   mountLabel,
   usage
 } from './model';
+import type { FileEntry } from './api';
 import { percent, progressLabel } from './progress';
 import type { PendingUpload } from './resume';
 import type { UploadRow } from './transfers';
@@ -180,7 +182,8 @@ export function folderDetail(f: Folder, handlers: ViewHandlers): HTMLElement {
   const drop = actionState(f, 'upload').allowed
     ? h('div', { className: 'bhub-DropHint', text: 'Drop files or folders here to upload them into this folder.' })
     : null;
-  return h('div', { className: 'bhub-Detail' }, facts, buttons, reasons.childElementCount ? reasons : null, drop);
+  const files = actionState(f, 'download').allowed ? h('div', { className: 'bhub-Files', 'data-folder': f.id }) : null;
+  return h('div', { className: 'bhub-Detail' }, facts, files, buttons, reasons.childElementCount ? reasons : null, drop);
 }
 
 /** The four groups with their folders (empty groups say so). */
@@ -226,6 +229,48 @@ export function invitationList(
       )
     )
   );
+}
+
+/** A folder's files at one path: directories open, files download; '..' goes up. */
+export function fileList(
+  path: string,
+  items: FileEntry[] | null,
+  error: string,
+  on: { open(path: string): void; download(path: string, directory: boolean): void }
+): HTMLElement[] {
+  const title = h('div', { className: 'bhub-Files-title', text: `Files in /${path}` });
+  if (error) {
+    return [title, h('div', { className: 'bhub-Files-error', text: error })];
+  }
+  if (items === null) {
+    return [title, h('div', { className: 'bhub-Group-empty', text: 'Loading…' })];
+  }
+  const ul = h('ul', { className: 'bhub-Files-list' });
+  if (path) {
+    const up = path.split('/').slice(0, -1).join('/');
+    ul.append(h('li', { className: 'bhub-File bhub-mod-dir', 'data-file': '..', text: '..', onclick: () => on.open(up) }));
+  }
+  for (const e of items) {
+    const full = path ? `${path}/${e.name}` : e.name;
+    const dir = e.type === 'directory' || e.type === 'dir';
+    ul.append(
+      h(
+        'li',
+        {
+          className: `bhub-File${dir ? ' bhub-mod-dir' : ''}`,
+          'data-file': e.name,
+          title: dir ? `Open ${full}` : `Download ${full}`,
+          onclick: () => (dir ? on.open(full) : on.download(full, false))
+        },
+        h('span', { className: 'bhub-File-name', text: dir ? `${e.name}/` : e.name }),
+        h('span', { className: 'bhub-File-size', text: dir ? '' : formatBytes(e.size) })
+      )
+    );
+  }
+  if (!items.length) {
+    ul.append(h('li', { className: 'bhub-Group-empty', text: 'No files yet.' }));
+  }
+  return [title, ul];
 }
 
 export interface TaskRow {
