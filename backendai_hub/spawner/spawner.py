@@ -29,6 +29,7 @@ from .jail import jail_create_kwargs, jail_host_config
 from .apps import AppsMixin
 from .code_log import CodeLogMixin
 from .shell import ShellMixin
+from .sidebar import SidebarMixin
 from .usage import UsageMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
@@ -42,8 +43,8 @@ _catalogs: dict[tuple, ImageCatalog] = {}
 _engine_info: dict[str, dict] = {}  # the engine's CPUs and memory, asked once per hub process
 
 
-class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMixin, UsageMixin, AppsMixin,
-                       NetworkingMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, SidebarMixin, CodeLogMixin, ReadinessMixin, ShellMixin, UsageMixin,
+                       AppsMixin, NetworkingMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
