@@ -126,7 +126,10 @@ const sidebarPlugin: JupyterFrontEndPlugin<void> = {
         window.setTimeout(() => (nextUrl ? window.location.assign(nextUrl) : window.location.reload()), 1500);
       },
       badge: count => {
-        sidebar.title.dataset = count > 0 ? { bhubInvitations: String(count) } : {};
+        // keep the shell's data-id (tests and the shell find the tab by it)
+        // (Lumino sets each key as the attribute data-<key>: a kebab-case key)
+        const { 'bhub-invitations': _old, ...rest } = sidebar.title.dataset;
+        sidebar.title.dataset = count > 0 ? { ...rest, 'bhub-invitations': String(count) } : rest;
         sidebar.title.className = count > 0 ? 'bhub-mod-invited' : '';
         sidebar.title.caption = count > 0 ? `Virtual folders: ${count} invitation(s)` : 'Virtual folders';
       }

@@ -175,8 +175,13 @@ export interface Usage {
 }
 
 export function usage(folder: Folder): Usage {
-  const used = folder.used_bytes ?? 0;
   const quota = folder.quota_bytes;
+  if (folder.used_bytes === null || folder.used_bytes === undefined) {
+    // a big tree is measured in the background: the next refresh has it
+    const of = quota && quota > 0 ? ` (quota ${formatBytes(quota)})` : '';
+    return { fraction: null, label: `Usage not measured yet${of}`, level: 'ok' };
+  }
+  const used = folder.used_bytes;
   if (!quota || quota <= 0) {
     return { fraction: null, label: `${formatBytes(used)} used, no quota`, level: 'ok' };
   }

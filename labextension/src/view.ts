@@ -48,7 +48,7 @@ export function h(tag: string, attrs: Attrs = {}, ...children: Array<Node | stri
 /** The buttons of an open folder, in order: the action whose allowed/reason the server gives. */
 export const DETAIL_BUTTONS: Array<{ id: string; label: string; action: ActionName; when?: (f: Folder) => boolean }> = [
   { id: 'open', label: 'Open in file browser', action: 'mount', when: f => !!f.mount?.mounted },
-  { id: 'restart', label: 'Restart this session with it mounted', action: 'mount', when: f => !f.mount?.mounted },
+  { id: 'restart', label: 'Restart with it mounted', action: 'mount', when: f => !f.mount?.mounted },
   { id: 'upload-files', label: 'Upload files', action: 'upload' },
   { id: 'upload-folder', label: 'Upload a folder', action: 'upload' },
   { id: 'download', label: 'Download', action: 'download' },

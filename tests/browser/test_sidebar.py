@@ -21,7 +21,7 @@ from tests.hubproc import admin_token, hub_api, hub_fixture, hub_token, run_cli,
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
 hub = hub_fixture("sidebar")
-SMALL = {"resources": {"cpu": 1, "mem": "1g"}}
+SMALL = {"resources": {"cpu": 1, "mem": "1g"}}  # two sessions at a time on a 2-core host
 SHOTS = Path(os.environ.get("BACKENDAI_HUB_SCREENSHOTS", "/tmp/bhub-screenshots"))
 MiB = 1 << 20
 FOLDER = "results"
@@ -40,17 +40,21 @@ def ok(r, *codes):
 
 @pytest.fixture(scope="module")
 def people(hub):
-    """Tokens of demo (A), manager (B) and a third user of the same domain, each with a running session."""
-    r = run_cli(hub, "user", "create", STRANGER[0], "--email", "stranger@example.com", "--password-stdin",
-                stdin=STRANGER[1] + "\n")
+    """Tokens of demo (A), manager (B) and a third user of the same domain; A and B have a running
+    session (a 2-core host holds two: the third user's starts when B's stops)."""
+    r = run_cli(hub, "user", "create", STRANGER[0], "--email", "stranger@example.com", "--groups", "default",
+                "--password-stdin", stdin=STRANGER[1] + "\n")
+    assert r.returncode == 0, r.stderr
+    r = run_cli(hub, "keypair", "issue", STRANGER[0])
     assert r.returncode == 0, r.stderr
     admin = admin_token(hub)
     tokens = {"admin": admin}
     for user, password in (("demo", hub.credentials["demo"]["password"]),
                            ("manager", hub.credentials["manager"]["password"]), STRANGER):
         tokens[user] = hub_token(hub, user, password)
+    for user in ("demo", "manager"):
         assert hub_api(hub, tokens[user], "POST", server_path(user), json=SMALL).status_code in (201, 202)
-    for user in ("demo", "manager", STRANGER[0]):
+    for user in ("demo", "manager"):
         wait_ready(hub, tokens[user], user)
     yield tokens
     for user in ("demo", "manager", STRANGER[0]):
@@ -200,13 +204,17 @@ def test_share_a_folder_through_the_sidebar(browser, hub, people, tmp_path):  # 
     shot(b, "b-read-only")
 
     # a third user: nothing of A's
+    b.context.close()
+    stop_server(hub, people["admin"], "manager")
+    assert hub_api(hub, people[STRANGER[0]], "POST", server_path(STRANGER[0]), json=SMALL).status_code in (201, 202)
+    wait_ready(hub, people[STRANGER[0]], STRANGER[0])
     c = open_sidebar(browser, hub, *STRANGER)
     assert row(c, FOLDER).count() == 0
     assert c.locator(".bhub-Badge").get_attribute("data-count") == "0"
     assert FOLDER not in c.locator(".bhub-Sidebar-body").inner_text()
     shot(c, "c-nothing")
-    for p in (b, c):
-        p.context.close()
+    c.context.close()
+    stop_server(hub, people["admin"], STRANGER[0])
     a.context.close()
 
 

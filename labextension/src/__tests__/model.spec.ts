@@ -92,6 +92,11 @@ describe('usage and sizes', () => {
     expect(usage(folder('a', 'mine', { used_bytes: 900, quota_bytes: 1000 })).level).toBe('warn');
     const full = usage(folder('a', 'mine', { used_bytes: 1200, quota_bytes: 1000 }));
     expect([full.level, full.fraction]).toEqual(['full', 1]);
+    expect(usage(folder('a', 'mine', { used_bytes: null, quota_bytes: 1024 }))).toEqual({
+      fraction: null,
+      label: 'Usage not measured yet (quota 1 KiB)',
+      level: 'ok'
+    });
     expect(usage(folder('a', 'mine', { used_bytes: 5, quota_bytes: null }))).toEqual({
       fraction: null,
       label: '5 B used, no quota',
