@@ -358,3 +358,17 @@ async def test_the_overview_is_a_few_statements_for_many_folders(svc):
         event.remove(engine, "before_cursor_execute", listener)
     assert code == 200 and len(ov["folders"]) == 1000 + 3  # and data, pub, team
     assert len(statements) < 40, len(statements)
+
+
+async def test_a_domain_admins_session_shares_their_domains_group_folder(svc):
+    """From a session, a domain admin manages the group folders of their domain (never tenancy)."""
+    code, ov = await jcall(svc, "sess-dadmin", "GET", "sidebar")
+    team = by_name(ov)["team"]
+    assert team["group"] == "group" and team["actions"]["share"]["allowed"], team["actions"]["share"]
+    code, payload = await jcall(svc, "sess-dadmin", "POST", f"vfolders/{team['id']}/share",
+                                {"users": ["carol"], "permission": "ro"})
+    assert code == 200 and {c["user"]: c["permission"] for c in payload["items"]} == {"carol": "ro"}
+    code, ov = await jcall(svc, "sess-carol", "GET", "sidebar")
+    assert by_name(ov)["team"]["permission"] == "ro"
+    code, payload = await jcall(svc, "sess-dadmin", "GET", "users")
+    assert code == 403 and "session-token" in payload["message"]
