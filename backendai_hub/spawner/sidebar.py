@@ -24,12 +24,13 @@ def session_token_scopes(spawner) -> list[str]:
     return sorted(scopes)
 
 
-def service_url(api_url: str, service: str) -> str | None:
-    """The service's URL beside the hub's API URL (``…/hub/api`` -> ``…/services/<service>/``)."""
-    api = (api_url or "").rstrip("/")
-    if not api.endswith("/hub/api"):
+def service_url(origin: str, hub_base_url: str, service: str) -> str | None:
+    """The service's URL as the session reaches it: the proxy's ``origin`` (the hub's connect URL) and the
+    hub's base URL (``<base_url>hub/``; services are beside it at ``<base_url>services/<service>/``)."""
+    if not origin:
         return None
-    return f"{api[:-len('hub/api')]}services/{service}/"
+    base = "/" + hub_base_url.strip("/").removesuffix("hub").strip("/")
+    return f"{origin.rstrip('/')}{base.rstrip('/')}/services/{service}/"
 
 
 class SidebarMixin(HasTraits):
@@ -41,7 +42,7 @@ class SidebarMixin(HasTraits):
 
     def get_env(self):
         env = super().get_env()
-        url = service_url(env.get("JUPYTERHUB_API_URL", ""), self.code_log_service)
+        url = service_url(self.hub_connect_url or "", self.hub.base_url, self.code_log_service)
         if url:
             env[SERVICE_ENV] = url
         return env
