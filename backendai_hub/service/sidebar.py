@@ -200,9 +200,11 @@ class RestartHandler(_SidebarBase):
         await self.run(lambda s: None, readonly=False)  # the audit row, before the server goes
         loop.create_task(self._restart(hub, p.username, server, options))
         base = self.settings.get("service_prefix", "/services/backendai/").split("services/")[0]
+        # JupyterHub's spawn-pending page of a default server has no trailing slash (that one is a 404)
+        pending = f"{base}hub/spawn-pending/{quote(p.username, safe='')}" + (f"/{quote(server, safe='')}" if server
+                                                                              else "")
         self.write_json({"status": "restarting", "server": server, "vfolders": options["vfolders"],
-                         "next_url": f"{base}hub/spawn-pending/{quote(p.username, safe='')}/{quote(server, safe='')}"},
-                        202)
+                         "next_url": pending}, 202)
 
     @staticmethod
     async def _restart(hub, user: str, server: str, options: dict) -> None:
