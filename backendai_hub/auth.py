@@ -19,7 +19,8 @@ from .db import Database
 from .errors import NotFound, ServiceUnavailable
 from .keys import CryptKeyError, hash_password, password_needs_rehash, verify_password
 from .models import AuditStatus, KeyPair, User, UserRole, UserStatus
-from .scopes import DOMAIN_GROUP_PREFIX, SCOPE_ADMIN, SCOPE_CODE_LOG, SCOPE_DOMAIN_ADMIN, SCOPE_SELF
+from .scopes import (DOMAIN_GROUP_PREFIX, SCOPE_ADMIN, SCOPE_CODE_LOG, SCOPE_DOMAIN_ADMIN, SCOPE_SELF,
+                     SCOPE_VFOLDERS)
 from .tenancy import users
 from .validation import ACCESS_KEY_RE
 
@@ -61,8 +62,9 @@ def base_roles(service: str) -> list[dict]:
     return [
         dict(_DEFAULT_ROLES["user"]),
         {"name": "backendai-user", "description": "Use backendai-hub's API for yourself",
-         # SCOPE_CODE_LOG: held so that a session's server token may carry it (a subset of the user's)
-         "scopes": [SCOPE_SELF, SCOPE_CODE_LOG, f"access:services!service={service}"]},
+         # SCOPE_CODE_LOG, SCOPE_VFOLDERS: held so that a session's server token may carry them (a
+         # token's scopes are a subset of its user's)
+         "scopes": [SCOPE_SELF, SCOPE_CODE_LOG, SCOPE_VFOLDERS, f"access:services!service={service}"]},
     ]
 
 

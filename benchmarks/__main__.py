@@ -21,6 +21,8 @@ BENCHMARKS = {
     "policy_admission": "benchmarks.policy_admission",
     "service_latency": "benchmarks.service_latency",
     "shell_ws": "benchmarks.shell_ws",
+    "sidebar_paint": "benchmarks.sidebar_paint",
+    "sidebar_upload": "benchmarks.sidebar_upload",
     "spawn": "benchmarks.spawn",
     "usage": "benchmarks.usage",
     "vfolder_transfer": "benchmarks.vfolder_transfer",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build backendai_hub_labextension's wheel with the labextension prebuilt (host side: Node + jlpm).
-#   bash labextension/build.sh OUT_DIR
+#   bash labextension/build.sh OUT_DIR     the frontend's unit tests (jest), then the wheel
+#   bash labextension/build.sh --test      the frontend's unit tests only (tests/integration runs this)
 # Env:
 #   LABEXT_VENV   host virtualenv with jupyterlab and the hatch builders (default .venv-labext at the
 #                 repository root; created when missing)
@@ -9,9 +10,14 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-out="${1:?usage: build.sh OUT_DIR}"
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
+out="${1:?usage: build.sh OUT_DIR | --test}"
+test_only=0
+if [[ "$out" == "--test" ]]; then
+  test_only=1
+else
+  mkdir -p "$out"
+  out="$(cd "$out" && pwd)"
+fi
 venv="${LABEXT_VENV:-$root/.venv-labext}"
 python="${PYTHON:-python3}"
 log() { printf '[labextension] %s\n' "$*" >&2; }
@@ -19,7 +25,7 @@ log() { printf '[labextension] %s\n' "$*" >&2; }
 # the sources that make the wheel (tracked and untracked files, not what is ignored)
 src_hash="$(cd "$here" && { git ls-files -co --exclude-standard . 2>/dev/null || find . -type f; } \
   | LC_ALL=C sort | while read -r f; do [[ -f "$f" ]] && { echo "$f"; cat "$f"; }; done | sha256sum | cut -c1-16)"
-if [[ -n "${LABEXT_CACHE:-}" ]]; then
+if [[ -n "${LABEXT_CACHE:-}" && "$test_only" == 0 ]]; then
   cached="$(ls "$LABEXT_CACHE/$src_hash"/*.whl 2>/dev/null | head -n1 || true)"
   if [[ -n "$cached" ]]; then
     cp "$cached" "$out/"
@@ -39,6 +45,10 @@ export PATH="$venv/bin:$PATH"
 cd "$here"
 log "jlpm install (yarn.lock) ..."
 YARN_ENABLE_IMMUTABLE_INSTALLS="$([[ -s yarn.lock ]] && echo true || echo false)" jlpm install >&2
+# the frontend's unit tests (src/__tests__, jest in jsdom): no wheel from sources that fail them
+log "jlpm test (jest) ..."
+jlpm test --ci >&2
+[[ "$test_only" == 1 ]] && exit 0
 log "jlpm build:prod ..."
 jlpm build:prod >&2
 rm -rf dist

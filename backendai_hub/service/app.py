@@ -21,8 +21,8 @@ from ..resources import REGISTRY
 from ..vfolders.clone import drop_interrupted_clones
 from ..vfolders.storage import StorageHosts
 from . import (agents, audit_logs, backendai_api, backendai_graphql, backendai_sessions, backendai_usage, code_logs,
-               domains, downloads, groups, images, keypairs, locks, me, pages, policies, sessions, shell, uploads, usage,
-               usage_page, users, vfolders)
+               domains, downloads, groups, images, keypairs, locks, me, pages, policies, sessions, shell, sidebar, uploads,
+               usage, usage_page, users, vfolders)
 from .base import NotFoundHandler
 from .openapi import build_spec
 
@@ -30,10 +30,10 @@ from .openapi import build_spec
 API_ROUTES = (domains.ROUTES + groups.ROUTES + users.ROUTES + keypairs.ROUTES + policies.ROUTES
               + me.ROUTES + locks.ROUTES + sessions.ROUTES + images.ROUTES + agents.ROUTES + vfolders.ROUTES
               + uploads.ROUTES + downloads.ROUTES + audit_logs.ROUTES + code_logs.ROUTES + shell.ROUTES
-              + usage.ROUTES)
+              + usage.ROUTES + sidebar.ROUTES)
 SCHEMAS = {**{r.schema: r.output for r in REGISTRY.values()}, **locks.SCHEMAS, **sessions.SCHEMAS,
            **images.SCHEMAS, **agents.SCHEMAS, **vfolders.SCHEMAS, **audit_logs.SCHEMAS, **code_logs.SCHEMAS,
-           **shell.SCHEMAS, **usage.SCHEMAS}
+           **shell.SCHEMAS, **usage.SCHEMAS, **sidebar.SCHEMAS}
 
 
 class OpenAPIHandler(web.RequestHandler):
@@ -44,7 +44,7 @@ class OpenAPIHandler(web.RequestHandler):
 
 def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: HubOAuth | None = None,
              max_clock_skew: timedelta = timedelta(minutes=15), image_aliases: dict | None = None,
-             storage: StorageHosts | None = None) -> web.Application:
+             storage: StorageHosts | None = None, upload_grant_ttl: float = sidebar.GRANT_TTL) -> web.Application:
     """Build the application; ``prefix`` is where the hub's proxy mounts it (JUPYTERHUB_SERVICE_PREFIX)."""
     if not prefix.endswith("/"):
         prefix += "/"
@@ -69,6 +69,7 @@ def make_app(db: Database, *, prefix: str = "/services/backendai/", hub_auth: Hu
         vfolder_storage=storage or StorageHosts.instance(),
         image_catalog=ImageCatalog(lambda: docker.from_env().api, image_aliases or {}),
         service_prefix=prefix,
+        upload_grant_ttl=upload_grant_ttl,
         version=__version__,
         # signs the OAuth cookie of browser sessions; a restart only means signing in again
         cookie_secret=os.environ.get("JUPYTERHUB_COOKIE_SECRET") or secrets.token_bytes(32),

@@ -142,8 +142,15 @@ class APIHandler(Auditing, web.RequestHandler):
     def principal_cache(self) -> principals.PrincipalCache:
         return self.settings.setdefault("principal_cache", principals.PrincipalCache())
 
+    # whether a session's server token (the vfolder scope only, see principals.token_principal) may
+    # call this handler: the vfolder routes say so; every other route refuses it
+    session_token_ok = False
+
     async def prepare(self):
         self.principal = await self.authenticate()
+        if self.principal.from_session and not self.session_token_ok:
+            raise Forbidden("a session's server token reaches only the vfolder API (rule session-token): "
+                            "use a token with custom:backendai:self or a keypair for this route")
         self._start_audit()
         if self._unconfirmed is not None:
             method = getattr(type(self), self.request.method.lower(), None)

@@ -14,7 +14,8 @@ from .. import signing
 from ..errors import Unauthorized
 from ..keys import SecretBox
 from ..models import Domain, Group, GroupMember, KeyPair, User, UserRole, UserStatus
-from .rules import Principal, role_from_scopes
+from ..scopes import SCOPE_VFOLDERS, session_server
+from .rules import SESSION, Principal, role_from_scopes
 
 # how long a cached credential is believed before it is derived afresh; every request still confirms
 # its entry against the database in the handler's own transaction (see APIHandler.run), so this bounds
@@ -98,6 +99,13 @@ def token_principal(f: Facts | None, username: str, scopes: frozenset[str]) -> P
         raise Unauthorized(f"hub user {username!r} has no backendai-hub account")
     check_active(f.username, f.status, f.domain, f.domain_active)
     reach = role_from_scopes(set(scopes), f.role.value, f.domain)
+    if reach is None and ({SCOPE_VFOLDERS, f"{SCOPE_VFOLDERS}!user={f.username}"} & scopes
+                          or session_server(scopes, f.username) is not None):
+        # a session's server token: the vfolder routes only (APIHandler.session_token_ok), as its user is
+        # in our database (a domain admin manages their domain's group folders from the sidebar too)
+        admin_domains = frozenset({f.domain}) if f.role == UserRole.domain_admin else frozenset()
+        return Principal(username=f.username, role=f.role.value, domain=f.domain, via=SESSION, groups=f.groups,
+                         admin_domains=admin_domains, server=session_server(scopes, f.username))
     if reach is None:
         raise Unauthorized("this token carries no custom:backendai:* scope; sign in again or "
                            "request a token with those scopes")

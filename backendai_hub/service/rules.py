@@ -13,6 +13,9 @@ from ..errors import Forbidden, NotFound
 from ..session_query import Scope
 from ..scopes import DOMAIN_ADMIN, DOMAIN_GROUP_PREFIX, SCOPE_ADMIN, SCOPE_DOMAIN_ADMIN, SCOPE_SELF, SUPERADMIN, USER
 
+SESSION = "session"
+
+
 @dataclass(frozen=True)
 class Principal:
     """An authenticated caller with the reach the rules below give them."""
@@ -20,10 +23,15 @@ class Principal:
     username: str
     role: str
     domain: str
-    via: str  # "token" or "keypair"
+    via: str  # "token", "keypair" or SESSION (a server token with the vfolder scope only)
     admin_domains: frozenset[str] = field(default_factory=frozenset)
     groups: frozenset[str] = field(default_factory=frozenset)  # groups of the own domain
     access_key: str | None = None
+    server: str | None = None  # SESSION: the server the token belongs to ("" the default one; None unknown)
+
+    @property
+    def from_session(self) -> bool:
+        return self.via == SESSION
 
     @property
     def is_superadmin(self) -> bool:

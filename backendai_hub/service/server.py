@@ -26,7 +26,7 @@ from ..db import Database
 from ..forwarded import Networks, ProxiedHTTPServer
 from ..images import DEFAULT_ALIASES
 from ..vfolders.storage import StorageHosts
-from ..scopes import CUSTOM_SCOPES, SCOPE_CODE_LOG
+from ..scopes import CUSTOM_SCOPES, SCOPE_CODE_LOG, SCOPE_VFOLDERS
 from ..spawner.firewall import Firewall
 from .app import make_app, recover
 from .key_use import FLUSH_SECONDS, KeyUse
@@ -176,6 +176,18 @@ class BackendAIService(TransferListenerTraits, Application):
                   "records may be missing from then on. 0 records no gaps.",
     ).tag(config=True)
 
+    upload_grant_ttl = Float(
+        600, help="""Seconds the upload and download URLs the JupyterLab sidebar hands the browser work (a
+        grant names the user, the folder and the upload). An upload running past it goes on to its end
+        when sent in one request; a chunked or interrupted one asks for a fresh URL and resumes.""",
+    ).tag(config=True)
+
+    @validate("upload_grant_ttl")
+    def _grant_ttl_bounds(self, proposal):
+        if not 10 <= proposal["value"] <= 86400:
+            raise TraitError(f"BackendAIService.upload_grant_ttl must be between 10 and 86400, not {proposal['value']!r}")
+        return proposal["value"]
+
     def http_server_options(self) -> dict:
         return {"chunk_size": self.http_chunk_size, "max_buffer_size": self.http_max_buffer_size}
 
@@ -189,7 +201,8 @@ class BackendAIService(TransferListenerTraits, Application):
         db.ensure_schema()
         Accelerators.instance(config=self.config)
         app = make_app(db, prefix=prefix, max_clock_skew=timedelta(seconds=self.max_clock_skew),
-                       image_aliases=self.image_aliases, storage=StorageHosts.instance(config=self.config))
+                       image_aliases=self.image_aliases, storage=StorageHosts.instance(config=self.config),
+                       upload_grant_ttl=self.upload_grant_ttl)
         recover(app)
         ProxiedHTTPServer(app, trusted_proxies=self.trusted_proxies, **self.http_server_options()).listen(
             url.port or 80, address=url.hostname or "127.0.0.1")
@@ -272,8 +285,8 @@ def hub_service(url: str, *, config: Config | None = None, name: str = "backenda
         "url": url,
         "command": [sys.executable, "-m", "backendai_hub.service"],
         "environment": environment,
-        # browser sign-ins to the service never carry the code-log scope: only server tokens do
-        "oauth_client_allowed_scopes": sorted(set(CUSTOM_SCOPES) - {SCOPE_CODE_LOG}),
+        # browser sign-ins to the service never carry the code-log and session scopes: only server tokens do
+        "oauth_client_allowed_scopes": sorted(set(CUSTOM_SCOPES) - {SCOPE_CODE_LOG, SCOPE_VFOLDERS}),
         "oauth_no_confirm": True,
         "display": True,
     }

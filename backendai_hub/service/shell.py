@@ -42,25 +42,32 @@ def _hub(api_url: str, token: str, method: str, path: str, body: dict | None = N
         raise RemoteError(f"cannot reach the hub's API at {api_url}: {getattr(e, 'reason', e)}") from None
 
 
-def restart_shell(api_url: str, token: str, user: str, reset: bool = False) -> int:
-    """Blocking: stop the user's shell server, wait until the hub has forgotten it, start it again (with
-    ``reset_home``: the spawner wipes the home first); the hub's status (201 started, 202 starting)."""
-    session_ops.stop_server(api_url, token, user, SHELL_SERVER)
+def server_model(api_url: str, token: str, user: str, server: str) -> dict | None:
+    """Blocking: the hub's model of a user's server (with its ``user_options``), None when it has none."""
+    code, model = _hub(api_url, token, "GET", f"/users/{quote(user, safe='')}")
+    if code != 200:
+        raise RemoteError(f"the hub did not show user {user!r}: HTTP {code}")
+    return (model.get("servers") or {}).get(server)
+
+
+def restart_server(api_url: str, token: str, user: str, server: str, options: dict | None = None) -> int:
+    """Blocking: stop a user's server, wait until the hub has forgotten it, start it again with ``options``
+    (its user_options); the hub's status (201 started, 202 starting)."""
+    session_ops.stop_server(api_url, token, user, server)
     deadline = time.monotonic() + STOP_WAIT
-    while True:
-        code, model = _hub(api_url, token, "GET", f"/users/{quote(user, safe='')}")
-        if code != 200:
-            raise RemoteError(f"the hub did not show user {user!r}: HTTP {code}")
-        if SHELL_SERVER not in (model.get("servers") or {}):
-            break
+    while server_model(api_url, token, user, server) is not None:
         if time.monotonic() > deadline:
-            raise RemoteError(f"the hub did not stop {user}/{SHELL_SERVER} in {STOP_WAIT:.0f} s")
+            raise RemoteError(f"the hub did not stop {user}/{server} in {STOP_WAIT:.0f} s")
         time.sleep(0.3)
-    body = {"reset_home": True} if reset else {}
-    code, body = _hub(api_url, token, "POST", session_ops.server_path(user, SHELL_SERVER), body)
+    code, body = _hub(api_url, token, "POST", session_ops.server_path(user, server), options or {})
     if code not in (201, 202):
-        raise RemoteError(f"the hub refused to start {user}/{SHELL_SERVER}: HTTP {code} {body}")
+        raise RemoteError(f"the hub refused to start {user}/{server}: HTTP {code} {body}")
     return code
+
+
+def restart_shell(api_url: str, token: str, user: str, reset: bool = False) -> int:
+    """Blocking: restart the user's shell server (with ``reset_home``: the spawner wipes the home first)."""
+    return restart_server(api_url, token, user, SHELL_SERVER, {"reset_home": True} if reset else {})
 
 
 def live_shell(s, username: str) -> int:

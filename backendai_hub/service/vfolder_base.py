@@ -29,6 +29,7 @@ def flag(value: str | None, field: str) -> bool:
 class VFolderBase(APIHandler):
     # the storage-host permission every folder this handler touches needs (upload-file, download-file)
     host_perm: str | None = None
+    session_token_ok = True  # the JupyterLab sidebar calls these with its session's server token
 
     @property
     def storage(self) -> StorageHosts:

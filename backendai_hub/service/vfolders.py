@@ -6,7 +6,7 @@ from .. import host_permissions as H
 from .. import tenancy as T
 from ..errors import Conflict, InvalidInput
 from ..models import VFolderStatus
-from ..vfolders import fields, files, folders, invitations, lookup, sharing
+from ..vfolders import fields, files, folders, invitations, lookup, overview, sharing
 from .routes import Route
 from .vfolder_base import VFolderBase, op
 
@@ -83,11 +83,7 @@ class HostsHandler(VFolderBase):
         p = self.principal
 
         def work(s):
-
-            grants = lookup.host_grants_for(s, T.users.get(s, p.username), p.access_key)
-            return [{"name": h, "allowed": bool(grants.get(h)), "default": h == self.storage.default_host,
-                     "permissions": [perm for perm in H.HOST_PERMISSIONS if perm in grants.get(h, ())],
-                     "quota_backend": self.storage.quota_backend} for h in sorted(self.storage.hosts)]
+            return overview.hosts(self.storage, lookup.host_grants_for(s, T.users.get(s, p.username), p.access_key))
 
         self.write_page(await self.run(work))
 

@@ -24,11 +24,12 @@ from ..errors import AdmissionDenied, ServiceUnavailable, TenancyError
 from ..models import AuditStatus
 from ..images import DEFAULT_ALIASES, ImageCatalog
 from ..vfolders import StorageHosts
-from ..vfolders.mounts import Mount, prepare_mounts
+from ..vfolders.mounts import Mount, mountable, prepare_mounts
 from .jail import jail_create_kwargs, jail_host_config
 from .apps import AppsMixin
 from .code_log import CodeLogMixin
 from .shell import ShellMixin
+from .sidebar import SidebarMixin
 from .usage import UsageMixin
 from .jail_settings import JailSettingsMixin
 from . import form, records, releasing
@@ -42,8 +43,8 @@ _catalogs: dict[tuple, ImageCatalog] = {}
 _engine_info: dict[str, dict] = {}  # the engine's CPUs and memory, asked once per hub process
 
 
-class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMixin, UsageMixin, AppsMixin,
-                       NetworkingMixin, DockerSpawner):
+class BackendAISpawner(JailSettingsMixin, SidebarMixin, CodeLogMixin, ReadinessMixin, ShellMixin, UsageMixin,
+                       AppsMixin, NetworkingMixin, DockerSpawner):
     """Launches each session as a jailed container, admitted within every resource policy."""
 
     # -- settings ------------------------------------------------------------------------------------
@@ -243,14 +244,14 @@ class BackendAISpawner(JailSettingsMixin, CodeLogMixin, ReadinessMixin, ShellMix
 
         def tenancy(s):
             charge = S.resolve(s, self.user.name)
-            return charge, P.effective_limits(charge.levels)
+            return charge, P.effective_limits(charge.levels), mountable(s, self.storage_hosts, self.user.name)
 
         try:
-            charge, limits = await self._db(tenancy)
+            charge, limits, folders = await self._db(tenancy)
         except TenancyError as e:
             return form.render_error(e.message)
         return form.render(images, charge, limits, self.resource_presets, self.catalog.resolve(self.image),
-                           self.known_slots)
+                           self.known_slots, folders)
 
     def options_from_form(self, formdata):
         data = options_from_form(formdata, tuple(sorted(self.known_slots)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -168,12 +168,16 @@ def _resize(s: Session, storage: StorageHosts, vf: VFolder, quota: int | None) -
     return quota
 
 
-def _refuse_if_mounted(s: Session, vf: VFolder, what: str) -> None:
-    sessions = live_mounts(s, vf)
-    if sessions:
-        ids = ", ".join(str(k.id) for k in sessions[:5])
-        raise Conflict(f"vfolder {vf.name!r} is mounted in {len(sessions)} running session(s) ({ids}); "
+def check_unmounted(name: str, session_ids: Sequence[int], what: str) -> None:
+    """A folder mounted in live sessions (``session_ids``) is neither deleted nor purged."""
+    if session_ids:
+        ids = ", ".join(str(i) for i in session_ids[:5])
+        raise Conflict(f"vfolder {name!r} is mounted in {len(session_ids)} running session(s) ({ids}); "
                        f"stop them before you {what} it")
+
+
+def _refuse_if_mounted(s: Session, vf: VFolder, what: str) -> None:
+    check_unmounted(vf.name, [k.id for k in live_mounts(s, vf)], what)
 
 
 def delete(s: Session, who: A.SubjectLike, ref: Any) -> VFolder:

@@ -32,12 +32,17 @@ def invitation_to_dict(inv: VFolderInvitation) -> dict:
             "created_at": inv.created_at.isoformat() if inv.created_at else None}
 
 
+def check_invitable(name: str, group: str | None) -> None:
+    """Only user folders take invitations (a group folder, ``group``'s, is shared with its members)."""
+    if group is not None:
+        raise InvalidInput(f"vfolder {name!r} belongs to group {group!r}: share it with its "
+                           "members instead of inviting", field="vfolder")
+
+
 def invite(s: Session, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) -> list[VFolderInvitation]:
     f = FL.parse(data, FL.INVITE)
     vf, _ = find(s, who, ref, "invite")
-    if vf.group_id is not None:
-        raise InvalidInput(f"vfolder {vf.name!r} belongs to group {vf.group.name!r}: share it with its "
-                           "members instead of inviting", field="vfolder")
+    check_invitable(vf.name, vf.group.name if vf.group_id is not None else None)
     perm = f.get("permission", VFolderPermission.rw)
     field, names = FL.named_users(f)
     invitees = users_by(s, who, names, field)

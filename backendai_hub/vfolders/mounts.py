@@ -91,6 +91,31 @@ def subject_of(user: User) -> A.Subject:
                      groups=frozenset(g.name for g in user.groups), role=user.role.value)
 
 
+def _user(s: Session, username: str) -> User:
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise Forbidden(f"hub user {username!r} has no backendai-hub account")
+    return user
+
+
+def _reachable(s: Session, storage: StorageHosts, user: User) -> list[Mountable]:
+    return [Mountable(id=vf.id, name=vf.name, path=storage.path(vf.host, vf.id), perm=acc.perm, via=acc.via,
+                      host=vf.host)
+            for vf, acc in list_for(s, subject_of(user))
+            if acc.perm is not None and vf.status == VFolderStatus.ready]
+
+
+def mountable(s: Session, storage: StorageHosts, username: str) -> list[dict]:
+    """The folders a session of ``username`` may ask for (the spawn form's checklist): name, id, the
+    permission it mounts with, how the user reaches it; dot-folders, which come unasked, say so."""
+    user = _user(s, username)
+    grants = host_grants_for(s, user)
+    return [{"id": f.id, "name": f.name, "permission": f.perm, "via": f.via, "automatic": f.name.startswith(".")
+             and f.via in AUTO_VIA}
+            for f in sorted(_reachable(s, storage, user), key=lambda f: (f.name, _RANK.get(f.via, 9)))
+            if H.MOUNT_IN_SESSION in grants.get(f.host, ())]
+
+
 def plan_mounts(s: Session, storage: StorageHosts, username: str, requested: Sequence[str] = (), *,
                 home: str = SESSION_HOME) -> list[Mount]:
     """The mounts a session of ``username`` would get, checked but without side effects.
@@ -98,13 +123,8 @@ def plan_mounts(s: Session, storage: StorageHosts, username: str, requested: Seq
     Reads only: refuses unknown, unreachable or unmountable folders with the reason, and neither
     mounts quota images nor records anything (see :func:`prepare_mounts`).
     """
-    user = s.scalar(select(User).where(User.username == username))
-    if user is None:
-        raise Forbidden(f"hub user {username!r} has no backendai-hub account")
-    folders = [Mountable(id=vf.id, name=vf.name, path=storage.path(vf.host, vf.id), perm=acc.perm, via=acc.via,
-                         host=vf.host)
-               for vf, acc in list_for(s, subject_of(user))
-               if acc.perm is not None and vf.status == VFolderStatus.ready]
+    user = _user(s, username)
+    folders = _reachable(s, storage, user)
     # the storage host must grant mount-in-session: a requested folder is refused with the reason,
     # a dot-folder (mounted without being asked for) is left out
     grants = host_grants_for(s, user)

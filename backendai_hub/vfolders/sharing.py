@@ -15,13 +15,18 @@ from . import permissions as A
 from .lookup import find, users_by
 
 
+def check_shareable(name: str, is_group: bool) -> None:
+    """Only group folders have per-user permissions for their group's members (a user folder invites)."""
+    if not is_group:
+        raise InvalidInput(f"vfolder {name!r} is a user vfolder: invite users to it instead of sharing",
+                           field="vfolder")
+
+
 def share(s: Session, who: A.SubjectLike, ref: Any, data: Mapping[str, Any]) -> list[dict]:
     """Per-user permission overrides for members of a group folder's group."""
     f = FL.parse(data, FL.SHARE)
     vf, _ = find(s, who, ref, "share")
-    if vf.group_id is None:
-        raise InvalidInput(f"vfolder {vf.name!r} is a user vfolder: invite users to it instead of sharing",
-                           field="vfolder")
+    check_shareable(vf.name, vf.group_id is not None)
     perm = f.get("permission", VFolderPermission.rw)
     field, names = FL.named_users(f)
     users = users_by(s, who, names, field)

@@ -1,5 +1,6 @@
 """backendai-hub's JupyterLab extension: the frontend (prebuilt, under labextension/) and its server
-part, which holds the stop the hub's service plans for this session and shows it in open terminals."""
+part, which holds the stop the hub's service plans for this session and shows it in open terminals, and
+forwards the vfolder sidebar's calls to the hub's service with the session's own token."""
 
 from __future__ import annotations
 
@@ -22,4 +23,5 @@ def _load_jupyter_server_extension(server_app) -> None:
     from .handlers import setup_handlers
 
     setup_handlers(server_app.web_app)
-    server_app.log.info("backendai_hub_labextension %s: planned-stop warnings on", __version__)
+    server_app.log.info("backendai_hub_labextension %s: planned-stop warnings and the vfolder sidebar's API on",
+                        __version__)

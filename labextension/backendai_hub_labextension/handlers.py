@@ -1,4 +1,5 @@
-"""<base_url>backendai-hub/cull: GET the planned stop (the frontend polls it), PUT it (the hub's service)."""
+"""<base_url>backendai-hub/cull: GET the planned stop (the frontend polls it), PUT it (the hub's service);
+<base_url>backendai-hub/api/...: the vfolder sidebar's calls (sidebar.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import tornado
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from . import cull
+from . import cull, sidebar
 
 STATE = "backendai_hub_planned_stop"
 
@@ -63,4 +64,5 @@ class CullHandler(APIHandler):
 
 def setup_handlers(web_app) -> None:
     base = web_app.settings["base_url"]
-    web_app.add_handlers(".*$", [(url_path_join(base, "backendai-hub", "cull"), CullHandler)])
+    web_app.add_handlers(".*$", [(url_path_join(base, "backendai-hub", "cull"), CullHandler),
+                                 *sidebar.handlers(base)])

@@ -28,3 +28,20 @@ export async function requestAPI<T>(endPoint = '', init: RequestInit = {}): Prom
   }
   return data as T;
 }
+
+/**
+ * The sidebar's transport: <base_url>backendai-hub/api/<path> through ServerConnection (the page's
+ * auth and XSRF header on writes). No activity tracking: the panel's refresh is not the user working.
+ */
+export function apiTransport(): (path: string, init: RequestInit) => Promise<Response> {
+  const settings = ServerConnection.makeSettings();
+  return async (path, init) => {
+    const [route, query] = path.split('?');
+    const url = URLExt.join(settings.baseUrl, 'backendai-hub', 'api', route) + (query ? `?${query}` : '');
+    try {
+      return await ServerConnection.makeRequest(url, init, settings);
+    } catch (error) {
+      throw new ServerConnection.NetworkError(error as TypeError);
+    }
+  };
+}

@@ -69,3 +69,14 @@ def test_form_fields_become_the_same_options():
             "vfolders": ["data, models", ""], "app": [""]}
     assert options_from_form(form, ("cpu", "mem")) == {"image": "python:3.11", "group": "ml",
                                                        "resources": {"cpu": "2"}, "vfolders": ["data", "models"]}
+
+
+@pytest.mark.parametrize("origin, base, url", [
+    ("http://10.0.0.1:8000", "/hub/", "http://10.0.0.1:8000/services/backendai/"),
+    ("http://10.0.0.1:8000/", "/jh/hub/", "http://10.0.0.1:8000/jh/services/backendai/"),
+    ("https://h", "/", "https://h/services/backendai/"),
+    ("", "/hub/", None),
+])
+def test_the_sessions_service_url_is_beside_the_hub(origin, base, url):
+    from backendai_hub.spawner.sidebar import service_url
+    assert service_url(origin, base, "backendai") == url
