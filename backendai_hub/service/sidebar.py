@@ -45,11 +45,13 @@ class _SidebarBase(VFolderBase):
         return float(self.settings.get("upload_grant_ttl") or GRANT_TTL)
 
     def transfer_url(self, path: str, token: str, **query: str) -> str:
-        """A storage-proxy URL at the hub's public address, as a path (the browser's own origin): the
-        session's server reaches the service at an address of its own, which the browser may not."""
-        prefix = self.settings.get("service_prefix", "/services/backendai/")
+        """A storage-proxy URL for the browser: under the public transfer listener's URL when there is
+        one (``BackendAIService.transfer_bind_url``: the bytes skip the hub's proxy, CORS lets the hub's
+        pages call it), else a path at the hub's public address (the browser's own origin; the
+        session's server reaches the service at an address of its own, which the browser may not)."""
+        base = self.settings.get("transfer_public_url") or self.settings.get("service_prefix", "/services/backendai/")
         extra = "".join(f"&{k}={quote(v)}" for k, v in query.items())
-        return f"{prefix}{path}?token={token}{extra}"
+        return f"{base}{path}?token={token}{extra}"
 
     def grant(self, claims: dict) -> tuple[str, str]:
         """A signed token for ``claims`` and its expiry (ISO 8601)."""

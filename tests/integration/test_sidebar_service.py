@@ -372,3 +372,13 @@ async def test_a_domain_admins_session_shares_their_domains_group_folder(svc):
     assert by_name(ov)["team"]["permission"] == "ro"
     code, payload = await jcall(svc, "sess-dadmin", "GET", "users")
     assert code == 403 and "session-token" in payload["message"]
+
+
+async def test_grants_point_the_browser_at_the_transfer_listener_when_there_is_one(svc):
+    code, ov = await jcall(svc, "sess-alice", "GET", "sidebar")
+    vfid = by_name(ov)["data"]["id"]
+    svc.app.settings["transfer_public_url"] = "https://files.example.test/"  # BackendAIService.transfer_bind_url
+    code, grant = await jcall(svc, "sess-alice", "POST", f"vfolders/{vfid}/upload-grants", {"path": "l.bin", "size": 3})
+    assert code == 201 and grant["url"].startswith("https://files.example.test/folders/_/tus/upload?token=")
+    code, dl = await jcall(svc, "sess-alice", "POST", f"vfolders/{vfid}/download-grants", {"path": "."})
+    assert dl["url"].startswith("https://files.example.test/folders/_/tus/download?token=")
