@@ -60,6 +60,9 @@ EXPECTED = {
     "DELETE api/v1/vfolders/*/uploads/*": ("vfolder", "upload-abort"),
     "DELETE api/v1/sessions/*": ("session", "stop"),
     "POST api/v1/shell/restart": ("shell", "restart"),
+    "POST api/v1/sidebar/restart": ("session", "restart"),
+    "POST api/v1/vfolders/*/upload-grants": ("vfolder", "upload-grant"),
+    "POST api/v1/vfolders/*/download-grants": ("vfolder", "download-grant"),
     "POST api/v1/shell/reset": ("shell", "reset"),
     # Backend.AI's routes
     "PATCH folders/_/tus/upload": ("vfolder", "upload"),
