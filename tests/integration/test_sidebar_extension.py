@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -70,6 +71,10 @@ async def lab(svc, tmp_path, monkeypatch):
     root.mkdir()
     port = _port()
     ServerApp.clear_instance()
+    # ServerApp.init_logging re-parents and renames tornado's loggers for the whole process: put them back
+    # after the test, or later tests' log captures (the access log's redaction) see nothing
+    saved = [(lg, lg.name, lg.parent, lg.propagate, lg.level) for lg in (
+        logging.getLogger(n) for n in ("tornado", "tornado.access", "tornado.application", "tornado.general"))]
     app = ServerApp.instance(port=port, port_retries=0, open_browser=False, base_url=BASE, root_dir=str(root),
                              allow_root=True, log_level="WARN", config=Config({
                                  "ServerApp": {"jpserver_extensions": {"backendai_hub_labextension": True}},
@@ -85,6 +90,9 @@ async def lab(svc, tmp_path, monkeypatch):
     finally:
         await app._cleanup()
         ServerApp.clear_instance()
+        for lg, name, parent, propagate, level in saved:
+            lg.name, lg.parent, lg.propagate = name, parent, propagate
+            lg.setLevel(level)
 
 
 async def fetch(lab, method: str, path: str, body=None, *, auth: bool = True, headers=None, raw: bytes | None = None):
