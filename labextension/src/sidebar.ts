@@ -5,6 +5,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
+import { ActionContext, folderAction } from './actions';
 import { SidebarAPI } from './api';
 import { confirm, formDialog } from './dialogs';
 import { errorSentence } from './errors';
@@ -12,8 +13,6 @@ import {
   Folder,
   FoldersAnswer,
   Invitation,
-  Permission,
-  browsePath,
   createState,
   filterFolders,
   groupFolders,
@@ -34,12 +33,6 @@ export interface SidebarHost {
   /** the tab's badge: the count of open invitations */
   badge(count: number): void;
 }
-
-const PERMS = [
-  { value: 'ro', label: 'read-only' },
-  { value: 'rw', label: 'read-write' },
-  { value: 'wd', label: 'read-write-delete' }
-];
 
 export class FolderSidebar extends Widget {
   answer: FoldersAnswer | null = null;
@@ -325,136 +318,31 @@ export class FolderSidebar extends Widget {
 
   /** A button of an open folder (view.DETAIL_BUTTONS). */
   async button(f: Folder, id: string): Promise<void> {
-    const n = f.name;
-    const fid = f.id;
-    switch (id) {
-      case 'open': {
-        const path = browsePath(f);
-        if (path !== null) {
-          await this._host.openPath(path);
-        }
-        return;
-      }
-      case 'restart': {
-        const mounted = (this.answer?.folders ?? []).filter(x => x.mount?.mounted).map(x => x.name);
-        const ok = await confirm('Restart with the folder mounted',
-          `Restart this session with '${n}' mounted at /home/work/${n}? The session's server restarts: every kernel and terminal stops, and what is not saved in them is lost.`,
-          'Restart');
-        if (ok) {
-          try {
-            const answer = await this.api.restart([...mounted, n]);
-            this._error = '';
-            this._notice = 'Restarting the session: this page comes back when it is up.';
-            this._render();
-            this._host.restarting(answer?.next_url);
-          } catch (e) {
-            this._error = errorSentence(e, `restart this session with '${n}' mounted`);
-            this._render();
-          }
-        }
-        return;
-      }
-      case 'upload-files':
-      case 'upload-folder':
-        this.pick(f, id === 'upload-folder' ? 'folder' : 'files');
-        return;
-      case 'download': {
-        const v = await formDialog(`Download from '${n}'`, [
-          { name: 'path', label: 'Path in the folder', placeholder: 'a file, or a folder (empty: the whole folder)', help: 'Folders come as an archive.' }
-        ], 'Download');
-        if (v) {
-          const path = String(v.path).trim().replace(/^\/+/, '');
-          await this._act(`download '${path || n}'`, () => download(this.api, fid, path, path === '' || path.endsWith('/')));
-        }
-        return;
-      }
-      case 'rename': {
-        const v = await formDialog(`Rename '${n}'`, [{ name: 'name', label: 'New name', value: n }], 'Rename');
-        if (v && String(v.name).trim() !== n) {
-          const to = String(v.name).trim();
-          if (await this._act(`rename '${n}'`, () => this.api.rename(fid, to), `Renamed '${n}' to '${to}'.`)) {
-            this._open = to;
-            this._renderBody();
-          }
-        }
-        return;
-      }
-      case 'delete':
-        if (await confirm('Move to trash', `Move '${n}' to the trash? You can restore it from the trash view.`, 'Move to trash')) {
-          await this._act(`move '${n}' to the trash`, () => this.api.delete(fid), `Moved '${n}' to the trash.`);
-        }
-        return;
-      case 'invite': {
-        const v = await formDialog(`Invite people to '${n}'`, [
-          { name: 'emails', label: 'Email addresses', placeholder: 'one or more, separated by commas' },
-          { name: 'permission', label: 'Permission', type: 'select', options: PERMS, value: 'ro' }
-        ], 'Invite');
-        if (v) {
-          const emails = String(v.emails).split(/[\s,;]+/).filter(Boolean);
-          await this._act(`invite to '${n}'`, () => this.api.invite(fid, emails, v.permission as Permission),
-            `Invited ${emails.join(', ')} to '${n}'.`);
-        }
-        return;
-      }
-      case 'share': {
-        const v = await formDialog(`Share '${n}' with members of ${f.group_name || 'its group'}`, [
-          { name: 'users', label: 'Users (names or emails)', type: 'textarea', placeholder: 'one or more, separated by commas' },
-          { name: 'permission', label: 'Their permission (overrides the group’s)', type: 'select', options: PERMS, value: 'ro' }
-        ], 'Share');
-        if (v) {
-          const users = String(v.users).split(/[\s,;]+/).filter(Boolean);
-          await this._act(`share '${n}'`, () => this.api.share(fid, users, v.permission as Permission),
-            `Shared '${n}' with ${users.join(', ')}.`);
-        }
-        return;
-      }
-      case 'unshare': {
-        const v = await formDialog(`Unshare '${n}'`, [
-          { name: 'users', label: 'Users whose override goes (names or emails)', type: 'textarea' }
-        ], 'Unshare');
-        if (v) {
-          const users = String(v.users).split(/[\s,;]+/).filter(Boolean);
-          await this._act(`unshare '${n}'`, () => this.api.unshare(fid, users), `Unshared '${n}' from ${users.join(', ')}.`);
-        }
-        return;
-      }
-      case 'kick': {
-        let members: Array<{ value: string; label: string }> = [];
-        try {
-          members = (await this.api.collaborators(fid)).items.map(m => {
-            const user = m.username || m.user || m.email || '';
-            return { value: user, label: `${m.email || user} (${m.permission})` };
-          });
-        } catch (e) {
-          this._error = errorSentence(e, `list the people of '${n}'`);
-          this._render();
-          return;
-        }
-        const v = await formDialog(`Remove a person from '${n}'`, members.length
-          ? [{ name: 'user', label: 'Person', type: 'select', options: members }]
-          : [{ name: 'user', label: 'User name or email', help: 'Nobody else has access to this folder yet.' }], 'Remove');
-        if (v && String(v.user).trim()) {
-          const who = String(v.user).trim();
-          await this._act(`remove ${who} from '${n}'`, () => this.api.kick(fid, who), `Removed ${who} from '${n}'.`);
-        }
-        return;
-      }
-      case 'leave':
-        if (await confirm('Leave the folder', `Leave '${n}'? You lose access to it until someone invites you again.`, 'Leave')) {
-          await this._act(`leave '${n}'`, () => this.api.leave(fid), `You left '${n}'.`);
-        }
-        return;
-      case 'clone': {
-        const v = await formDialog(`Clone '${n}'`, [
-          { name: 'name', label: 'Name of the copy', value: `${n}-copy` },
-          { name: 'cloneable', label: 'The copy is cloneable', type: 'checkbox', value: false }
-        ], 'Clone');
-        if (v) {
-          await this._clone(f, String(v.name).trim(), !!v.cloneable);
-        }
-        return;
-      }
-    }
+    return folderAction(this._actionContext(), f, id);
+  }
+
+  private _actionContext(): ActionContext {
+    return {
+      api: this.api,
+      answer: this.answer,
+      host: this._host,
+      act: (doing, call, done) => this._act(doing, call, done),
+      fail: message => {
+        this._error = message;
+        this._render();
+      },
+      notice: message => {
+        this._error = '';
+        this._notice = message;
+        this._render();
+      },
+      opened: name => {
+        this._open = name;
+        this._renderBody();
+      },
+      pick: (folder, kind) => this.pick(folder, kind),
+      clone: (folder, target, cloneable) => this._clone(folder, target, cloneable)
+    };
   }
 
   private async _clone(f: Folder, target: string, cloneable: boolean): Promise<void> {
