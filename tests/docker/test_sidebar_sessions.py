@@ -79,7 +79,7 @@ def test_the_sidebar_api_in_a_real_session(hub, tokens):
         old = c.id
         answer = ok(requests.post(ext + "session/restart", json={"vfolders": [proj["id"]]}, headers=as_demo,
                                   timeout=30), 202)
-        assert answer["next_url"] == "/hub/spawn-pending/demo/" and answer["vfolders"] == [proj["id"]]
+        assert answer["next_url"] == "/hub/spawn-pending/demo" and answer["vfolders"] == [proj["id"]]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             spec = hub_api(hub, demo, "GET", "users/demo").json()["servers"].get("")
