@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from tornado import web
+from tornado import iostream, web
 
 from .. import host_permissions as H
 from ..errors import InvalidInput, PreconditionFailed, UnsupportedMediaType
 from ..vfolders import uploads
 from .routes import Route
 from .vfolder_base import VFolderBase, flag, op
+
+
+def _content_length(headers) -> int | None:
+    """The body's length when the request says it plainly (one decimal Content-Length, no chunking)."""
+    value = headers.get("Content-Length")
+    if value is None or "Transfer-Encoding" in headers or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
+def _body_stream(request) -> iostream.IOStream | None:
+    """The connection's stream, where a body can be read from it directly (tornado's HTTP/1)."""
+    stream = getattr(request.connection, "stream", None)
+    return stream if isinstance(stream, iostream.IOStream) and not stream.closed() else None
 
 
 def _tus_headers(handler: web.RequestHandler) -> None:
@@ -93,8 +107,37 @@ class UploadHandler(VFolderBase):
             return root, full, uploads.PartWriter.open(root, up, offset, full)  # locked: one writer per upload
 
         self._root, self._full, self.writer = await self.run(work)
+        stream, length = _body_stream(self.request), _content_length(self.request.headers)
+        if stream is not None and length is not None and length <= self.writer.room:
+            await self._receive(stream, length)
+            return
         # the body may not run past the declared length (tornado answers 400 and closes otherwise)
         self.request.connection.set_max_body_size(self.writer.room)
+
+    async def _receive(self, stream: iostream.IOStream, length: int) -> None:
+        """The body, read from the connection straight into two buffers that take turns: one fills
+        while the writer writes the other (tornado's own body reading copies each piece twice more
+        and allocates a buffer per read). Tornado then reads no body (``Content-Length: 0``), and a
+        dropped connection keeps what arrived, as ``on_connection_close`` does on tornado's path."""
+        headers = self.request.headers
+        headers["Content-Length"] = "0"
+        if headers.get("Expect", "").lower() == "100-continue":
+            del headers["Expect"]
+            stream.write(b"HTTP/1.1 100 (Continue)\r\n\r\n")
+        size = min(length, uploads.PartWriter.FLUSH_AT)
+        buffers, turn, left = (bytearray(size), bytearray(size)), 0, length
+        while left:
+            view, filled = memoryview(buffers[turn])[:min(size, left)], 0
+            try:
+                while filled < len(view):
+                    filled += await stream.read_into(view[filled:], partial=True)
+            except iostream.StreamClosedError:
+                if filled:
+                    await self.writer.feed(view[:filled])
+                return
+            left -= filled
+            await self.writer.feed(view)  # returns once the other buffer's write is done
+            turn ^= 1
 
     async def data_received(self, chunk: bytes):
         if self.writer is not None:
