@@ -99,10 +99,12 @@ def measure(size_mib: int = 1024, rounds: int = 3) -> dict:
                     order = ["browser", "curl"] if i % 2 == 0 else ["curl", "browser"]
                     for side in order:
                         name = f"{side}-{i}.bin"
+                        src = Path(tmp) / name  # the sidebar names the upload after the picked file
+                        os.link(path, src)
                         if side == "browser":
-                            times["Chromium (sidebar, tus-js-client)"].append(_browser_upload(page, path, name))
+                            times["Chromium (sidebar, tus-js-client)"].append(_browser_upload(page, src, name))
                         else:
-                            times["curl (tus PATCH)"].append(_curl_upload(hub, demo, folder_id, path, name, size))
+                            times["curl (tus PATCH)"].append(_curl_upload(hub, demo, folder_id, src, name, size))
                         got = service_api(hub, demo, "GET", f"vfolders/{FOLDER}/files", params={"path": ""}).json()
                         entry = next(e for e in got["items"] if e["name"] == name)
                         assert entry["size"] == size, entry
@@ -114,6 +116,7 @@ def measure(size_mib: int = 1024, rounds: int = 3) -> dict:
                                 h.update(chunk)
                             assert h.hexdigest() == digest, f"{side}: the upload's SHA-256 differs"
                         service_api(hub, demo, "DELETE", f"vfolders/{FOLDER}/files", params={"path": name})
+                        src.unlink()
     speeds = {side: [size / MiB / t for t in ts] for side, ts in times.items()}
     return {"size_mib": size_mib, "rounds": rounds, "seconds": times, "mib_per_s": speeds}
 
