@@ -17,9 +17,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @contextlib.contextmanager
-def hub_with_session(prefix: str, max_folders: int = 20):
+def hub_with_session(prefix: str, max_folders: int = 20, extra_env: dict | None = None):
     """A hub with demo's session running; demo may own ``max_folders`` folders, none with a quota.
-    Yields (hub, tokens)."""
+    ``extra_env`` goes to the hub (``sidebar_config.py`` reads BENCH_SIDEBAR_LISTENER_PORT). Yields
+    (hub, tokens)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from tests.hubproc import HubProcess, admin_token, hub_api, hub_token, run_cli, server_path, stop_server, \
@@ -28,7 +29,7 @@ def hub_with_session(prefix: str, max_folders: int = 20):
     with tempfile.TemporaryDirectory(prefix=prefix) as state:
         hub = HubProcess(Path(state), extra_env={"BACKENDAI_HUB_CULL_INTERVAL": "3600",
                                                  "BACKENDAI_HUB_EXTRA_CONFIG": str(Path(__file__).with_name(
-                                                     "sidebar_config.py"))})
+                                                     "sidebar_config.py")), **(extra_env or {})})
         hub.start(timeout=90)
         try:
             r = run_cli(hub, "policy", "update", "default", "-k", "user", "--max-vfolder-count", str(max_folders),

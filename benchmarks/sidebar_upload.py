@@ -63,7 +63,10 @@ def _browser_upload(page, path: Path, name: str, timeout: float = 1800) -> float
     raise AssertionError(f"the browser's upload did not end in {timeout}s")
 
 
-def _curl_upload(hub, token: str, folder_id: str, path: Path, name: str, size: int) -> float:
+def _curl_upload(hub, token: str, folder_id: str, path: Path, name: str, size: int,
+                 listener_base: str | None = None) -> float:
+    """curl's tus PATCH of ``path`` to the grant's URL, or, given the listener's base, to the same token
+    route at the hub's public address (through the proxy) instead of the listener the grant names."""
     import requests
 
     t0 = time.perf_counter()
@@ -71,6 +74,9 @@ def _curl_upload(hub, token: str, folder_id: str, path: Path, name: str, size: i
                       json={"path": name, "size": size}, headers={"Authorization": f"token {token}"}, timeout=60)
     assert r.status_code in (200, 201), r.text
     url = r.json()["url"]
+    if listener_base:
+        assert url.startswith(listener_base), (url, listener_base)
+        url = f"{hub.url}/services/backendai/{url[len(listener_base):]}"
     url = url if url.startswith("http") else hub.url + url
     out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH", "-T", str(path),
                           "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
@@ -80,31 +86,42 @@ def _curl_upload(hub, token: str, folder_id: str, path: Path, name: str, size: i
     return time.perf_counter() - t0
 
 
-def measure(size_mib: int = 1024, rounds: int = 3) -> dict:
-    from tests.hubproc import service_api
+BROWSER, CURL_PROXY, CURL_LISTENER = ("Chromium (sidebar, tus-js-client)", "curl (tus PATCH, hub proxy)",
+                                      "curl (tus PATCH, listener)")
+
+
+def measure(size_mib: int = 1024, rounds: int = 3, listener: bool = False) -> dict:
+    """With ``listener`` the service runs its public transfer listener, so the sidebar's grants (and the
+    browser's bytes) go there, past the Node proxy; curl then measures both the proxy and the listener."""
+    from tests.hubproc import free_port_block, service_api
 
     size = size_mib * MiB
     with tempfile.TemporaryDirectory(prefix="bench-sidebar-file-") as tmp:
         path = Path(tmp) / "payload.bin"
         digest = _write_file(path, size)
-        with hub_with_session("bench-sidebar-upload-") as (hub, tokens):
+        lport = free_port_block(1) if listener else None
+        base = f"http://127.0.0.1:{lport}/" if listener else None
+        env = {"BENCH_SIDEBAR_LISTENER_PORT": str(lport)} if listener else {}
+        with hub_with_session("bench-sidebar-upload-", extra_env=env) as (hub, tokens):
             demo = tokens["demo"]
             r = service_api(hub, demo, "POST", "vfolders", json={"name": FOLDER})
             assert r.status_code == 201, r.text
             folder_id = r.json()["id"]
-            times: dict[str, list[float]] = {"Chromium (sidebar, tus-js-client)": [], "curl (tus PATCH)": []}
+            sides = [BROWSER, CURL_PROXY] + ([CURL_LISTENER] if listener else [])
+            times: dict[str, list[float]] = {side: [] for side in sides}
             with chromium() as browser:
                 page = lab_page(browser, hub)
                 for i in range(rounds):
-                    order = ["browser", "curl"] if i % 2 == 0 else ["curl", "browser"]
+                    order = sides if i % 2 == 0 else sides[::-1]
                     for side in order:
-                        name = f"{side}-{i}.bin"
+                        name = f"{sides.index(side)}-{i}.bin"
                         src = Path(tmp) / name  # the sidebar names the upload after the picked file
                         os.link(path, src)
-                        if side == "browser":
-                            times["Chromium (sidebar, tus-js-client)"].append(_browser_upload(page, src, name))
+                        if side == BROWSER:
+                            times[side].append(_browser_upload(page, src, name))
                         else:
-                            times["curl (tus PATCH)"].append(_curl_upload(hub, demo, folder_id, src, name, size))
+                            times[side].append(_curl_upload(hub, demo, folder_id, src, name, size,
+                                                            base if side == CURL_PROXY else None))
                         got = service_api(hub, demo, "GET", f"vfolders/{FOLDER}/files", params={"path": ""}).json()
                         entry = next(e for e in got["items"] if e["name"] == name)
                         assert entry["size"] == size, entry
@@ -118,32 +135,38 @@ def measure(size_mib: int = 1024, rounds: int = 3) -> dict:
                         service_api(hub, demo, "DELETE", f"vfolders/{FOLDER}/files", params={"path": name})
                         src.unlink()
     speeds = {side: [size / MiB / t for t in ts] for side, ts in times.items()}
-    return {"size_mib": size_mib, "rounds": rounds, "seconds": times, "mib_per_s": speeds}
+    return {"size_mib": size_mib, "rounds": rounds, "listener": listener, "seconds": times, "mib_per_s": speeds}
 
 
-def run(*, quick: bool) -> dict:
-    size = int(os.environ.get("BENCH_SIDEBAR_UPLOAD_MIB", "128" if quick else "1024"))
-    got = measure(size, 1 if quick else 3)
+def report(got: dict) -> dict:
     rows = {}
     for side, xs in got["mib_per_s"].items():
         s = sorted(xs)
         rows[side] = {"n": len(s), "p50": statistics.median(s), "p95": s[0], "p99": s[0], "mean": statistics.fmean(s)}
-    print_table(f"{got['size_mib']} MiB upload through the hub proxy (MiB/s; p95/p99: the slowest round)", rows,
-                unit="MiB/s")
-    browser, curl = (statistics.median(xs) for xs in got["mib_per_s"].values())
-    ratios = {"Chromium / curl (median MiB/s)": ratio(browser, curl)}
+    where = "the browser to the transfer listener" if got["listener"] else "all through the hub proxy"
+    print_table(f"{got['size_mib']} MiB upload, {where} (MiB/s; p95/p99: the slowest round)", rows, unit="MiB/s")
+    med = {side: statistics.median(xs) for side, xs in got["mib_per_s"].items()}
+    ratios = {"Chromium / curl through the hub proxy (median MiB/s)": ratio(med[BROWSER], med[CURL_PROXY])}
+    if CURL_LISTENER in med:
+        ratios["Chromium / curl to the listener"] = ratio(med[BROWSER], med[CURL_LISTENER])
     print_ratios(f"ratio (goal >= {GOAL})", ratios)
     return {**got, "stats": rows, "ratios": ratios, "goal_ratio": GOAL}
+
+
+def run(*, quick: bool) -> dict:
+    size = int(os.environ.get("BENCH_SIDEBAR_UPLOAD_MIB", "128" if quick else "1024"))
+    listener = os.environ.get("BENCH_SIDEBAR_UPLOAD_LISTENER", "0") == "1"
+    return report(measure(size, 1 if quick else 3, listener))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=DESCRIPTION)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--listener", action="store_true",
+                    help="run the service's public transfer listener (the sidebar's grants point there)")
     args = ap.parse_args()
-    got = measure(args.size_mib, args.rounds)
-    print(got)
-    write_result("sidebar_upload", got)
+    write_result("sidebar_upload", report(measure(args.size_mib, args.rounds, args.listener)))
 
 
 if __name__ == "__main__":
