@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from .. import host_permissions as H
 from .. import tenancy as T
 from ..errors import Conflict, NotFound
-from ..models import Group, KeyPair, User, VFolder, VFolderStatus
+from ..models import Group, KeyPair, User, VFolder, VFolderGrant, VFolderStatus
 from . import permissions as A
 from .fields import HEX32_RE
 from .fields import ref as parse_ref
@@ -28,6 +28,30 @@ def grants_of(vf: VFolder) -> dict[str, str]:
 
 def access_of(who: A.SubjectLike, vf: VFolder) -> A.Access:
     return A.effective_permission(who, view(vf), grants_of(vf))
+
+
+def _loaded(q):
+    """``q`` with what :func:`view` and :func:`grants_of` read loaded alongside (not a query per folder)."""
+    return q.options(joinedload(VFolder.domain), joinedload(VFolder.user), joinedload(VFolder.group),
+                     selectinload(VFolder.grants).joinedload(VFolderGrant.user))
+
+
+def _reachable(s: Session, who: A.SubjectLike, q):
+    """``q`` narrowed in SQL to the folders the subject might see (:func:`permissions.effective_permission`
+    still decides each): without it every request read every folder of the domain, a cost that grew
+    with the number of users. Superadmins, who see group folders of every domain, are not narrowed."""
+    if who.is_superadmin:
+        return q
+    domain = T.domains.get(s, who.domain)
+    me = select(User.id).where(User.username == who.username).scalar_subquery()
+    invited = select(VFolderGrant.vfolder_id).where(VFolderGrant.user_id == me)
+    q = q.where(VFolder.domain_id == domain.id)
+    if who.administers(who.domain):
+        group_folders = VFolder.user_id.is_(None)
+    else:
+        mine = select(Group.id).where(Group.domain_id == domain.id, Group.name.in_(sorted(who.groups)))
+        group_folders = VFolder.user_id.is_(None) & VFolder.group_id.in_(mine)
+    return q.where(or_(VFolder.user_id == me, VFolder.is_public.is_(True), VFolder.id.in_(invited), group_folders))
 
 
 _VIA_RANK = {A.OWNER: 0, A.ADMIN: 1, A.OVERRIDE: 2, A.GROUP: 2, A.INVITED: 3, A.PUBLIC: 4}
@@ -56,7 +80,8 @@ def _find(s: Session, who: A.SubjectLike, ref: str, op: str) -> tuple[VFolder, A
             raise NotFound(f"unknown vfolder {ref!r}", field="vfolder")
         A.check(who, view(vf), grants_of(vf), op)
         return vf, access_of(who, vf)
-    seen = [(vf, access_of(who, vf)) for vf in s.scalars(select(VFolder).where(VFolder.name == ref))]
+    named = _loaded(_reachable(s, who, select(VFolder).where(VFolder.name == ref)))
+    seen = [(vf, access_of(who, vf)) for vf in s.scalars(named).unique()]
     seen = [(vf, acc) for vf, acc in seen if acc.visible]
     if not seen:
         raise NotFound(f"unknown vfolder {ref!r}", field="vfolder")
@@ -75,11 +100,9 @@ def _find(s: Session, who: A.SubjectLike, ref: str, op: str) -> tuple[VFolder, A
 
 def list_for(s: Session, who: A.SubjectLike, *, trash: bool = False) -> list[tuple[VFolder, A.Access]]:
     """Folders the subject sees: own, group, invited, public (or, with ``trash``, those in the trash)."""
-    q = select(VFolder).order_by(VFolder.name, VFolder.created_at)
-    if not who.is_superadmin:
-        q = q.where(VFolder.domain_id == T.domains.get(s, who.domain).id)
+    q = _loaded(_reachable(s, who, select(VFolder).order_by(VFolder.name, VFolder.created_at)))
     out = []
-    for vf in s.scalars(q):
+    for vf in s.scalars(q).unique():
         acc = access_of(who, vf)
         if not acc.visible or (vf.status == VFolderStatus.trashed) != trash:
             continue

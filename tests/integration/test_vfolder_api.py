@@ -171,6 +171,53 @@ async def test_lists_show_own_invited_group_public_never_other_domains(svc):
     assert await names("dadmin") == [("pub", "public", "ro"), ("shared", "admin", "wd")]
 
 
+def _count_statements(engine):
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def note(*a, **_k):
+        statements.append(a[2])
+
+    event.listen(engine, "before_cursor_execute", note)
+    return statements, lambda: event.remove(engine, "before_cursor_execute", note)
+
+
+async def test_a_users_folders_cost_the_same_however_many_others_the_domain_holds(svc):
+    """Listing and naming folders reads the caller's (own, group, invited, public) in SQL, not every
+    folder of the domain with a statement or more per folder: the load test's 200 users made each
+    listing and each upload read all 200 folders named 'load', tens of seconds under load."""
+    from backendai_hub.models import VFolder, VFolderStatus
+
+    await world(svc)
+    with svc.db.session() as s:
+        bob = s.scalar(select(User).where(User.username == "bob"))
+        cv = s.scalar(select(Group).where(Group.name == "cv", Group.domain_id == bob.domain_id))
+        for i in range(300):
+            s.add(VFolder(id=f"{i:032x}", name=f"b{i:03d}", live_name=f"b{i:03d}", owner_key=f"u:{bob.id}",
+                          host="local", domain_id=bob.domain_id, user_id=bob.id))
+            s.add(VFolder(id=f"{i + 1000:032x}", name=f"c{i:03d}", live_name=f"c{i:03d}", owner_key=f"g:{cv.id}",
+                          host="local", domain_id=bob.domain_id, group_id=cv.id))
+            s.add(VFolder(id=f"{i + 2000:032x}", name="mine", live_name=None, owner_key=f"u:{bob.id}",
+                          host="local", domain_id=bob.domain_id, user_id=bob.id, status=VFolderStatus.trashed))
+    statements, stop = _count_statements(svc.db.engine)
+    try:
+        listed = (await ok(svc, "alice", "GET", "vfolders"))["items"]
+        n_list = len(statements)
+        await ok(svc, "alice", "GET", "vfolders/mine")
+        n_find = len(statements) - n_list
+    finally:
+        stop()
+    assert sorted(f["name"] for f in listed) == ["mine", "pub", "shared"]
+    assert n_list < 20 and n_find < 20, (n_list, n_find)
+    # the narrowing hides nothing: bob's, the group's members', a domain admin's and a superadmin's views
+    bob_names = {f["name"] for f in (await ok(svc, "bob", "GET", "vfolders?limit=1000"))["items"]}
+    assert bob_names == {"mine", "pub"} | {f"b{i:03d}" for i in range(300)} | {f"c{i:03d}" for i in range(300)}
+    assert (await ok(svc, "bob", "GET", "vfolders?trash=true"))["total"] == 300
+    assert (await ok(svc, "dadmin", "GET", "vfolders"))["total"] == 300 + 2  # cv's, shared, pub
+    assert (await ok(svc, "root", "GET", "vfolders"))["total"] == 300 + 2
+
+
 async def test_rename_share_leave_kick_and_invitations(svc):
     await world(svc)
     code, p = await svc.call("alice", "PATCH", "vfolders/mine", {"name": "pub"})
