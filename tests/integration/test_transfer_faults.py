@@ -150,8 +150,8 @@ def mount_tmpfs(path: Path, size: str) -> None:
         unavailable("a small filesystem of the test's own (tmpfs)", f"mount needs root: {done.stderr.strip()}")
 
 
-class SmallHostService(Service):
-    """The service whose storage host 'local' is a 24 MiB tmpfs (quotas are the API's only)."""
+class SmallHost:
+    """Mixed into a service harness: its storage host 'local' is a 24 MiB tmpfs (quotas are the API's only)."""
 
     def __init__(self, template, workdir, **kw):
         self.host_root = workdir / "vf-local"
@@ -161,6 +161,10 @@ class SmallHostService(Service):
     def stop(self):
         super().stop()
         subprocess.run(["umount", str(self.host_root)], check=False, capture_output=True)
+
+
+class SmallHostService(SmallHost, Service):
+    """The service whose storage host 'local' is a 24 MiB tmpfs."""
 
 
 template, svc = service_fixtures(SmallHostService)

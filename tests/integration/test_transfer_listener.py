@@ -21,6 +21,7 @@ from backendai_hub.service.transfer_listener import start_listener
 from backendai_hub.vfolders import transfer_tokens
 from tests.hubproc import free_port_block
 from tests.integration.service_harness import service_fixtures
+from tests.integration.test_transfer_faults import SmallHost
 from tests.integration.test_vfolder_transfer import OCTETS, TUS
 from tests.integration.vfolder_harness import PREFIX, Service
 
@@ -436,21 +437,8 @@ async def test_an_upload_to_the_listener_cut_by_a_killed_service_resumes_after_i
     assert not (folder / ".upload").exists()
 
 
-class SmallHostListenerService(ListenerService):
+class SmallHostListenerService(SmallHost, ListenerService):
     """The listener's service on a 24 MiB tmpfs storage host."""
-
-    def __init__(self, template, workdir, **kw):
-        from tests.integration.test_transfer_faults import mount_tmpfs
-
-        self.host_root = workdir / "vf-local"
-        mount_tmpfs(self.host_root, "24m")
-        super().__init__(template, workdir, **kw)
-
-    def stop(self):
-        import subprocess
-
-        super().stop()
-        subprocess.run(["umount", str(self.host_root)], check=False, capture_output=True)
 
 
 small_svc = service_fixtures(SmallHostListenerService).svc
