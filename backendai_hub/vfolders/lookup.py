@@ -36,22 +36,25 @@ def _loaded(q):
                      selectinload(VFolder.grants).joinedload(VFolderGrant.user))
 
 
+def reach(user_id, group_ids, admin: bool):
+    """The SQL condition on folders a user might see (a superset the rules then sift): their own, public,
+    granted to them, and their groups' (``group_ids``) or, for an admin of the domain, every group's."""
+    groups = VFolder.group_id.is_not(None) if admin else VFolder.group_id.in_(group_ids)
+    invited = select(VFolderGrant.vfolder_id).where(VFolderGrant.user_id == user_id)
+    return or_(VFolder.user_id == user_id, VFolder.is_public.is_(True), VFolder.id.in_(invited), groups)
+
+
 def _reachable(s: Session, who: A.SubjectLike, q):
-    """``q`` narrowed in SQL to the folders the subject might see (:func:`permissions.effective_permission`
-    still decides each): without it every request read every folder of the domain, a cost that grew
-    with the number of users. Superadmins, who see group folders of every domain, are not narrowed."""
+    """``q`` narrowed in SQL to the folders of the subject's domain it might reach (:func:`reach`;
+    :func:`permissions.effective_permission` still decides each): without it every request read every
+    folder of the domain, a cost that grew with the number of users. Superadmins, who see group folders
+    of every domain, are not narrowed."""
     if who.is_superadmin:
         return q
     domain = T.domains.get(s, who.domain)
     me = select(User.id).where(User.username == who.username).scalar_subquery()
-    invited = select(VFolderGrant.vfolder_id).where(VFolderGrant.user_id == me)
-    q = q.where(VFolder.domain_id == domain.id)
-    if who.administers(who.domain):
-        group_folders = VFolder.user_id.is_(None)
-    else:
-        mine = select(Group.id).where(Group.domain_id == domain.id, Group.name.in_(sorted(who.groups)))
-        group_folders = VFolder.user_id.is_(None) & VFolder.group_id.in_(mine)
-    return q.where(or_(VFolder.user_id == me, VFolder.is_public.is_(True), VFolder.id.in_(invited), group_folders))
+    mine = select(Group.id).where(Group.domain_id == domain.id, Group.name.in_(sorted(who.groups)))
+    return q.where(VFolder.domain_id == domain.id, reach(me, mine, who.administers(who.domain)))
 
 
 _VIA_RANK = {A.OWNER: 0, A.ADMIN: 1, A.OVERRIDE: 2, A.GROUP: 2, A.INVITED: 3, A.PUBLIC: 4}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from .. import host_permissions as H
@@ -27,7 +27,7 @@ from . import limits as L
 from . import permissions as A
 from .folders import check_unmounted
 from .invitations import check_invitable, list_invitations
-from .lookup import grants_of, host_grants_for, view
+from .lookup import grants_of, host_grants_for, reach, view
 from .sharing import check_shareable
 
 # how the user reaches a folder -> the sidebar's section
@@ -103,15 +103,8 @@ def actions(who: A.SubjectLike, f: FolderFacts) -> dict[str, dict]:
 def _reachable(s: Session, user: User, who: A.SubjectLike) -> list[VFolder]:
     """The live folders of the user's domain that they may reach (a superset the rules then sift: own,
     their groups', granted to them, public; every group folder for an admin of the domain)."""
-    reach = [VFolder.user_id == user.id, VFolder.is_public.is_(True),
-             VFolder.id.in_(select(VFolderGrant.vfolder_id).where(VFolderGrant.user_id == user.id))]
-    group_ids = [g.id for g in user.groups]
-    if who.administers(user.domain.name):
-        reach.append(VFolder.group_id.is_not(None))
-    elif group_ids:
-        reach.append(VFolder.group_id.in_(group_ids))
     q = (select(VFolder).where(VFolder.domain_id == user.domain_id, VFolder.status != VFolderStatus.trashed,
-                               or_(*reach))
+                               reach(user.id, [g.id for g in user.groups], who.administers(user.domain.name)))
          .options(joinedload(VFolder.user), joinedload(VFolder.group),
                   selectinload(VFolder.grants).joinedload(VFolderGrant.user))
          .order_by(VFolder.name, VFolder.created_at))
