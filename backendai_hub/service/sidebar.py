@@ -76,8 +76,12 @@ class SidebarHandler(_SidebarBase):
 
 
 class UploadGrantHandler(_SidebarBase):
-    """``POST {path, size, overwrite?}``: a new tus upload and a short-lived URL for the browser;
-    ``POST {upload_id}``: a fresh URL for an unfinished upload of the caller's in this folder."""
+    """``POST {path, size, overwrite?, parts?}``: a new tus upload and a short-lived URL for the
+    browser; with ``parts`` (up to 16), the file may go as that many partial uploads side by side (tus
+    concatenation: one request cannot fill the link from a browser), each with its byte range and
+    URL, joined into the file when the last one ends. The service decides: small files, or a folder
+    without room for the joining, get one URL. ``POST {upload_id}``: fresh URLs for an unfinished
+    upload of the caller's in this folder (a final one whose parts are all complete is joined then)."""
 
     host_perm = H.UPLOAD_FILE
     audit_ops = {"POST": "upload-grant"}
@@ -94,30 +98,50 @@ class UploadGrantHandler(_SidebarBase):
             def work(s):
                 vf, _, root = self.root_for(s, ref, "write")
                 up, offset = uploads.load_upload(root, upload_id, user)
-                return vf.id, up, offset
+                parts = uploads.partials(root, up) if up.is_final else []
+                if parts and all(size == part.length for part, size in parts):
+                    # every byte arrived but the join did not happen (it ran out of room, or the
+                    # service stopped): join now
+                    uploads.finish_upload(self.storage, root, up, self.storage.full_error(vf.host, vf.id))
+                    parts = []
+                return vf.id, up, offset, parts
 
             status = 200
         else:
-            V.check_unknown(data, ("path", "size", "overwrite"))
+            V.check_unknown(data, ("path", "size", "overwrite", "parts"))
             size = data.get("size")
             if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= uploads.MAX_UPLOAD:
                 raise InvalidInput(f"size: must be a byte count from 0 to {uploads.MAX_UPLOAD}", field="size")
             overwrite = data.get("overwrite", False)
             if not isinstance(overwrite, bool):
                 raise InvalidInput("overwrite: must be true or false", field="overwrite")
+            want = data.get("parts", 1)
+            if isinstance(want, bool) or not isinstance(want, int) or not 1 <= want <= uploads.MAX_PARTS:
+                raise InvalidInput(f"parts: must be a count from 1 to {uploads.MAX_PARTS}", field="parts")
             path = data.get("path")
 
             def work(s):
                 vf, _, root = self.root_for(s, ref, "write")
-                up = uploads.create_upload(self.storage, root, host=vf.host, vfid=vf.id, quota=vf.quota, path=path,
-                                           length=size, user=user, overwrite=overwrite)
-                return vf.id, up, 0
+                up, parts = uploads.create_parts(self.storage, root, host=vf.host, vfid=vf.id, quota=vf.quota,
+                                                 path=path, length=size, user=user, overwrite=overwrite, parts=want)
+                return vf.id, up, 0, [(part, 0) for part in parts]
 
             status = 201
-        vfid, up, offset = await self.run(work)
-        token, expires = self.grant({"kind": "upload", "user": user, "vfolder": vfid, "upload": up.id})
-        self.write_json({"upload_id": up.id, "url": self.transfer_url(_UPLOAD_PATH, token), "expires_at": expires,
-                         "path": up.path, "length": up.length, "offset": offset}, status)
+        vfid, up, offset, parts = await self.run(work)
+        answer = {"upload_id": up.id, "path": up.path, "length": up.length, "offset": offset,
+                  "complete": (up.is_final and not parts) or up.length == 0}
+        if parts:
+            start, answer["parts"] = 0, []
+            for part, part_offset in parts:
+                token, expires = self.grant({"kind": "upload", "user": user, "vfolder": vfid, "upload": part.id})
+                answer["parts"].append({"upload_id": part.id, "url": self.transfer_url(_UPLOAD_PATH, token),
+                                        "start": start, "end": start + part.length, "offset": part_offset})
+                start += part.length
+            answer["url"], answer["expires_at"] = answer["parts"][0]["url"], expires
+        else:
+            token, expires = self.grant({"kind": "upload", "user": user, "vfolder": vfid, "upload": up.id})
+            answer["url"], answer["expires_at"] = self.transfer_url(_UPLOAD_PATH, token), expires
+        self.write_json(answer, status)
 
 
 class DownloadGrantHandler(_SidebarBase):
@@ -223,8 +247,11 @@ class RestartHandler(_SidebarBase):
 
 
 _STR = {"type": "string"}
-_GRANT = {"upload_id": _STR, "url": _STR, "expires_at": _STR, "path": _STR, "length": {"type": "integer"},
-          "offset": {"type": "integer"}}
+_INT = {"type": "integer"}
+_GRANT = {"upload_id": _STR, "url": _STR, "expires_at": _STR, "path": _STR, "length": _INT, "offset": _INT,
+          "complete": {"type": "boolean"},
+          "parts": {"type": "array", "items": {"type": "object", "properties": {
+              "upload_id": _STR, "url": _STR, "start": _INT, "end": _INT, "offset": _INT}}}}
 SCHEMAS = {
     "UploadGrant": _GRANT,
     "DownloadGrant": {"url": _STR, "expires_at": _STR, "name": _STR, "directory": {"type": "boolean"}},
@@ -242,7 +269,7 @@ ROUTES = [
     Route(r"vfolders/([^/]+)/upload-grants", UploadGrantHandler, ("vfolder",), tag="vfolders", ops={"post": op(
         status="201", answer="UploadGrant", summary="A tus upload and a short-lived URL for it (or a fresh URL)",
         body={"path": _STR, "size": {"type": "integer", "minimum": 0}, "overwrite": {"type": "boolean"},
-              "upload_id": _STR},
+              "parts": {"type": "integer", "minimum": 1, "maximum": 16}, "upload_id": _STR},
         errors={"413": "the upload does not fit in the folder's quota"})}),
     Route(r"vfolders/([^/]+)/download-grants", DownloadGrantHandler, ("vfolder",), tag="vfolders", ops={"post": op(
         status="201", answer="DownloadGrant", summary="A short-lived URL to download a file or a directory",

@@ -49,6 +49,9 @@ class _TokenAuth:
 class CompatTusUploadHandler(_TokenAuth, UploadHandler):
     token_kind = "upload"
 
+    def upload_location(self, upload_id: str) -> str | None:
+        return None  # the token names the upload: the route has no URL of another one
+
 
 class CompatTusDownloadHandler(_TokenAuth, DownloadHandler):
     token_kind = "download"

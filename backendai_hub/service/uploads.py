@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from tornado import iostream, web
 
 from .. import host_permissions as H
-from ..errors import InvalidInput, PreconditionFailed, UnsupportedMediaType
+from ..errors import Forbidden, InvalidInput, PreconditionFailed, UnsupportedMediaType
 from ..vfolders import uploads
+from ..vfolders.fields import HEX32_RE
 from .routes import Route
 from .vfolder_base import VFolderBase, flag, op
 
@@ -25,6 +28,28 @@ def _body_stream(request) -> iostream.IOStream | None:
     return stream if isinstance(stream, iostream.IOStream) and not stream.closed() else None
 
 
+def parse_concat(value: str | None) -> tuple[str, list[str]]:
+    """tus ``Upload-Concat``: ``partial``, or ``final;<url> <url> ...`` (the partial uploads' URLs, in
+    order: their last path segment is the upload's id); ``("", [])`` when absent."""
+    if value is None:
+        return "", []
+    value = value.strip()
+    if value == "partial":
+        return "partial", []
+    kind, sep, urls = value.partition(";")
+    if kind.strip() != "final" or not sep:
+        raise InvalidInput("Upload-Concat: must be 'partial' or 'final;<url> <url> ...'", field="Upload-Concat")
+    ids = []
+    for url in urls.split():
+        upload_id = urlsplit(url).path.rstrip("/").rpartition("/")[2]
+        if not HEX32_RE.match(upload_id):
+            raise InvalidInput(f"Upload-Concat: {url!r} is not the URL of an upload", field="Upload-Concat")
+        ids.append(upload_id)
+    if not ids:
+        raise InvalidInput("Upload-Concat: a final upload names its partial uploads", field="Upload-Concat")
+    return "final", ids
+
+
 def _tus_headers(handler: web.RequestHandler) -> None:
     handler.set_header("Tus-Resumable", uploads.TUS_VERSION)
     handler.set_header("Cache-Control", "no-store")
@@ -32,7 +57,10 @@ def _tus_headers(handler: web.RequestHandler) -> None:
 
 class UploadsHandler(VFolderBase):
     """``POST``: create a tus upload (``Upload-Length``; the target in ``Upload-Metadata: path <b64>``
-    or ``?path=``); answers 201 with its ``Location``."""
+    or ``?path=``); answers 201 with its ``Location``. tus concatenation: ``Upload-Concat: partial``
+    creates a part with no target; ``Upload-Concat: final;<urls>`` (no ``Upload-Length``) joins the
+    caller's partial uploads into the target, at once when they are complete, else when the last
+    one is."""
 
     audit_ops = {"POST": "upload-start"}
 
@@ -45,25 +73,41 @@ class UploadsHandler(VFolderBase):
         if version is not None and version != uploads.TUS_VERSION:
             self.set_header("Tus-Version", uploads.TUS_VERSION)
             raise PreconditionFailed(f"Tus-Resumable: only {uploads.TUS_VERSION} is supported")
-        length = uploads.parse_length(self.request.headers.get("Upload-Length"), "Upload-Length")
+        concat, part_ids = parse_concat(self.request.headers.get("Upload-Concat"))
+        if concat == "final":
+            if "Upload-Length" in self.request.headers:
+                raise InvalidInput("Upload-Length: a final upload's length is its parts' sum; leave it out",
+                                   field="Upload-Length")
+            length = 0
+        else:
+            length = uploads.parse_length(self.request.headers.get("Upload-Length"), "Upload-Length")
         meta = uploads.parse_metadata(self.request.headers.get("Upload-Metadata"))
         path = self.get_query_argument("path", None) or meta.get("path") or meta.get("filename")
-        if not path:
+        if not path and concat != "partial":
             raise InvalidInput("path: name the target in Upload-Metadata (path) or ?path=", field="path")
         overwrite = self.flag("overwrite") or flag(meta.get("overwrite"), "overwrite")
         user = self.principal.username
 
         def work(s):
             vf, _, root = self.root_for(s, ref, "write")
-            return uploads.create_upload(self.storage, root, host=vf.host, vfid=vf.id, quota=vf.quota, path=path,
-                                         length=length, user=user, overwrite=overwrite)
+            if concat == "final":
+                return uploads.create_final(self.storage, root, host=vf.host, vfid=vf.id, path=path, user=user,
+                                            part_ids=part_ids, overwrite=overwrite)
+            up = uploads.create_upload(self.storage, root, host=vf.host, vfid=vf.id, quota=vf.quota, path=path or "",
+                                       length=length, user=user, overwrite=overwrite, concat=concat)
+            return up, up.length == 0 and not concat
 
-        up = await self.run(work)
+        if concat == "final":
+            self.audit_deferred = True  # recorded once it is known whether the file is in place
+        up, complete = await self.run(work)
+        if concat == "final" and complete and self.audit_event is not None:
+            self.audit_event.operation = "upload"  # its parts were complete: the file arrived now
         location = f"{self.request.path.rstrip('/')}/{up.id}"
         self.set_header("Location", location)
-        self.set_header("Upload-Offset", "0")
+        if concat != "final":  # a final upload takes no bytes of its own
+            self.set_header("Upload-Offset", "0")
         self.write_json({"id": up.id, "location": location, "path": up.path, "length": up.length,
-                         "offset": 0, "complete": up.length == 0}, 201)
+                         "offset": up.length if complete else 0, "complete": complete}, 201)
 
     async def options(self, ref):
         _tus_headers(self)
@@ -103,6 +147,9 @@ class UploadHandler(VFolderBase):
         def work(s):
             vf, _, root = self.root_for(s, ref, "write")
             up, _ = uploads.load_upload(root, upload_id, user)
+            if up.is_final:
+                raise Forbidden(f"upload {up.id!r} is a final upload: its bytes go to its partial uploads",
+                                field="upload")
             full = self.storage.full_error(vf.host, vf.id)
             return root, full, uploads.PartWriter.open(root, up, offset, full)  # locked: one writer per upload
 
@@ -154,6 +201,10 @@ class UploadHandler(VFolderBase):
             self.writer.close()
         super().on_finish()
 
+    def upload_location(self, upload_id: str) -> str | None:
+        """The URL of another upload of this folder (None on a token route, whose URL names none)."""
+        return f"{self.request.path.rstrip('/').rpartition('/')[0]}/{upload_id}"
+
     async def head(self, ref, upload_id):
         user = self.principal.username
 
@@ -162,6 +213,12 @@ class UploadHandler(VFolderBase):
             return uploads.load_upload(root, upload_id, user)
 
         up, offset = await self.run(work)
+        if up.is_final:  # its offset: what its parts hold (tus leaves it out; the sidebar shows it)
+            locations = [self.upload_location(part) for part in up.parts or []]
+            if all(locations):
+                self.set_header("Upload-Concat", "final;" + " ".join(locations))
+        elif up.concat:
+            self.set_header("Upload-Concat", up.concat)
         self.set_header("Upload-Offset", str(offset))
         self.set_header("Upload-Length", str(up.length))
         self.set_status(200)
@@ -170,12 +227,17 @@ class UploadHandler(VFolderBase):
     async def patch(self, ref, upload_id):
         writer, root = self.writer, self._root
         offset = await writer.finish()
+        def finish(s):
+            self.root_for(s, ref, "write")
+            return uploads.finish_upload(self.storage, root, writer.up, self._full)
+
         if not writer.complete:
             self.audit_event = None  # a chunk: the upload's last one is recorded
-        else:
-            self.audit_deferred = False
-            await self.run(lambda s: (self.root_for(s, ref, "write"),
-                                      uploads.finish_upload(self.storage, root, writer.up, self._full)))
+        elif not writer.up.concat:
+            self.audit_deferred = False  # recorded in the transaction that finishes it
+            await self.run(finish)
+        elif not await self.run(finish):  # a part: the one whose end joined the file records the upload
+            self.audit_event = None
         self.set_header("Upload-Offset", str(offset))
         self.set_status(204)
         self.finish()

@@ -1,9 +1,11 @@
-"""Resumable uploads (tus 1.0 core, creation, termination): upload records, the part writer, finishing."""
+"""Resumable uploads (tus 1.0 core, creation, termination, concatenation): upload records, the part
+writer, finishing, and the concatenation of partial uploads into their final one."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import fcntl
 import json
@@ -24,8 +26,18 @@ from .storage import UPLOAD_DIR, StorageHosts, usage
 # beside <id>.json (target path, declared length, owner). The offset is the part file's size, so an
 # upload interrupted at any byte resumes there, even after a service restart. The last PATCH moves
 # the part file to its target. Memory stays bounded: bodies are written as they arrive.
+#
+# Concatenation (a file sent as several requests side by side, as a browser needs to fill the link):
+# *partial* uploads have a part file and no target of their own; a *final* upload names its partials in
+# order and has no part file. When the last byte of the last partial arrives (or the final is created
+# after its partials are complete), the partials are joined in the kernel (copy_file_range) into the
+# first one's part file, which then moves to the target as a plain upload's does. The joining holds the
+# upload directory's lock, so of two partials ending at once one joins and the other waits and finds
+# the file in place.
 TUS_VERSION = "1.0.0"
-TUS_EXTENSIONS = "creation,termination"
+TUS_EXTENSIONS = "creation,termination,concatenation"
+MAX_PARTS = 16  # partial uploads one final upload may join
+PART_ALIGN = 1 << 20  # the parts an upload grant splits a file into start on MiB boundaries
 MAX_UPLOAD = 1 << 42  # 4 TiB: what one upload may declare
 UPLOAD_TTL = 24 * 3600.0  # an upload no byte reached for this long is abandoned (its reservation freed)
 FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -42,11 +54,18 @@ def _quota_reached() -> TenancyError:
 @dataclass
 class Upload:
     id: str
-    path: str  # target, relative to the folder root
+    path: str  # target, relative to the folder root ("" for a partial upload: it has none)
     length: int
     user: str
     overwrite: bool = False
     created: float = 0.0
+    concat: str = ""  # "": a plain upload; "partial": a part of a final one; "final": its parts joined
+    parts: list[str] | None = None  # a final upload's partial uploads, in order
+    final: str | None = None  # a partial upload's final upload, once one names it
+
+    @property
+    def is_final(self) -> bool:
+        return self.concat == "final"
 
 
 def _dir(root: str) -> str:
@@ -107,19 +126,28 @@ def reserved(root: str, now: float | None = None) -> int:
                 if _expired(root, up, now):
                     abort_upload(root, up)
                     continue
-                total += max(0, up.length - _part_size(root, up.id))
+                if not up.is_final:  # its partials hold the reservation
+                    total += max(0, up.length - _part_size(root, up.id))
             except (NotFound, OSError, ValueError):
                 continue
     return total
 
 
 def _expired(root: str, up: Upload, now: float) -> bool:
-    """No byte arrived for :data:`UPLOAD_TTL` seconds."""
-    try:
-        touched = os.stat(os.path.join(_dir(root), f"{up.id}.part"), follow_symlinks=False).st_mtime
-    except FileNotFoundError:
-        touched = up.created
-    return now - max(touched, up.created) > UPLOAD_TTL
+    """No byte arrived for :data:`UPLOAD_TTL` seconds (to any part: a final upload and its partials
+    live and go together)."""
+    if up.final is not None:
+        try:
+            up = _read(root, up.final)
+        except NotFound:
+            pass  # its final went: the partial is judged alone
+    touched = up.created
+    for part in (up.parts or []) if up.is_final else [up.id]:
+        try:
+            touched = max(touched, os.stat(os.path.join(_dir(root), f"{part}.part"), follow_symlinks=False).st_mtime)
+        except FileNotFoundError:
+            pass
+    return now - touched > UPLOAD_TTL
 
 
 def _part_size(root: str, upload_id: str) -> int:
@@ -141,8 +169,8 @@ def _read(root: str, upload_id: str) -> Upload:
             raise NotFound(f"unknown upload {upload_id!r} (its record is damaged)", field="upload") from None
 
 
-def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quota: int | None, path: str,
-                  length: int, user: str, overwrite: bool = False) -> Upload:
+def _target(root: str, path: str, overwrite: bool) -> str:
+    """The cleaned target path, refused when it is a directory, or exists and ``overwrite`` is off."""
     rel = paths.clean(path, allow_root=False)
     with paths.open_parent(root, rel, reserved=RESERVED) as (fd, name):
         try:
@@ -153,12 +181,36 @@ def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quo
                 raise Conflict(f"path: {rel!r} already exists; upload with overwrite", field="path")
         except FileNotFoundError:
             pass
+    return rel
+
+
+def _check_room(storage: StorageHosts, root: str, host: str, vfid: str, quota: int | None, length: int) -> int | None:
+    """What is left after ``length`` more bytes (None: no limit known); not enough raises."""
     left = remaining_quota(storage, host, vfid, quota, root)
     if left is not None and length > left:
         raise QuotaExceeded(f"an upload of {length} bytes does not fit in the vfolder's quota: "
                             f"{left} bytes left of {quota if quota is not None else 'the filesystem'}")
+    return None if left is None else left - length
+
+
+def _save(root: str, up: Upload, *, new: bool) -> None:
+    """Write the record of ``up``: a new one exclusively, an existing one replaced whole (a record is
+    never seen half-written)."""
+    name = f"{up.id}.json" if new else f"{up.id}.json.tmp"
+    fd = paths.open_file(root, f"{UPLOAD_DIR}/{name}", os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC),
+                         0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(up), f)
+    if not new:
+        with paths.open_dir(root, UPLOAD_DIR, field="upload") as ufd:
+            os.rename(name, f"{up.id}.json", src_dir_fd=ufd, dst_dir_fd=ufd)
+
+
+def _make(storage: StorageHosts, root: str, host: str, vfid: str, ups: list[Upload]) -> None:
+    """The records of ``ups`` and the part files of those that take bytes: all of them, or (the storage
+    full) none."""
     updir = _dir(root)
-    up = Upload(id=uuid.uuid4().hex, path=rel, length=length, user=user, overwrite=overwrite, created=time.time())
+    made: list[Upload] = []
     try:
         try:
             os.mkdir(updir, 0o700)  # only the service (root) reads pending uploads
@@ -166,30 +218,117 @@ def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quo
             if not st.S_ISDIR(os.lstat(updir).st_mode):
                 raise Conflict(f"{UPLOAD_DIR!r} in this vfolder is not the upload directory (something else has "
                                f"that name); remove or rename it from a session", field="path") from None
-        try:
-            pfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except NotFound:  # the last pending upload finished and took the directory along: once more
-            os.mkdir(updir, 0o700)
-            pfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.close(pfd)
-        jfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(jfd, "w") as f:
-            json.dump(asdict(up), f)
+        for up in ups:
+            if not up.is_final:
+                try:
+                    pfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                                          0o644)
+                except NotFound:  # the last pending upload finished and took the directory along: once more
+                    os.mkdir(updir, 0o700)
+                    pfd = paths.open_file(root, f"{UPLOAD_DIR}/{up.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                                          0o644)
+                os.close(pfd)
+            made.append(up)
+            _save(root, up, new=True)
     except OSError as e:
         if e.errno not in FULL:
             raise
-        try:
-            abort_upload(root, up)  # no record without its part file, nor the other way round
-        except (NotFound, OSError):
-            pass  # the upload directory itself could not be made
+        for up in made:
+            try:
+                _abort_one(root, up.id)  # no record without its part file, nor the other way round
+            except (NotFound, OSError):
+                pass  # the upload directory itself could not be made
+        _drop_upload_dir(root)
         raise storage.full_error(host, vfid)() from None
-    if length == 0:
+
+
+def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quota: int | None, path: str,
+                  length: int, user: str, overwrite: bool = False, concat: str = "") -> Upload:
+    """A plain upload of ``length`` bytes to ``path``, or (``concat="partial"``) a partial one, which
+    has no target until a final upload names it (:func:`create_final`)."""
+    rel = _target(root, path, overwrite) if concat != "partial" else ""
+    _check_room(storage, root, host, vfid, quota, length)
+    up = Upload(id=uuid.uuid4().hex, path=rel, length=length, user=user, overwrite=overwrite, created=time.time(),
+                concat=concat)
+    _make(storage, root, host, vfid, [up])
+    if length == 0 and not concat:
         finish_upload(storage, root, up, full=storage.full_error(host, vfid))
     return up
 
 
+def split(length: int, parts: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of each part when ``length`` bytes go as up to ``parts`` requests: equal parts
+    on :data:`PART_ALIGN` boundaries, the last one shorter; fewer parts when the file is small."""
+    step = max(PART_ALIGN, -(-length // max(1, parts)) + PART_ALIGN - 1) // PART_ALIGN * PART_ALIGN
+    return [(start, min(length, start + step)) for start in range(0, length, step)] or [(0, 0)]
+
+
+def create_parts(storage: StorageHosts, root: str, *, host: str, vfid: str, quota: int | None, path: str,
+                 length: int, user: str, overwrite: bool = False, parts: int = 1) -> tuple[Upload, list[Upload]]:
+    """An upload of ``length`` bytes to ``path`` sent as up to ``parts`` partial uploads side by side:
+    the final upload and its partials (the file's ``[start, end)`` each takes: :func:`split`). Joining
+    needs room for the partials and the joined file at once (they share the folder's quota): where
+    the folder lacks it, or for one part, it is a plain upload (no partials)."""
+    rel = _target(root, path, overwrite)
+    left = _check_room(storage, root, host, vfid, quota, length)
+    bounds = split(length, min(max(1, parts), MAX_PARTS))
+    if len(bounds) == 1 or (left is not None and left < length - bounds[0][1]):
+        return create_upload(storage, root, host=host, vfid=vfid, quota=quota, path=rel, length=length, user=user,
+                             overwrite=overwrite), []
+    now, final_id = time.time(), uuid.uuid4().hex
+    partials = [Upload(id=uuid.uuid4().hex, path="", length=end - start, user=user, created=now, concat="partial",
+                       final=final_id) for start, end in bounds]
+    final = Upload(id=final_id, path=rel, length=length, user=user, overwrite=overwrite, created=now, concat="final",
+                   parts=[p.id for p in partials])
+    _make(storage, root, host, vfid, [*partials, final])
+    return final, partials
+
+
+def create_final(storage: StorageHosts, root: str, *, host: str, vfid: str, path: str, user: str,
+                 part_ids: list[str], overwrite: bool = False) -> tuple[Upload, bool]:
+    """The final upload joining the caller's partial uploads ``part_ids`` (in order) into ``path``, and
+    whether the file is already in place (every partial was complete). A partial joins one final only."""
+    rel = _target(root, path, overwrite)
+    if not part_ids or len(part_ids) > MAX_PARTS:
+        raise InvalidInput(f"Upload-Concat: name 1 to {MAX_PARTS} partial uploads", field="Upload-Concat")
+    if len(set(part_ids)) != len(part_ids):
+        raise InvalidInput("Upload-Concat: a partial upload is named twice", field="Upload-Concat")
+    final = Upload(id=uuid.uuid4().hex, path=rel, length=0, user=user, overwrite=overwrite, created=time.time(),
+                   concat="final", parts=list(part_ids))
+    with _locked(root):
+        partials = [load_upload(root, pid, user)[0] for pid in part_ids]
+        for p in partials:
+            if p.concat != "partial":
+                raise Conflict(f"Upload-Concat: upload {p.id!r} is not a partial upload (create it with "
+                               f"Upload-Concat: partial)", field="Upload-Concat")
+            if p.final is not None:
+                raise Conflict(f"Upload-Concat: upload {p.id!r} is already part of upload {p.final!r}",
+                               field="Upload-Concat")
+        final.length = sum(p.length for p in partials)
+        _make(storage, root, host, vfid, [final])
+        for p in partials:
+            p.final = final.id
+            _save(root, p, new=False)
+    return final, finish_upload(storage, root, final, full=storage.full_error(host, vfid))
+
+
+@contextlib.contextmanager
+def _locked(root: str):
+    """The upload directory locked (None: there is none, so no upload is pending): finals are created
+    and joined one at a time per folder."""
+    with contextlib.ExitStack() as stack:
+        try:
+            ufd = stack.enter_context(paths.open_dir(root, UPLOAD_DIR, field="upload"))
+        except NotFound:
+            ufd = None
+        else:
+            fcntl.flock(ufd, fcntl.LOCK_EX)  # released when the descriptor closes
+        yield ufd
+
+
 def load_upload(root: str, upload_id: str, user: str) -> tuple[Upload, int]:
-    """The upload and its offset; uploads of other users (and abandoned ones) read as unknown."""
+    """The upload and its offset (a final upload's: what its partials hold); uploads of other users
+    (and abandoned ones) read as unknown."""
     if not isinstance(upload_id, str) or not HEX32_RE.match(upload_id):
         raise NotFound(f"unknown upload {upload_id!r}", field="upload")
     up = _read(root, upload_id)
@@ -199,9 +338,21 @@ def load_upload(root: str, upload_id: str, user: str) -> tuple[Upload, int]:
         abort_upload(root, up)
         raise NotFound(f"unknown upload {upload_id!r} (abandoned for {UPLOAD_TTL / 3600:.0f} h)", field="upload")
     try:
-        return up, _part_size(root, up.id)
+        return up, sum(_part_size(root, part) for part in up.parts or []) if up.is_final else _part_size(root, up.id)
     except FileNotFoundError:
         raise NotFound(f"unknown upload {upload_id!r}", field="upload") from None
+
+
+def partials(root: str, final: Upload) -> list[tuple[Upload, int]]:
+    """A final upload's partial uploads, in order, each with its offset."""
+    out = []
+    for part in final.parts or []:
+        up = _read(root, part)
+        try:
+            out.append((up, _part_size(root, part)))
+        except FileNotFoundError:
+            raise NotFound(f"upload {final.id!r} lost its part {part!r}", field="upload") from None
+    return out
 
 
 def open_part(root: str, up: Upload) -> tuple[int, int]:
@@ -239,23 +390,113 @@ def write_all(fd: int, data, full: FullError = _quota_reached) -> None:
         raise
 
 
-def finish_upload(storage: StorageHosts, root: str, up: Upload, full: FullError = _quota_reached) -> None:
-    """Move the complete part file to its target (the entry itself, never through a link): the file
-    appears there whole or not at all. No space for the move (a directory that must grow) raises
-    ``full()`` and keeps the upload, to finish with an empty PATCH once there is room."""
+def finish_upload(storage: StorageHosts, root: str, up: Upload, full: FullError = _quota_reached) -> bool:
+    """Put a complete upload's file at its target (the entry itself, never through a link): the file
+    appears there whole or not at all; True when this call did. A partial upload's end joins its final
+    one when every part is complete (a partial no final names yet waits for one). No space for the move
+    (a directory that must grow) or the joining raises ``full()`` and keeps the upload, to finish with
+    an empty PATCH once there is room."""
     try:
-        _finish(storage, root, up)
+        if up.concat:
+            done = _join(storage, root, up)
+        else:
+            _finish(storage, root, up, up.id, [])
+            done = True
     except OSError as e:
         if e.errno in FULL:
             raise full() from None
         raise
     _drop_upload_dir(root)
+    return done
 
 
-def _finish(storage: StorageHosts, root: str, up: Upload) -> None:
+def _join(storage: StorageHosts, root: str, up: Upload) -> bool:
+    """Join a final upload's partials into the first one's part file and move it to the target, once
+    every part is complete and none is being written. The upload directory stays locked throughout: a
+    second caller waits, then finds the final's record gone (and the file in place)."""
+    with _locked(root) as ufd:
+        if ufd is None:
+            return False  # joined meanwhile, and no upload is left
+        try:
+            up = _read(root, up.id)  # the record now (a final may have named this partial meanwhile)
+            final = up if up.is_final else _read(root, up.final) if up.final else None
+        except NotFound:
+            return False  # joined (or aborted) meanwhile
+        if final is None:
+            return False
+        parts = partials(root, final)
+        if any(size != part.length for part, size in parts):
+            return False  # the last part's end joins them
+        held: list[int] = []  # each part's lock: no writer may start while they are joined
+        try:
+            for part, _ in parts:
+                try:
+                    held.append(open_part(root, part)[0])
+                except UploadLocked:
+                    return False  # being written (zero bytes, as all are complete): its end joins them
+            first_id, start = parts[0][0].id, parts[0][0].length
+            first = paths.open_file(root, f"{UPLOAD_DIR}/{first_id}.part", os.O_WRONLY, field="upload")
+            moved: list[bool] = []
+            try:
+                offset = start
+                for part, _ in parts[1:]:
+                    src = paths.open_file(root, f"{UPLOAD_DIR}/{part.id}.part", os.O_RDONLY, field="upload")
+                    try:
+                        _copy(src, first, offset, part.length)
+                    finally:
+                        os.close(src)
+                    offset += part.length
+                _finish(storage, root, final, first_id, [p.id for p, _ in parts[1:]], [p.id for p, _ in parts],
+                        moved=moved)
+            except BaseException:
+                if not moved:
+                    os.ftruncate(first, start)  # the first part as it was: the join can run again
+                raise
+            finally:
+                os.close(first)
+        finally:
+            for fd in held:
+                os.close(fd)
+    return True
+
+
+def _copy(src: int, dst: int, offset: int, count: int) -> None:
+    """``count`` bytes of ``src`` from its start to ``dst`` at ``offset``: in the kernel (a reflink where
+    the filesystem shares blocks), else by reading and writing."""
+    done = 0
+    try:
+        while done < count:
+            n = os.copy_file_range(src, dst, count - done, offset_src=done, offset_dst=offset + done)
+            if n == 0:
+                raise Conflict("a partial upload is shorter than its record says", field="upload")
+            done += n
+        return
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    while done < count:
+        block = os.pread(src, min(PART_ALIGN, count - done), done)
+        if not block:
+            raise Conflict("a partial upload is shorter than its record says", field="upload")
+        write_all_at(dst, block, offset + done)
+        done += len(block)
+
+
+def write_all_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _finish(storage: StorageHosts, root: str, up: Upload, data_id: str, drop_parts: list[str],
+            drop_records: list[str] = (), moved: list | None = None) -> None:
+    """Move the part file ``data_id`` (the upload's own, or its first partial's, joined) to ``up``'s
+    target; then remove the upload's record and those of ``drop_records``, and the part files of
+    ``drop_parts`` (the other partials). ``moved`` gets an item once the file is at its target."""
     with paths.open_dir(root, UPLOAD_DIR, field="upload") as ufd, \
             paths.open_parent(root, up.path, reserved=RESERVED) as (dfd, name):
-        pfd = os.open(f"{up.id}.part", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=ufd)
+        pfd = os.open(f"{data_id}.part", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=ufd)
         try:
             size = os.fstat(pfd).st_size
             os.fsync(pfd)  # a 204 for the last piece means the file is on disk, not in the page cache
@@ -272,20 +513,38 @@ def _finish(storage: StorageHosts, root: str, up: Upload) -> None:
         if existing is not None and st.S_ISDIR(existing.st_mode):
             raise Conflict(f"path: {up.path!r} became a directory meanwhile; move it away or abort the upload",
                            field="path")
-        os.rename(f"{up.id}.part", name, src_dir_fd=ufd, dst_dir_fd=dfd)
+        os.rename(f"{data_id}.part", name, src_dir_fd=ufd, dst_dir_fd=dfd)
+        if moved is not None:
+            moved.append(True)
         storage.chown(name, dir_fd=dfd)
         os.fsync(dfd)  # and so is its name
-        os.unlink(f"{up.id}.json", dir_fd=ufd)
+        for gone in [f"{p}.part" for p in drop_parts] + [f"{r}.json" for r in drop_records] + [f"{up.id}.json"]:
+            try:
+                os.unlink(gone, dir_fd=ufd)
+            except FileNotFoundError:
+                pass
 
 
 def abort_upload(root: str, up: Upload) -> None:
+    """Remove an upload; a final upload and its partials go together, whichever is named."""
+    if up.final is not None:
+        try:
+            up = _read(root, up.final)
+        except NotFound:
+            pass
+    for part in up.parts or []:
+        _abort_one(root, part)
+    _abort_one(root, up.id)
+    _drop_upload_dir(root)
+
+
+def _abort_one(root: str, upload_id: str) -> None:
     with paths.open_dir(root, UPLOAD_DIR, field="upload") as ufd:
-        for suffix in (".part", ".json"):
+        for suffix in (".part", ".json", ".json.tmp"):
             try:
-                os.unlink(f"{up.id}{suffix}", dir_fd=ufd)
+                os.unlink(f"{upload_id}{suffix}", dir_fd=ufd)
             except FileNotFoundError:
                 pass
-    _drop_upload_dir(root)
 
 
 def _drop_upload_dir(root: str) -> None:

@@ -266,6 +266,36 @@ async def test_an_upload_is_recorded_at_its_start_and_its_end_not_per_chunk(svc)
     assert rows[2].entity_id.startswith("data/")
 
 
+
+async def test_a_concatenated_upload_is_recorded_once_when_its_file_arrives(svc):
+    from tests.integration.test_tus_concatenation import final
+    from tests.integration.test_vfolder_transfer import TUS, patch
+
+    assert (await svc.call("alice", "POST", "vfolders", {"name": "data"}))[0] == 201
+    before = _last_seq(svc)
+    parts = []
+    for _ in range(2):
+        resp = await svc.raw("alice", "POST", "vfolders/data/uploads", b"",
+                             headers={**TUS, "Upload-Length": "5", "Upload-Concat": "partial"})
+        parts.append(resp.headers["Location"])
+    assert (await patch(svc, parts[0], 0, b"01234")).code == 204  # a part's end: no file yet
+    assert (await final(svc, "f.bin", parts)).code == 201
+    assert (await patch(svc, parts[1], 0, b"56789")).code == 204  # the last part's end: the file
+    assert (await final(svc, "g.bin", [parts[0]])).code == 404  # refused, recorded
+    # a final created after its parts ended: its creation is the file's arrival
+    late = []
+    for _ in range(2):
+        resp = await svc.raw("alice", "POST", "vfolders/data/uploads", b"",
+                             headers={**TUS, "Upload-Length": "1", "Upload-Concat": "partial"})
+        late.append(resp.headers["Location"])
+        assert (await patch(svc, late[-1], 0, b"x")).code == 204
+    assert (await final(svc, "h.bin", late)).code == 201
+    rows = _rows(svc, before)
+    assert [(r.operation, r.status.value) for r in rows] == [
+        ("upload-start", "success"), ("upload-start", "success"), ("upload-start", "success"),
+        ("upload", "success"), ("upload-start", "rejected"),
+        ("upload-start", "success"), ("upload-start", "success"), ("upload", "success")]
+
 # -- the CLI ---------------------------------------------------------------------------------------
 
 CLI_WRITES = [

@@ -25,6 +25,7 @@ from tests.integration.service_harness import service_fixtures
 from tests.integration.vfolder_harness import API, PREFIX, Service
 
 TUS = {"Tus-Resumable": "1.0.0"}
+MiB = 1 << 20
 OCTETS = "application/offset+octet-stream"
 
 
@@ -286,6 +287,54 @@ async def test_upload_grant_resume_regrant_and_download_without_the_session(svc,
     assert "token=%5Bredacted%5D" in logged and not any(t in logged for t in tokens)
 
 
+async def test_a_large_upload_goes_as_parts_side_by_side_and_resumes_after_a_reload(svc):
+    data = os.urandom(5 * MiB + 17)
+    code, ov = await jcall(svc, "sess-alice", "GET", "sidebar")
+    vfid = by_name(ov)["data"]["id"]
+    code, grant = await jcall(svc, "sess-alice", "POST", f"vfolders/{vfid}/upload-grants",
+                              {"path": "big.bin", "size": len(data), "parts": 3})
+    assert code == 201, grant
+    parts = grant["parts"]
+    # equal parts on MiB boundaries, the last shorter, covering the file; each its own URL
+    assert [(p["start"], p["end"], p["offset"]) for p in parts] == [
+        (0, 2 * MiB, 0), (2 * MiB, 4 * MiB, 0), (4 * MiB, len(data), 0)]
+    assert len({p["url"] for p in parts}) == 3 and not grant["complete"]
+    first = parts[0]
+    sent = await asyncio.gather(upload_bytes(svc, parts[2]["url"], 0, data[parts[2]["start"]:]),
+                                upload_bytes(svc, first["url"], 0, data[:MiB]))
+    assert [r.code for r in sent] == [204, 204]
+    code, listing = await svc.call("alice", "GET", f"vfolders/{vfid}/files")
+    assert "big.bin" not in [f["name"] for f in listing["items"]]
+    # a page reload: fresh URLs for the same parts, with where each stopped
+    code, again = await jcall(svc, "sess-alice", "POST", f"vfolders/{vfid}/upload-grants",
+                              {"upload_id": grant["upload_id"]})
+    assert code == 200 and again["offset"] == MiB + len(data) - 4 * MiB
+    assert [(p["upload_id"], p["offset"]) for p in again["parts"]] == [
+        (parts[0]["upload_id"], MiB), (parts[1]["upload_id"], 0), (parts[2]["upload_id"], len(data) - 4 * MiB)]
+    assert (await upload_bytes(svc, again["parts"][0]["url"], MiB, data[MiB:2 * MiB])).code == 204
+    assert (await upload_bytes(svc, again["parts"][1]["url"], 0, data[2 * MiB:4 * MiB])).code == 204
+    code, dl = await jcall(svc, "sess-alice", "POST", f"vfolders/{vfid}/download-grants", {"path": "big.bin"})
+    got = await as_token(svc, None, "GET", dl["url"])
+    assert got.code == 200 and hashlib.sha256(got.body).digest() == hashlib.sha256(data).digest()
+    # small files, one part asked for, or a folder without room for joining: one URL
+    for size, want in ((MiB // 2, 4), (5 * MiB, 1)):
+        code, one = await jcall(svc, "sess-alice", "POST", f"vfolders/{vfid}/upload-grants",
+                                {"path": f"f{size}{want}", "size": size, "parts": want})
+        assert code == 201 and "parts" not in one, one
+    code, tight = await svc.call("alice", "POST", "vfolders", {"name": "tight", "quota": "8m"})
+    assert code == 201, tight
+    code, one = await jcall(svc, "sess-alice", "POST", f"vfolders/{tight['id']}/upload-grants",
+                            {"path": "t.bin", "size": 6 * MiB, "parts": 4})
+    assert code == 201 and "parts" not in one, one  # 6 MiB of parts + the 4 MiB the join copies: more than 8
+    # cancelling the upload takes every part along
+    code, more = await jcall(svc, "sess-alice", "POST", f"vfolders/{vfid}/upload-grants",
+                             {"path": "more.bin", "size": 4 * MiB, "parts": 2})
+    code, _ = await jcall(svc, "sess-alice", "DELETE", f"vfolders/{vfid}/uploads/{more['upload_id']}")
+    assert code == 204
+    for part in more["parts"]:
+        assert (await as_token(svc, None, "HEAD", part["url"], headers=TUS)).code == 404
+
+
 async def test_grants_expire_bind_the_user_and_the_folder(svc):
     code, ov = await jcall(svc, "sess-alice", "GET", "sidebar")
     team = by_name(ov)["team"]["id"]
@@ -323,7 +372,8 @@ async def test_grants_expire_bind_the_user_and_the_folder(svc):
 @pytest.mark.parametrize("body, field", [
     ({"path": "f"}, "size"), ({"path": "f", "size": -1}, "size"), ({"path": "f", "size": True}, "size"),
     ({"path": "f", "size": 1, "overwrite": "yes"}, "overwrite"), ({"path": "f", "size": 1, "x": 1}, "x"),
-    ({"upload_id": "nope"}, "upload_id"), ({"upload_id": "0" * 32, "path": "f"}, "path"),
+    ({"path": "f", "size": 1, "parts": 0}, "parts"), ({"path": "f", "size": 1, "parts": 17}, "parts"),
+    ({"path": "f", "size": 1, "parts": True}, "parts"), ({"upload_id": "nope"}, "upload_id"), ({"upload_id": "0" * 32, "path": "f"}, "path"),
     ({"path": "../f", "size": 1}, "path"), ({"path": ".upload/x", "size": 1}, "path"),
 ])
 async def test_bad_grant_requests_name_the_field(svc, body, field):

@@ -160,7 +160,8 @@ class SmallHost:
 
     def stop(self):
         super().stop()
-        subprocess.run(["umount", str(self.host_root)], check=False, capture_output=True)
+        # lazily: a descriptor a cut request's writer still holds must not leave the mount behind
+        subprocess.run(["umount", "-l", str(self.host_root)], check=False, capture_output=True)
 
 
 class SmallHostService(SmallHost, Service):
@@ -253,3 +254,39 @@ async def test_an_upload_aborted_on_a_full_host_gives_its_space_back_and_the_fol
     assert sorted(os.listdir(folder)) == ["results", "small.bin"]
     resp = await svc.raw("alice", "GET", "vfolders/data/download?path=small.bin")
     assert sha256(resp.body) == sha256(small)
+
+
+async def test_a_join_that_finds_the_host_full_keeps_its_parts_and_joins_once_there_is_room(svc):
+    """tus concatenation copies the parts into one file: on a host without room for the copy the last
+    part's end is a clear 507, nothing shows at the path, the parts stay whole; with room again an
+    empty PATCH (or a sidebar re-grant) joins them."""
+    from tests.integration.test_tus_concatenation import final
+
+    code, vf = await svc.call("alice", "POST", "vfolders", {"name": "data", "quota": "64m"})
+    assert code == 201, vf
+    blob = os.urandom(14 * MiB)
+    parts = []
+    for piece in (blob[:7 * MiB], blob[7 * MiB:]):
+        resp = await svc.raw("alice", "POST", "vfolders/data/uploads", b"",
+                             headers={**TUS, "Upload-Length": str(len(piece)), "Upload-Concat": "partial"})
+        assert resp.code == 201, resp.body
+        parts.append(resp.headers["Location"])
+    assert (await patch(svc, parts[0], 0, blob[:7 * MiB])).code == 204
+    resp = await final(svc, "joined.bin", parts)
+    assert resp.code == 201
+    final_id = resp.headers["Location"].rsplit("/", 1)[1]
+    fill(svc.host_root, leave=8 * MiB)  # room for the last part, not for the copy besides it
+    resp = await patch(svc, parts[1], 0, blob[7 * MiB:])
+    assert resp.code == 507, (resp.code, resp.body)
+    assert json.loads(resp.body)["error"] == "InsufficientStorage"
+    code, listing = await svc.call("alice", "GET", "vfolders/data/files")
+    assert code == 200 and listing["items"] == []
+    for location in parts:  # each part as it was: whole, ready to be joined again
+        assert await head_offset(svc, location) == (7 * MiB, 7 * MiB)
+    os.unlink(svc.host_root / "filler")
+    code, grant = await svc.call("alice", "POST", f"vfolders/{vf['id']}/upload-grants",
+                                 {"upload_id": final_id})
+    assert code == 200 and grant["complete"] and "parts" not in grant, grant
+    resp = await svc.raw("alice", "GET", "vfolders/data/download?path=joined.bin")
+    assert resp.code == 200 and sha256(resp.body) == sha256(blob)
+
