@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hmac
 import os
 import threading
@@ -133,12 +134,32 @@ class BackendAIAuthenticator(Authenticator):
         signing in at once costs bounded memory (200 at once took the hub from 190 to 580 MiB unbounded).""",
     ).tag(config=True)
 
-    _hash_slots: threading.BoundedSemaphore | None = None
+    password_check_nice = Integer(
+        10, min=0, max=19, help="""The nice value (Linux scheduling priority, 0-19) of the threads that compute
+        password hashes. Sign-ins then take the CPU that running sessions, spawns and the hub's own work leave
+        over: in the 200-user load test on 2 cores, hashing at normal priority took a third of the machine's
+        CPU and spawns waited past their start timeout behind it. 0 hashes at the hub's priority.""",
+    ).tag(config=True)
 
-    def _hashing(self) -> threading.BoundedSemaphore:
-        if self._hash_slots is None:
-            self._hash_slots = threading.BoundedSemaphore(self.password_checks or os.cpu_count() or 1)
-        return self._hash_slots
+    _hash_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def _hasher(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The threads password hashes are computed on: ``password_checks`` of them, at
+        ``password_check_nice`` (argon2's own threads inherit it). A sign-in waiting for one holds no
+        thread of the hub's executor, which the hub's database work and the spawners share."""
+        if self._hash_pool is None:
+            nice = self.password_check_nice
+
+            def lower_priority() -> None:
+                try:
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)  # this thread only
+                except OSError as e:
+                    self.log.warning("Password hashes run at the hub's priority (nice %s refused: %s)", nice, e)
+
+            self._hash_pool = concurrent.futures.ThreadPoolExecutor(
+                self.password_checks or os.cpu_count() or 1, thread_name_prefix="password-check",
+                initializer=lower_priority if nice else None)
+        return self._hash_pool
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -193,27 +214,37 @@ class BackendAIAuthenticator(Authenticator):
             return f"keypair {keypair.access_key!r} is inactive"
         return None
 
-    def _check_credentials(self, login: str, secret: str, address: str | None) -> dict:
-        """Blocking (run in an executor): {"model": ...} | {"refused": msg, "status": n} | {}.
+    async def _check_credentials(self, login: str, secret: str, address: str | None) -> dict:
+        """{"model": ...} | {"refused": msg, "status": n} | {}.
 
         Every attempt is recorded in the audit log in the same transaction as the throttle's count:
         success, failure (and the lock it led to), and refusals (locked, inactive).
 
         The password hash (argon2id: tens of milliseconds of CPU alone, seconds on a loaded machine) is
-        checked between two transactions, never inside one: on SQLite a write transaction holds the
-        database's one write lock, and hashing inside it made every other writer of the hub and the
-        service wait (the load test's "database is locked"). The writing transaction reads the account
-        again and counts the attempt as failed unless the credential it checked is still the one stored,
-        and refuses it if a lock came meanwhile.
+        checked between two transactions, never inside one, on threads of its own (:meth:`_hasher`): on
+        SQLite a write transaction holds the database's one write lock, and hashing inside it made every
+        other writer of the hub and the service wait (the load test's "database is locked"). The writing
+        transaction reads the account again and counts the attempt as failed unless the credential it
+        checked is still the one stored, and refuses it if a lock came meanwhile.
         """
-        with self.database.session(readonly=True) as s:
-            account, keypair = self._find(s, login)
-            locked = throttle.locked(s, self._keys(account, login, address))
-        checked = None if locked else self._stored(account, keypair)
-        with self._hashing():
+        def read():
+            with self.database.session(readonly=True) as s:
+                account, keypair = self._find(s, login)
+                locked = throttle.locked(s, self._keys(account, login, address))
+            return account, keypair, locked, None if locked else self._stored(account, keypair)
+
+        account, keypair, locked, checked = await self._in_executor(read)
+
+        def check() -> tuple[bool, str | None]:
             ok = checked is not None and self._verify(account, keypair, login, secret)
-            rehash = (hash_password(secret) if ok and keypair is None and password_needs_rehash(account.password_hash)
-                      else None)
+            return ok, (hash_password(secret) if ok and keypair is None and password_needs_rehash(account.password_hash)
+                        else None)
+
+        ok, rehash = await asyncio.get_running_loop().run_in_executor(self._hasher(), check)
+        return await self._in_executor(self._record_attempt, login, address, locked, checked, ok, rehash)
+
+    def _record_attempt(self, login: str, address: str | None, locked, checked, ok: bool, rehash: str | None) -> dict:
+        """The attempt's outcome, written (see :meth:`_check_credentials`)."""
         with self.database.session() as s:
             account, keypair = self._find(s, login)
             keys = self._keys(account, login, address)
@@ -295,7 +326,7 @@ class BackendAIAuthenticator(Authenticator):
         if not login or not secret:
             return None
         address = self.client_address(handler)
-        result = await self._in_executor(self._check_credentials, login, secret, address)
+        result = await self._check_credentials(login, secret, address)
         if "refused" in result:
             raise web.HTTPError(result["status"], result["refused"])
         return result.get("model")

@@ -128,3 +128,59 @@ def test_the_other_writer_here_does_fail_when_the_lock_is_held(url, tmp_path):
     finally:
         holder.dispose()
         other.dispose()
+
+
+class Watched(BackendAIAuthenticator):
+    """Notes each password check's thread priority and how many run at once; ``gate`` holds them."""
+
+    gate: threading.Event | None = None
+
+    def _verify(self, *args):
+        import os
+
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        try:
+            if self.gate is not None:
+                assert self.gate.wait(30)
+            return super()._verify(*args)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def watched(url, tmp_path, **config) -> Watched:
+    Database.instance(url=url, crypt_key_file=str(tmp_path / "key"))
+    auth = Watched(**config)
+    auth.lock, auth.running, auth.most, auth.nice = threading.Lock(), 0, 0, []
+    return auth
+
+
+async def test_passwords_are_hashed_at_a_lower_priority_a_bounded_number_at_once(url, tmp_path):
+    import asyncio
+
+    auth = watched(url, tmp_path, password_checks=2)
+    answers = await asyncio.gather(*(auth.authenticate(None, PASSWORD) for _ in range(6)))
+    assert [a["name"] for a in answers] == ["alice"] * 6
+    assert auth.most == 2 and auth.nice == [10] * 6
+    plain = watched(url, tmp_path, password_checks=1, password_check_nice=0)
+    assert (await plain.authenticate(None, PASSWORD))["name"] == "alice" and plain.nice == [0]
+
+
+async def test_sign_ins_waiting_for_a_password_check_leave_the_hubs_executor_free(url, tmp_path):
+    """The hub's default executor runs its database work and the spawners' calls: a crowd of sign-ins
+    queued for the password threads must not hold its threads (more of them than it has)."""
+    import asyncio
+
+    auth = watched(url, tmp_path, password_checks=1)
+    auth.gate = threading.Event()
+    crowd = [asyncio.ensure_future(auth.authenticate(None, PASSWORD)) for _ in range(40)]
+    try:
+        while auth.running == 0:  # the first one is being checked, the others wait for the thread
+            await asyncio.sleep(0.01)
+        assert await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, lambda: "free"), 5) == "free"
+    finally:
+        auth.gate.set()
+    assert [a["name"] for a in await asyncio.gather(*crowd)] == ["alice"] * 40
