@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -77,6 +77,9 @@ class Culler:
         self.probe, self.warning, self.util_window, self.util_threshold = probe, warning, util_window, util_threshold
         self._util: dict[int, UtilWindow] = {}
         self._warned: dict[int, tuple[datetime, str, datetime]] = {}  # session -> (stop shown, reason, when)
+        # session -> when a kernel was last seen executing: a server too loaded to answer (its kernel
+        # list unread, 10 s timeout) counts as active from then on, not as having no busy kernel
+        self._busy_seen: dict[int, datetime] = {}
         self.reconciler = reconciler
         self.audit_retention, self.audit_export_dir = audit_retention, audit_export_dir
         # [code-log] days records are kept (0: forever); seconds of silence that make a gap row (0: none)
@@ -234,9 +237,10 @@ class Culler:
         stopped = await self.revoke()
         candidates = await loop.run_in_executor(None, self._candidates)
         live = {c.id for c in candidates}
-        for gone in [k for k in (*self._util, *self._warned) if k not in live]:
+        for gone in [k for k in (*self._util, *self._warned, *self._busy_seen) if k not in live]:
             self._util.pop(gone, None)
             self._warned.pop(gone, None)
+            self._busy_seen.pop(gone, None)
         if candidates and users is None:
             users = await self.active_users()
         servers = {(u.get("name"), name): spec for u in users or () for name, spec in (u.get("servers") or {}).items()}
@@ -278,6 +282,12 @@ class Culler:
                 window.add(now, util)
                 accel = window.busy_at
         act = activity_from(hub_last, kernels, terminals, accel, now)
+        if act.kernel_busy:
+            self._busy_seen[c.id] = now
+        elif isinstance(kernels, list):
+            self._busy_seen.pop(c.id, None)  # read, and nothing executes: the kernels' own times tell
+        elif c.id in self._busy_seen:  # unread: active when last seen busy (idle from then, if it lasts)
+            act = replace(act, kernel=max(filter(None, (act.kernel, self._busy_seen[c.id]))))
         p = plan(c.started_at, act, c.limits, now)
         warned = self._warned.get(c.id)
         if self.warning <= 0:

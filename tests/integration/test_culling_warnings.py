@@ -260,3 +260,27 @@ async def test_sessions_are_read_at_once_up_to_the_concurrency_and_the_hub_is_as
         assert [p for p in asked if p.startswith("users")] == ["users?state=active&offset=0&limit=200"]
     finally:
         server.stop()
+
+
+async def test_a_session_too_loaded_to_list_its_kernels_counts_as_busy_from_when_last_seen_busy(svc):
+    """A running cell can make the server too slow to answer the culler (its kernel list unread): it
+    stays active from when a kernel was last seen executing, and idles from then if it stays unread."""
+    start_session(svc, "bob", idle=600)
+    hub, probe = HubAPI("bob"), ScriptedProbe()
+    hub.last_activity = at(0)
+    culler = Culler(svc.db, hub.url, "t", probe=probe, warning=0)
+    unread = probe.server_state
+
+    async def no_answer(base):
+        return None, None
+
+    try:
+        probe.kernels = [{"execution_state": "busy", "last_activity": at(0).isoformat()}]
+        assert await culler.run_once(at(500)) == []  # seen executing at 500
+        probe.server_state = no_answer
+        assert await culler.run_once(at(900)) == []  # unread: idle since 500, not since 0
+        assert await culler.run_once(at(1099)) == [] and hub.deleted == []
+        assert [u for u, _, _ in await culler.run_once(at(1101))] == ["bob"]  # unread 600 s after: idle
+    finally:
+        probe.server_state = unread
+        hub.server.stop()
