@@ -11,6 +11,10 @@ from pathlib import Path
 
 from .common import REPO
 
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from tests.sidebar_page import show_sidebar  # noqa: E402 - also sidebar_paint's
+
 SMALL = {"resources": {"cpu": 1, "mem": "2g"}}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -73,10 +77,3 @@ def lab_page(browser, hub, user: str = "demo"):
     return page
 
 
-def show_sidebar(page) -> None:
-    page.wait_for_selector(".jp-LabShell")
-    tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='backendai-hub-vfolders']")
-    tab.wait_for()
-    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
-        tab.click()
-    page.wait_for_selector(".bhub-Sidebar[data-painted='true']")

@@ -9,6 +9,15 @@ import { Folder, FoldersAnswer, Permission } from './model';
 /** fetch-like: path relative to backendai-hub/api/ */
 export type Transport = (path: string, init: RequestInit) => Promise<Response>;
 
+/** One byte range of a file sent as several requests side by side (a tus partial upload). */
+export interface UploadPart {
+  upload_id: string;
+  url: string;
+  start: number;
+  end: number;
+  offset: number;
+}
+
 export interface UploadGrant {
   upload_id: string;
   url: string;
@@ -16,6 +25,10 @@ export interface UploadGrant {
   path?: string;
   length?: number;
   offset?: number;
+  /** every byte is in place (a re-grant that joined the parts) */
+  complete?: boolean;
+  /** the parts to send side by side, when the service split the file */
+  parts?: UploadPart[];
 }
 
 export interface CloneTask {
@@ -129,8 +142,8 @@ export class SidebarAPI {
   task(id: string): Promise<CloneTask> {
     return this.call('GET', `tasks/${enc(id)}`);
   }
-  grant(folder: string, path: string, size: number): Promise<UploadGrant> {
-    return this.call('POST', `folders/${enc(folder)}/uploads`, { path, size });
+  grant(folder: string, path: string, size: number, parts = 1): Promise<UploadGrant> {
+    return this.call('POST', `folders/${enc(folder)}/uploads`, parts > 1 ? { path, size, parts } : { path, size });
   }
   regrant(folder: string, uploadId: string): Promise<UploadGrant> {
     return this.call('POST', `folders/${enc(folder)}/uploads`, { upload_id: uploadId });

@@ -154,6 +154,7 @@ const sidebarPlugin: JupyterFrontEndPlugin<void> = {
         .then(settings => {
           const apply = () => {
             interval = (settings.get('folderRefresh').composite as number) || 30;
+            uploads.parallel = (settings.get('uploadParts').composite as number) || 4;
             schedule();
           };
           apply();

@@ -3,10 +3,14 @@
  * through this session's server), resumable after a network drop (tus retries from the server's
  * offset) and after a page reload (the ResumeStore; the user picks the file again); downloads by the
  * service's short-lived URL.
+ *
+ * A large file goes as several tus partial uploads side by side (the grant's `parts`, each a byte
+ * range with its own URL; the service joins them when the last one ends): one request is limited by
+ * the browser's own upload pipeline well below what the link and the service take.
  */
 import * as tus from 'tus-js-client';
 
-import { SidebarAPI, UploadGrant } from './api';
+import { SidebarAPI, UploadGrant, UploadPart } from './api';
 import { errorSentence } from './errors';
 import { SpeedMeter } from './progress';
 import { PendingUpload, ResumeStore, fingerprint } from './resume';
@@ -29,9 +33,27 @@ export interface UploadRow {
 }
 
 export interface UploadOptions {
-  /** bytes per PATCH; Infinity: one request per file (the fastest; a dropped one resumes at the offset) */
+  /** bytes per PATCH; Infinity: one request per part (the fastest; a dropped one resumes at the offset) */
   chunkSize?: number;
   retryDelays?: number[];
+  /** requests side by side for one large file (the service may grant fewer); 1: one request */
+  parallel?: number;
+}
+
+/** The smallest part a file is split into: smaller files go as one request. */
+export const PART_MIN = 8 * 1024 * 1024;
+
+/** How many parts to ask for, for a file of `size` bytes: at most `parallel`, none under PART_MIN. */
+export function partsFor(size: number, parallel: number): number {
+  return Math.max(1, Math.min(Math.floor(parallel), Math.floor(size / PART_MIN)));
+}
+
+/** What a grant's parts are: its own list, or the whole file as one part at the grant's URL. */
+export function grantParts(grant: UploadGrant, size: number): UploadPart[] {
+  if (grant.parts && grant.parts.length > 0) {
+    return grant.parts;
+  }
+  return [{ upload_id: grant.upload_id, url: grant.url, start: 0, end: size, offset: grant.offset ?? 0 }];
 }
 
 /** A file with the path it goes to inside the folder. */
@@ -44,7 +66,8 @@ let counter = 0;
 
 export class Uploads {
   readonly rows = new Map<string, UploadRow>();
-  private _uploads = new Map<string, { upload: tus.Upload | null; uploadId: string | null }>();
+  /** per row: its running tus uploads (one per part), the upload's id, and which run is current */
+  private _uploads = new Map<string, { uploads: tus.Upload[]; uploadId: string | null; run: number }>();
   private _meters = new Map<string, SpeedMeter>();
   /** called on every change (progress included), with the row that changed */
   onChange: (row: UploadRow | null) => void = () => undefined;
@@ -61,7 +84,7 @@ export class Uploads {
   async start(folder: string, folderName: string, file: File, path: string): Promise<UploadRow> {
     const row = this._row(folder, folderName, path, file.size);
     try {
-      const grant = await this._api.grant(folder, path, file.size);
+      const grant = await this._api.grant(folder, path, file.size, partsFor(file.size, this.parallel));
       this.store.save({
         upload_id: grant.upload_id,
         folder,
@@ -108,7 +131,8 @@ export class Uploads {
     }
     row.state = 'cancelled';
     row.message = 'Cancelled.';
-    await u.upload?.abort(false);
+    u.run++;
+    await Promise.all(u.uploads.map(up => up.abort(false)));
     if (u.uploadId) {
       this.store.remove(u.uploadId);
       try {
@@ -145,7 +169,7 @@ export class Uploads {
     const key = `u${++counter}`;
     const row: UploadRow = { key, folder, folderName, path, size, sent: 0, speed: 0, state: 'starting', started: Date.now() };
     this.rows.set(key, row);
-    this._uploads.set(key, { upload: null, uploadId: null });
+    this._uploads.set(key, { uploads: [], uploadId: null, run: 0 });
     this._meters.set(key, new SpeedMeter());
     this.onChange(row);
     return row;
@@ -158,74 +182,122 @@ export class Uploads {
     this.onChange(row);
   }
 
-  /** One tus run from the grant's URL; a refused (expired) grant is renewed up to three times. */
+  /** Requests side by side for one large file (the `uploadParts` setting). */
+  get parallel(): number {
+    return this._options.parallel ?? 4;
+  }
+  set parallel(value: number) {
+    this._options.parallel = value;
+  }
+
+  /** One tus run per unfinished part of the grant; a refused (expired) grant is renewed up to three
+   * times, and the parts go on from where the server says. */
   private _run(row: UploadRow, file: File, grant: UploadGrant, regrants: number): void {
     const slot = this._uploads.get(row.key)!;
     slot.uploadId = grant.upload_id;
+    const run = ++slot.run;
+    slot.uploads = [];
+    if (grant.complete) {
+      this._succeed(row, grant.upload_id); // every byte was there: the re-grant joined the parts
+      return;
+    }
+    const parts = grantParts(grant, file.size);
+    const sent = parts.map(p => p.offset);
+    const current = () => slot.run === run && row.state !== 'cancelled' && row.state !== 'failed';
+    const stopOthers = () => {
+      slot.run++;
+      for (const u of slot.uploads) {
+        void u.abort(false);
+      }
+    };
     const meter = this._meters.get(row.key)!;
     let lastSaved = 0;
-    const upload = new tus.Upload(file, {
-      uploadUrl: grant.url,
-      chunkSize: this._options.chunkSize ?? Infinity,
-      retryDelays: this._options.retryDelays ?? [0, 1000, 3000, 5000, 10000, 20000, 30000],
-      storeFingerprintForResuming: false,
-      removeFingerprintOnSuccess: true,
-      onProgress: (sent: number) => {
-        if (row.state === 'cancelled') {
-          return;
-        }
-        row.state = 'uploading';
-        row.message = undefined;
-        row.sent = sent;
-        meter.add(sent, performance.now());
-        row.speed = meter.speed;
-        const now = Date.now();
-        if (now - lastSaved > 1000) {
-          lastSaved = now;
-          this.store.progress(grant.upload_id, sent);
-        }
-        this.onChange(row);
-      },
-      onShouldRetry: (err: tus.DetailedError, _attempt: number, options: tus.UploadOptions) => {
-        const status = err.originalResponse ? err.originalResponse.getStatus() : 0;
-        if (status === 401 || status === 403 || (status >= 400 && status < 500 && status !== 409 && status !== 423)) {
-          return false; // a refusal: retrying the same URL will not help
-        }
-        row.state = 'retrying';
-        row.speed = 0;
-        meter.reset();
-        row.message = 'Connection lost: retrying from where the server stopped…';
-        this.onChange(row);
-        return true;
-      },
-      onError: (err: Error) => {
-        if (row.state === 'cancelled') {
-          return;
-        }
-        const status = (err as tus.DetailedError).originalResponse?.getStatus() ?? 0;
-        if ((status === 401 || status === 403) && regrants < 3) {
-          // the grant expired (they are short-lived): ask for a fresh URL for the same upload
-          this._api
-            .regrant(row.folder, grant.upload_id)
-            .then(g => this._run(row, file, g, regrants + 1))
-            .catch(e => this._fail(row, errorSentence(e, `resume uploading ${row.path}`)));
-          return;
-        }
-        this._fail(row, errorSentence(err, `upload ${row.path}`));
-      },
-      onSuccess: () => {
-        row.state = 'done';
-        row.sent = row.size;
-        row.speed = (row.size / Math.max(1, Date.now() - row.started)) * 1000; // the average, at the end
-        row.finished = Date.now();
-        row.message = undefined;
-        this.store.remove(grant.upload_id);
-        this.onChange(row);
-        this.onDone(row);
+    let left = parts.filter(p => p.offset < p.end - p.start).length;
+    if (left === 0) {
+      this._succeed(row, grant.upload_id);
+      return;
+    }
+    parts.forEach((part, index) => {
+      if (part.offset >= part.end - part.start) {
+        return;
       }
-    } as tus.UploadOptions);
-    slot.upload = upload;
-    upload.start();
+      const source = parts.length === 1 ? file : file.slice(part.start, part.end);
+      const upload = new tus.Upload(source as File, {
+        uploadUrl: part.url,
+        chunkSize: this._options.chunkSize ?? Infinity,
+        retryDelays: this._options.retryDelays ?? [0, 1000, 3000, 5000, 10000, 20000, 30000],
+        storeFingerprintForResuming: false,
+        removeFingerprintOnSuccess: true,
+        onProgress: (bytes: number) => {
+          if (!current()) {
+            return;
+          }
+          sent[index] = bytes;
+          const total = sent.reduce((a, b) => a + b, 0);
+          row.state = 'uploading';
+          row.message = undefined;
+          row.sent = total;
+          meter.add(total, performance.now());
+          row.speed = meter.speed;
+          const now = Date.now();
+          if (now - lastSaved > 1000) {
+            lastSaved = now;
+            this.store.progress(grant.upload_id, total);
+          }
+          this.onChange(row);
+        },
+        onShouldRetry: (err: tus.DetailedError, _attempt: number, options: tus.UploadOptions) => {
+          const status = err.originalResponse ? err.originalResponse.getStatus() : 0;
+          if (!current()) {
+            return false;
+          }
+          if (status === 401 || status === 403 || (status >= 400 && status < 500 && status !== 409 && status !== 423)) {
+            return false; // a refusal: retrying the same URL will not help
+          }
+          row.state = 'retrying';
+          row.speed = 0;
+          meter.reset();
+          row.message = 'Connection lost: retrying from where the server stopped…';
+          this.onChange(row);
+          return true;
+        },
+        onError: (err: Error) => {
+          if (!current()) {
+            return;
+          }
+          stopOthers();
+          const status = (err as tus.DetailedError).originalResponse?.getStatus() ?? 0;
+          if ((status === 401 || status === 403) && regrants < 3) {
+            // the grant expired (they are short-lived): fresh URLs for the same upload's parts
+            this._api
+              .regrant(row.folder, grant.upload_id)
+              .then(g => this._run(row, file, g, regrants + 1))
+              .catch(e => this._fail(row, errorSentence(e, `resume uploading ${row.path}`)));
+            return;
+          }
+          this._fail(row, errorSentence(err, `upload ${row.path}`));
+        },
+        onSuccess: () => {
+          // the part whose end completes the file answers once the service has joined it
+          if (current() && --left === 0) {
+            this._succeed(row, grant.upload_id);
+          }
+        }
+      } as tus.UploadOptions);
+      slot.uploads.push(upload);
+      upload.start();
+    });
+  }
+
+  private _succeed(row: UploadRow, uploadId: string): void {
+    row.state = 'done';
+    row.sent = row.size;
+    row.speed = (row.size / Math.max(1, Date.now() - row.started)) * 1000; // the average, at the end
+    row.finished = Date.now();
+    row.message = undefined;
+    this.store.remove(uploadId);
+    this.onChange(row);
+    this.onDone(row);
   }
 }
 

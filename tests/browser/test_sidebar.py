@@ -17,6 +17,7 @@ import pytest
 from tests.browser.test_signin import browser, sign_in  # noqa: F401 - the fixture
 from tests.hubproc import admin_token, hub_api, hub_fixture, hub_token, run_cli, server_path, service_api, \
     stop_server, wait_ready
+from tests.sidebar_page import show_sidebar
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -69,14 +70,6 @@ def open_sidebar(browser, hub, user: str, password: str):  # noqa: F811
     return show_sidebar(page)
 
 
-def show_sidebar(page):
-    page.wait_for_selector(".jp-LabShell")
-    tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='backendai-hub-vfolders']")
-    tab.wait_for()
-    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
-        tab.click()
-    page.wait_for_selector(".bhub-Sidebar[data-painted='true']")
-    return page
 
 
 def row(page, name: str, group: str | None = None):
@@ -106,6 +99,11 @@ def throttle(page, mib_per_s: float | None):
     cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
                                                   "uploadThroughput": rate})
     return cdp
+
+
+def tus_patches(hub) -> int:
+    """The tus PATCHes the service answered so far (its access log, in the hub's log)."""
+    return hub.log.read_text(errors="replace").count(" PATCH /services/backendai/folders/_/tus/upload?")
 
 
 def upload_via_button(page, folder_row, path: Path):
@@ -155,6 +153,7 @@ def test_share_a_folder_through_the_sidebar(browser, hub, people, tmp_path):  # 
 
     # A: upload 20 MiB with its progress on screen (Chromium throttled to 5 MiB/s to watch it)
     cdp = throttle(a, 5)
+    patches = tus_patches(hub)
     upload_via_button(a, mine, big)
     a.locator(".bhub-Upload[data-path='big.bin'][data-state='uploading']").wait_for()
     a.wait_for_timeout(1200)
@@ -166,6 +165,10 @@ def test_share_a_folder_through_the_sidebar(browser, hub, people, tmp_path):  # 
     assert any(0 < v < 100 for v in seen), seen  # the bar moved through the middle, not just 0 -> 100
     shot(a, "a-uploaded")
     assert sha256_at_service(hub, people["demo"], FOLDER, "big.bin") == hashlib.sha256(data).hexdigest()
+    deadline = time.monotonic() + 10  # the access log's line follows the answer
+    while tus_patches(hub) - patches < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert tus_patches(hub) - patches == 2  # 20 MiB: two parts side by side (8 MiB or more each)
     mine.locator(".bhub-File[data-file='big.bin']").wait_for()
 
     # A: invite B read-only

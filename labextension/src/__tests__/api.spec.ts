@@ -14,10 +14,12 @@ describe('SidebarAPI (stand-in transport)', () => {
       return respond(200, JSON.stringify({ upload_id: 'u', url: '/x' }));
     });
     expect(await api.grant('my data', 'a/b.bin', 10)).toEqual({ upload_id: 'u', url: '/x' });
+    await api.grant('my data', 'c.bin', 1 << 30, 4);
     await api.regrant('my data', 'u');
     await api.download('d', 'dir/', true);
     expect(calls.map(([p, i]) => [p, i.method, i.body])).toEqual([
       ['folders/my%20data/uploads', 'POST', JSON.stringify({ path: 'a/b.bin', size: 10 })],
+      ['folders/my%20data/uploads', 'POST', JSON.stringify({ path: 'c.bin', size: 1 << 30, parts: 4 })],
       ['folders/my%20data/uploads', 'POST', JSON.stringify({ upload_id: 'u' })],
       ['folders/d/download?path=dir%2F&archive=zip', 'GET', undefined]
     ]);
