@@ -4,7 +4,9 @@ upload through the hub proxy, in one run, interleaved.
 Both sides take an upload grant from the session's server extension (``POST
 <server>/backendai-hub/api/folders/<id>/uploads``) and send the bytes to the grant's tus URL at the
 hub's public address (configurable-http-proxy -> the service), never through the session's server:
-the browser with tus-js-client as the sidebar does (one PATCH), curl with one streamed ``PATCH -T``.
+the browser with tus-js-client as the sidebar does (the file as four tus parts side by side, joined by
+the service), and again with the sidebar's ``uploadParts`` setting at 1 (one PATCH: how the sidebar
+uploaded before), curl with one streamed ``PATCH -T``.
 The time runs from the file's pick (browser) or the grant request (curl) to the upload's end; the
 sizes match. ``python -m benchmarks.sidebar_upload [--size-mib N] [--rounds N]``; through ``python
 -m benchmarks`` the size is $BENCH_SIDEBAR_UPLOAD_MIB (default 1024; --quick: 128).
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 
 from .common import print_ratios, print_table, ratio, write_result
-from .sidebar_common import chromium, hub_with_session, lab_page
+from .sidebar_common import chromium, hub_with_session, lab_page, show_sidebar
 
 DESCRIPTION = ("Virtual folders sidebar: 1 GiB upload from Chromium (tus-js-client, the sidebar's button) "
                "against curl's tus PATCH of the same file through the hub proxy, both with the sidebar's "
@@ -86,14 +88,42 @@ def _curl_upload(hub, token: str, folder_id: str, path: Path, name: str, size: i
     return time.perf_counter() - t0
 
 
-BROWSER, CURL_PROXY, CURL_LISTENER = ("Chromium (sidebar, tus-js-client)", "curl (tus PATCH, hub proxy)",
-                                      "curl (tus PATCH, listener)")
+PARTS = int(os.environ.get("BENCH_SIDEBAR_UPLOAD_PARTS", "4"))  # the sidebar's default uploadParts
+BROWSER, BROWSER_ONE, CURL_PROXY, CURL_LISTENER = (
+    f"Chromium (sidebar, {PARTS} parts)", "Chromium (sidebar, 1 request)", "curl (tus PATCH, hub proxy)",
+    "curl (tus PATCH, listener)")
+PLUGIN = "backendai-hub-labextension:plugin"
 
 
-def measure(size_mib: int = 1024, rounds: int = 3, listener: bool = False) -> dict:
+def _set_parts(page, parts: int) -> None:
+    """The sidebar's ``uploadParts`` setting, through JupyterLab's settings API, then the page reloaded."""
+    status = page.evaluate("""async ([plugin, parts]) => {
+        const base = document.querySelector('#jupyter-config-data')
+            ? JSON.parse(document.querySelector('#jupyter-config-data').textContent).baseUrl : '/';
+        const xsrf = (document.cookie.match(/(?:^|; )_xsrf=([^;]*)/) || [])[1] || '';
+        const r = await fetch(`${base}lab/api/settings/${plugin}`, {method: 'PUT',
+            headers: {'Content-Type': 'application/json', 'X-XSRFToken': decodeURIComponent(xsrf)},
+            body: JSON.stringify({raw: JSON.stringify({uploadParts: parts})})});
+        return r.status; }""", [PLUGIN, parts])
+    assert status == 204, status
+    page.reload()
+    show_sidebar(page)
+
+
+def measure(size_mib: int = 1024, rounds: int = 3, listener: bool = False, split_cores: bool = False) -> dict:
     """With ``listener`` the service runs its public transfer listener, so the sidebar's grants (and the
-    browser's bytes) go there, past the Node proxy; curl then measures both the proxy and the listener."""
+    browser's bytes) go there, past the Node proxy; curl then measures both the proxy and the listener.
+    With ``split_cores`` the clients (Chromium, curl) run on one half of the CPUs and the hub, its proxy
+    and the service on the other, as a browser on a user's machine and a hub on a server would: on
+    shared cores the browser's upload pipeline (about twice curl's CPU per byte) competes with the
+    server for the same CPUs."""
     from tests.hubproc import free_port_block, service_api
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if split_cores:
+        assert len(cpus) >= 2, "--split-cores needs two CPUs or more"
+        client_cpus, server_cpus = set(cpus[:len(cpus) // 2]), set(cpus[len(cpus) // 2:])
+        os.sched_setaffinity(0, server_cpus)  # the hub and what it starts inherit it
 
     size = size_mib * MiB
     with tempfile.TemporaryDirectory(prefix="bench-sidebar-file-") as tmp:
@@ -103,11 +133,13 @@ def measure(size_mib: int = 1024, rounds: int = 3, listener: bool = False) -> di
         base = f"http://127.0.0.1:{lport}/" if listener else None
         env = {"BENCH_SIDEBAR_LISTENER_PORT": str(lport)} if listener else {}
         with hub_with_session("bench-sidebar-upload-", extra_env=env) as (hub, tokens):
+            if split_cores:
+                os.sched_setaffinity(0, client_cpus)  # Chromium and curl start from here
             demo = tokens["demo"]
             r = service_api(hub, demo, "POST", "vfolders", json={"name": FOLDER})
             assert r.status_code == 201, r.text
             folder_id = r.json()["id"]
-            sides = [BROWSER, CURL_PROXY] + ([CURL_LISTENER] if listener else [])
+            sides = [BROWSER, BROWSER_ONE, CURL_PROXY] + ([CURL_LISTENER] if listener else [])
             times: dict[str, list[float]] = {side: [] for side in sides}
             with chromium() as browser:
                 page = lab_page(browser, hub)
@@ -117,7 +149,8 @@ def measure(size_mib: int = 1024, rounds: int = 3, listener: bool = False) -> di
                         name = f"{sides.index(side)}-{i}.bin"
                         src = Path(tmp) / name  # the sidebar names the upload after the picked file
                         os.link(path, src)
-                        if side == BROWSER:
+                        if side in (BROWSER, BROWSER_ONE):
+                            _set_parts(page, PARTS if side == BROWSER else 1)
                             times[side].append(_browser_upload(page, src, name))
                         else:
                             times[side].append(_curl_upload(hub, demo, folder_id, src, name, size,
@@ -134,8 +167,11 @@ def measure(size_mib: int = 1024, rounds: int = 3, listener: bool = False) -> di
                             assert h.hexdigest() == digest, f"{side}: the upload's SHA-256 differs"
                         service_api(hub, demo, "DELETE", f"vfolders/{FOLDER}/files", params={"path": name})
                         src.unlink()
+    if split_cores:
+        os.sched_setaffinity(0, set(cpus))
     speeds = {side: [size / MiB / t for t in ts] for side, ts in times.items()}
-    return {"size_mib": size_mib, "rounds": rounds, "listener": listener, "seconds": times, "mib_per_s": speeds}
+    return {"size_mib": size_mib, "rounds": rounds, "listener": listener, "split_cores": split_cores,
+            "seconds": times, "mib_per_s": speeds}
 
 
 def report(got: dict) -> dict:
@@ -144,9 +180,14 @@ def report(got: dict) -> dict:
         s = sorted(xs)
         rows[side] = {"n": len(s), "p50": statistics.median(s), "p95": s[0], "p99": s[0], "mean": statistics.fmean(s)}
     where = "the browser to the transfer listener" if got["listener"] else "all through the hub proxy"
+    if got.get("split_cores"):
+        where += ", clients and server on separate cores"
     print_table(f"{got['size_mib']} MiB upload, {where} (MiB/s; p95/p99: the slowest round)", rows, unit="MiB/s")
     med = {side: statistics.median(xs) for side, xs in got["mib_per_s"].items()}
-    ratios = {"Chromium / curl through the hub proxy (median MiB/s)": ratio(med[BROWSER], med[CURL_PROXY])}
+    ratios = {"Chromium / curl through the hub proxy (median MiB/s)": ratio(med[BROWSER], med[CURL_PROXY]),
+              "Chromium with one request / curl through the hub proxy (before)": ratio(med[BROWSER_ONE],
+                                                                                       med[CURL_PROXY]),
+              f"Chromium, {PARTS} parts / 1 request": ratio(med[BROWSER], med[BROWSER_ONE])}
     if CURL_LISTENER in med:
         ratios["Chromium / curl to the listener"] = ratio(med[BROWSER], med[CURL_LISTENER])
     print_ratios(f"ratio (goal >= {GOAL})", ratios)
@@ -156,7 +197,8 @@ def report(got: dict) -> dict:
 def run(*, quick: bool) -> dict:
     size = int(os.environ.get("BENCH_SIDEBAR_UPLOAD_MIB", "128" if quick else "1024"))
     listener = os.environ.get("BENCH_SIDEBAR_UPLOAD_LISTENER", "0") == "1"
-    return report(measure(size, 1 if quick else 3, listener))
+    split = os.environ.get("BENCH_SIDEBAR_UPLOAD_SPLIT_CORES", "0") == "1"
+    return report(measure(size, 1 if quick else 3, listener, split))
 
 
 def main() -> None:
@@ -165,8 +207,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--listener", action="store_true",
                     help="run the service's public transfer listener (the sidebar's grants point there)")
+    ap.add_argument("--split-cores", action="store_true",
+                    help="Chromium and curl on one half of the CPUs, the hub, proxy and service on the other")
     args = ap.parse_args()
-    write_result("sidebar_upload", report(measure(args.size_mib, args.rounds, args.listener)))
+    write_result("sidebar_upload", report(measure(args.size_mib, args.rounds, args.listener, args.split_cores)))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ import { PickedFile, Uploads, download, droppedFiles, pickedFiles } from './tran
 import { FileEntry } from './api';
 import { TaskRow, fileList, folderList, h, invitationList, transferList } from './view';
 
+/** ms between two repaints of the transfers while uploads report progress */
+const TRANSFERS_EVERY = 200;
+
 export interface SidebarHost {
   /** open a path (relative to the server's root) in the file browser */
   openPath(path: string): Promise<void>;
@@ -45,6 +48,7 @@ export class FolderSidebar extends Widget {
   private _notice = '';
   private _painted = false;
   private _transfersQueued = false;
+  private _transfersPainted = -Infinity;
   private _fileInput: HTMLInputElement;
   private _folderInput: HTMLInputElement;
   private _inputTarget: { folder: { id: string; name: string }; pending?: PendingUpload } | null = null;
@@ -433,15 +437,23 @@ export class FolderSidebar extends Widget {
     this._startUploads(f, await droppedFiles(data));
   }
 
+  /** Repaint the transfers at most every TRANSFERS_EVERY ms: an upload's parts each report progress
+   * many times a second, and the page shares the machine's CPU with the upload itself. */
   private _queueTransfers(): void {
     if (this._transfersQueued) {
       return;
     }
     this._transfersQueued = true;
-    requestAnimationFrame(() => {
-      this._transfersQueued = false;
-      this._renderTransfers();
-    });
+    const wait = Math.max(0, this._transfersPainted + TRANSFERS_EVERY - performance.now());
+    window.setTimeout(
+      () =>
+        requestAnimationFrame(() => {
+          this._transfersQueued = false;
+          this._transfersPainted = performance.now();
+          this._renderTransfers();
+        }),
+      wait
+    );
   }
 
   private _renderTransfers(): void {
