@@ -154,7 +154,20 @@ def _part_size(root: str, upload_id: str) -> int:
     return os.stat(os.path.join(_dir(root), f"{upload_id}.part"), follow_symlinks=False).st_size
 
 
+def _trusted(mode_and_owner: os.stat_result) -> bool:
+    """The upload directory is the service's own: a directory of its user that nobody else may write
+    (a session can rename the folder's entries and make a ``.upload`` of its own)."""
+    return (st.S_ISDIR(mode_and_owner.st_mode) and mode_and_owner.st_uid == os.geteuid()
+            and not mode_and_owner.st_mode & 0o022)
+
+
 def _read(root: str, upload_id: str) -> Upload:
+    try:
+        if not _trusted(os.lstat(_dir(root))):
+            raise NotFound(f"unknown upload {upload_id!r} (the upload directory is not the service's)",
+                           field="upload")
+    except FileNotFoundError:
+        raise NotFound(f"unknown upload {upload_id!r}", field="upload") from None
     try:
         fd = paths.open_file(root, f"{UPLOAD_DIR}/{upload_id}.json", os.O_RDONLY, field="upload")
     except (NotFound, InvalidInput):
@@ -164,7 +177,9 @@ def _read(root: str, upload_id: str) -> Upload:
             data = json.load(f)
             if not isinstance(data, dict):
                 raise TypeError("not an object")
-            return Upload(**data)
+            up = Upload(**data)
+            _check_links(up)
+            return up
         except (ValueError, TypeError):  # damaged, or written by someone else than this service
             raise NotFound(f"unknown upload {upload_id!r} (its record is damaged)", field="upload") from None
 
@@ -215,7 +230,7 @@ def _make(storage: StorageHosts, root: str, host: str, vfid: str, ups: list[Uplo
         try:
             os.mkdir(updir, 0o700)  # only the service (root) reads pending uploads
         except FileExistsError:
-            if not st.S_ISDIR(os.lstat(updir).st_mode):
+            if not _trusted(os.lstat(updir)):
                 raise Conflict(f"{UPLOAD_DIR!r} in this vfolder is not the upload directory (something else has "
                                f"that name); remove or rename it from a session", field="path") from None
         for up in ups:
@@ -240,6 +255,18 @@ def _make(storage: StorageHosts, root: str, host: str, vfid: str, ups: list[Uplo
                 pass  # the upload directory itself could not be made
         _drop_upload_dir(root)
         raise storage.full_error(host, vfid)() from None
+
+
+def _check_links(up: Upload) -> None:
+    """A record names other uploads by their ids only (they become file names in the upload directory):
+    anything else is a damaged record, never a path to follow."""
+    ids = [up.final] if up.final is not None else []
+    if up.parts is not None:
+        if not isinstance(up.parts, list):
+            raise TypeError("parts: not a list")
+        ids += up.parts
+    if up.concat not in ("", "partial", "final") or not all(isinstance(i, str) and HEX32_RE.match(i) for i in ids):
+        raise TypeError("not an upload's record")
 
 
 def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quota: int | None, path: str,

@@ -169,3 +169,46 @@ async def test_aborting_a_final_takes_its_parts_and_their_reservation_along(svc)
     for location in parts:
         assert (await svc.raw("alice", "HEAD", location, None, headers=TUS)).code == 404
     assert (await create(svc, "more.bin", 20 * MiB)).code == 201
+
+
+async def test_a_record_naming_parts_by_path_is_damaged_not_followed(svc):
+    """Upload records live inside the folder: one that names its parts or its final by anything but an
+    upload id (a path out of the upload directory) reads as damaged, and aborting it removes nothing else."""
+    from tests.integration.test_vfolder_transfer import root_of
+
+    root = await root_of(svc)
+    location = await partial(svc, 4)
+    upload_id = location.rsplit("/", 1)[1]
+    with open(os.path.join(root, "victim.part"), "w") as f:
+        f.write("keep me")
+    record = os.path.join(root, ".upload", f"{upload_id}.json")
+    for forged in ({"concat": "final", "parts": ["../victim"]}, {"final": "../victim"}, {"concat": "other"}):
+        with open(record) as f:
+            data = {**json.load(f), **forged}
+        with open(record, "w") as f:
+            json.dump(data, f)
+        assert (await svc.raw("alice", "HEAD", location, None, headers=TUS)).code == 404
+        assert (await svc.raw("alice", "DELETE", location, None, headers=TUS)).code == 404
+        with open(record, "w") as f:
+            json.dump({**data, "concat": "partial", "parts": None, "final": None}, f)
+    with open(os.path.join(root, "victim.part")) as f:
+        assert f.read() == "keep me"
+
+
+async def test_an_upload_directory_a_session_made_is_not_trusted(svc):
+    """A session may rename the folder's .upload away and make one of its own (its user's, or writable
+    by others): its records are read as nobody's, and no upload goes into it."""
+    from tests.integration.test_vfolder_transfer import root_of
+
+    root = await root_of(svc)
+    location = await partial(svc, 4)
+    updir = os.path.join(root, ".upload")
+    os.chown(updir, 1000, 1000)  # the session's user
+    assert (await svc.raw("alice", "HEAD", location, None, headers=TUS)).code == 404
+    resp = await create(svc, "x.bin", 1)
+    assert resp.code == 409 and b"is not the upload directory" in resp.body
+    os.chown(updir, os.geteuid(), os.getegid())
+    os.chmod(updir, 0o777)
+    assert (await svc.raw("alice", "HEAD", location, None, headers=TUS)).code == 404
+    os.chmod(updir, 0o700)
+    assert (await svc.raw("alice", "HEAD", location, None, headers=TUS)).code == 200
