@@ -254,12 +254,21 @@ def _run(*, quick: bool, users: int | None, seconds: float | None, spawners: int
         print(f"hub up at {hub.url} ({backend}); {users} users ({spawners} spawning) for {seconds:g} s, "
               f"think {think:g} s; load average {_load_average()}", flush=True)
 
+        timeline: dict[str, list[float]] = {k: [] for k in pids}  # RSS at the end of each minute, MiB
+
         async def main():
             async def sample():
+                started = time.monotonic()
                 while True:
                     await asyncio.sleep(2)
+                    minute = int((time.monotonic() - started) // 60)
                     for k, p in pids.items():
-                        peak[k] = max(peak[k], rss_kib(p))
+                        now_kib = rss_kib(p)
+                        peak[k] = max(peak[k], now_kib)
+                        if len(timeline[k]) <= minute:
+                            timeline[k].append(round(now_kib / 1024, 1))
+                        else:
+                            timeline[k][minute] = round(now_kib / 1024, 1)
 
             sampler = asyncio.ensure_future(sample())
             try:
@@ -288,9 +297,11 @@ def _run(*, quick: bool, users: int | None, seconds: float | None, spawners: int
     print_table("Per route, ms (n requests; 5xx: server errors or failed connections)", rows, unit="ms",
                 extra={route: {"5xx": str(r["5xx"])} for route, r in rows.items()})
     memory = {k: {"start_mib": round(rss_start[k] / 1024, 1), "end_mib": round(rss_end[k] / 1024, 1),
-                  "peak_mib": round(peak[k] / 1024, 1)} for k in pids}
+                  "peak_mib": round(peak[k] / 1024, 1), "by_minute_mib": timeline[k]} for k in pids}
     print("\nRSS (MiB): " + "; ".join(f"{k} {v['start_mib']} -> {v['end_mib']} (peak {v['peak_mib']})"
                                       for k, v in memory.items()))
+    for k, v in memory.items():  # flat, or still growing at the end?
+        print(f"  {k} at the end of each minute: {', '.join(map(str, v['by_minute_mib']))}")
     total = sum(len(v) for v in rec.times.values())
     print(f"{total} requests in {wall:.0f} s ({total / wall:.0f}/s); 5xx or connection errors: {rec.five_xx()}; "
           f"spawns ready: {len(ready_s)}; client-side errors: {len(errors)}; database {backend}; "

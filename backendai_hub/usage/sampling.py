@@ -75,6 +75,9 @@ def container_counters(client, container_id: str, accelerators=None, allocation=
         stats = client.api.stats(container_id, stream=False, one_shot=True)
     except docker.errors.NotFound:
         return None
+    except ValueError:  # an empty answer: the engine is removing the container (its session stopping)
+        log.debug("usage: no stats for %s (being removed)", container_id[:12])
+        return None
     c = counters_from_stats(stats)
     if c is None:
         return None

@@ -7,7 +7,7 @@ import pytest
 from backendai_hub.errors import InvalidInput
 from backendai_hub.usage.accounting import Allocated, Counters, allocated, split_hours, spread
 from backendai_hub.usage.query import parse_query
-from backendai_hub.usage.sampling import counters_from_stats
+from backendai_hub.usage.sampling import container_counters, counters_from_stats
 
 UTC = timezone.utc
 GiB = 1 << 30
@@ -129,3 +129,27 @@ def test_backendai_usage_dates_at_the_edges_name_the_field(fn, args, field):
     with pytest.raises(InvalidInput) as e:
         getattr(backendai_usage, fn)(*args)
     assert e.value.field == field
+
+
+def test_a_container_being_removed_has_no_figures_and_is_no_error(caplog):
+    """While the engine removes a container, its stats answer is empty (docker-py raises the JSON
+    error): the sample is skipped quietly, as for a container already gone (a stand-in engine API)."""
+    import json
+
+    import docker.errors
+
+    class API:
+        def __init__(self, error):
+            self.error = error
+
+        def stats(self, container_id, stream, one_shot):
+            raise self.error
+
+    class Client:
+        def __init__(self, error):
+            self.api = API(error)
+
+    caplog.set_level("DEBUG", logger="backendai_hub.usage")
+    for error in (json.JSONDecodeError("Expecting value", "", 0), docker.errors.NotFound("gone")):
+        assert container_counters(Client(error), "c0ffee" * 10) is None
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
