@@ -275,10 +275,14 @@ def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quo
     has no target until a final upload names it (:func:`create_final`)."""
     rel = _target(root, path, overwrite) if concat != "partial" else ""
     _check_room(storage, root, host, vfid, quota, length)
-    up = Upload(id=uuid.uuid4().hex, path=rel, length=length, user=user, overwrite=overwrite, created=time.time(),
-                concat=concat)
+    return _start(storage, root, host, vfid, Upload(id=uuid.uuid4().hex, path=rel, length=length, user=user,
+                                                    overwrite=overwrite, created=time.time(), concat=concat))
+
+
+def _start(storage: StorageHosts, root: str, host: str, vfid: str, up: Upload) -> Upload:
+    """Make a checked upload's record and part file; an empty plain upload is finished at once."""
     _make(storage, root, host, vfid, [up])
-    if length == 0 and not concat:
+    if up.length == 0 and not up.concat:
         finish_upload(storage, root, up, full=storage.full_error(host, vfid))
     return up
 
@@ -299,9 +303,9 @@ def create_parts(storage: StorageHosts, root: str, *, host: str, vfid: str, quot
     rel = _target(root, path, overwrite)
     left = _check_room(storage, root, host, vfid, quota, length)
     bounds = split(length, min(max(1, parts), MAX_PARTS))
-    if len(bounds) == 1 or (left is not None and left < length - bounds[0][1]):
-        return create_upload(storage, root, host=host, vfid=vfid, quota=quota, path=rel, length=length, user=user,
-                             overwrite=overwrite), []
+    if len(bounds) == 1 or (left is not None and left < length - bounds[0][1]):  # checked already: a plain one
+        return _start(storage, root, host, vfid, Upload(id=uuid.uuid4().hex, path=rel, length=length, user=user,
+                                                        overwrite=overwrite, created=time.time())), []
     now, final_id = time.time(), uuid.uuid4().hex
     partials = [Upload(id=uuid.uuid4().hex, path="", length=end - start, user=user, created=now, concat="partial",
                        final=final_id) for start, end in bounds]
