@@ -55,7 +55,15 @@ def _tus_headers(handler: web.RequestHandler) -> None:
     handler.set_header("Cache-Control", "no-store")
 
 
-class UploadsHandler(VFolderBase):
+class _Recording:
+    async def _record_now(self) -> None:
+        """Write the deferred audit row in a transaction of its own, before the answer (as every write's
+        row is committed before its answer), not after it."""
+        self.audit_deferred = False
+        await self.run(lambda s: None)
+
+
+class UploadsHandler(_Recording, VFolderBase):
     """``POST``: create a tus upload (``Upload-Length``; the target in ``Upload-Metadata: path <b64>``
     or ``?path=``); answers 201 with its ``Location``. tus concatenation: ``Upload-Concat: partial``
     creates a part with no target; ``Upload-Concat: final;<urls>`` (no ``Upload-Length``) joins the
@@ -100,8 +108,10 @@ class UploadsHandler(VFolderBase):
         if concat == "final":
             self.audit_deferred = True  # recorded once it is known whether the file is in place
         up, complete = await self.run(work)
-        if concat == "final" and complete and self.audit_event is not None:
-            self.audit_event.operation = "upload"  # its parts were complete: the file arrived now
+        if concat == "final":
+            if complete and self.audit_event is not None:
+                self.audit_event.operation = "upload"  # its parts were complete: the file arrived now
+            await self._record_now()
         location = f"{self.request.path.rstrip('/')}/{up.id}"
         self.set_header("Location", location)
         if concat != "final":  # a final upload takes no bytes of its own
@@ -119,7 +129,7 @@ class UploadsHandler(VFolderBase):
 
 
 @web.stream_request_body
-class UploadHandler(VFolderBase):
+class UploadHandler(_Recording, VFolderBase):
     """``HEAD``: the offset; ``PATCH``: append at ``Upload-Offset`` (streamed to disk); ``DELETE``: abort."""
 
     host_perm = H.UPLOAD_FILE
@@ -236,7 +246,9 @@ class UploadHandler(VFolderBase):
         elif not writer.up.concat:
             self.audit_deferred = False  # recorded in the transaction that finishes it
             await self.run(finish)
-        elif not await self.run(finish):  # a part: the one whose end joined the file records the upload
+        elif await self.run(finish):  # a part: the one whose end joined the file records the upload
+            await self._record_now()
+        else:
             self.audit_event = None
         self.set_header("Upload-Offset", str(offset))
         self.set_status(204)
