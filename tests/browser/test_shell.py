@@ -69,7 +69,8 @@ def in_shell(hub, cmd: str, user: str = "demo") -> tuple[int, str]:
 
 
 def type_and_wait(page, hub, line: str, expect: str, timeout: float = 60) -> str:
-    """Type a line into the terminal in Chromium; wait until ``expect`` (a regex) shows in it."""
+    """Type a line into the terminal in Chromium; wait until ``expect`` (a regex) shows in it. A marker
+    echoed at the end of the line must be matched at a line's start: the typed line shows it too."""
     page.locator(".xterm-helper-textarea").focus()
     page.keyboard.type(line)
     page.keyboard.press("Enter")
@@ -133,14 +134,14 @@ def test_the_web_shell(browser, hub, people, folders):  # noqa: F811
         assert "notes" in listed and "refs" in listed, listed
         page.screenshot(path=str(SHOTS / "shell-vfolder-list.png"))
         # every folder mounted, with its permission
-        shown = type_and_wait(page, hub, "ls /home/work; echo ls-done", r"ls-done\s*\n")
+        shown = type_and_wait(page, hub, "ls /home/work; echo ls-done", r"(?m)^ls-done\s*$")
         listed = shown[shown.rindex("ls /home/work"):]
         assert "notes" in listed and "refs" in listed, listed
         shown = type_and_wait(page, hub, "touch /home/work/refs/x; echo ro-rc=$?", r"ro-rc=\d")
         assert "Read-only file system" in shown and "ro-rc=1" in shown, shown[-500:]
-        type_and_wait(page, hub, "touch /home/work/notes/from-shell && echo rw-ok", r"rw-ok\s*\n")
+        type_and_wait(page, hub, "touch /home/work/notes/from-shell && echo rw-ok", r"(?m)^rw-ok\s*$")
         # something in the home, and in the shell's own state
-        type_and_wait(page, hub, "echo kept > ~/home-file; export BHUB_MARK=mark-$((6*7))-x; echo set", r"set\s*\n")
+        type_and_wait(page, hub, "echo kept > ~/home-file; export BHUB_MARK=mark-$((6*7))-x; echo set", r"(?m)^set\s*$")
 
         # a reload reattaches to the same tmux session: the variable is still set
         page.reload()
