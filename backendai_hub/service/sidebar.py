@@ -16,7 +16,7 @@ from .. import tenancy as T
 from .. import validation as V
 from ..errors import Conflict, InvalidInput, Unavailable
 from ..models import LIVE_STATUSES, KernelSession
-from ..vfolders import files, overview, paths, transfer_tokens, uploads
+from ..vfolders import files, overview, paths, transfer_tokens, upload_records, uploads
 from ..vfolders.fields import HEX32_RE, NAME_RE
 from ..vfolders.mounts import plan_mounts
 from ..vfolders.usage_cache import UsageCache
@@ -97,8 +97,8 @@ class UploadGrantHandler(_SidebarBase):
 
             def work(s):
                 vf, _, root = self.root_for(s, ref, "write")
-                up, offset = uploads.load_upload(root, upload_id, user)
-                parts = uploads.partials(root, up) if up.is_final else []
+                up, offset = upload_records.load_upload(root, upload_id, user)
+                parts = upload_records.partials(root, up) if up.is_final else []
                 if parts and all(size == part.length for part, size in parts):
                     # every byte arrived but the join did not happen (it ran out of room, or the
                     # service stopped): join now

@@ -8,7 +8,7 @@ from tornado import iostream, web
 
 from .. import host_permissions as H
 from ..errors import Forbidden, InvalidInput, PreconditionFailed, UnsupportedMediaType
-from ..vfolders import uploads
+from ..vfolders import upload_records, uploads
 from ..vfolders.fields import HEX32_RE
 from .routes import Route
 from .vfolder_base import VFolderBase, flag, op
@@ -156,7 +156,7 @@ class UploadHandler(_Recording, VFolderBase):
 
         def work(s):
             vf, _, root = self.root_for(s, ref, "write")
-            up, _ = uploads.load_upload(root, upload_id, user)
+            up, _ = upload_records.load_upload(root, upload_id, user)
             if up.is_final:
                 raise Forbidden(f"upload {up.id!r} is a final upload: its bytes go to its partial uploads",
                                 field="upload")
@@ -220,7 +220,7 @@ class UploadHandler(_Recording, VFolderBase):
 
         def work(s):
             _, _, root = self.root_for(s, ref, "write")
-            return uploads.load_upload(root, upload_id, user)
+            return upload_records.load_upload(root, upload_id, user)
 
         up, offset = await self.run(work)
         if up.is_final:  # its offset: what its parts hold (tus leaves it out; the sidebar shows it)
@@ -259,8 +259,8 @@ class UploadHandler(_Recording, VFolderBase):
 
         def work(s):
             _, _, root = self.root_for(s, ref, "write")
-            up, _ = uploads.load_upload(root, upload_id, user)
-            uploads.abort_upload(root, up)
+            up, _ = upload_records.load_upload(root, upload_id, user)
+            upload_records.abort_upload(root, up)
 
         await self.run(work)
         self.set_status(204)

@@ -1,45 +1,39 @@
-"""Resumable uploads (tus 1.0 core, creation, termination, concatenation): upload records, the part
-writer, finishing, and the concatenation of partial uploads into their final one."""
+"""Resumable uploads (tus 1.0 core, creation, termination, concatenation): creating uploads, the part
+writer, finishing, and the concatenation of partial uploads into their final one. Their records (what
+an upload is, where it lives, removing it) are :mod:`.upload_records`.
+
+The last PATCH moves the part file to its target. Memory stays bounded: bodies are written as they
+arrive. Concatenation (a file sent as several requests side by side, as a browser needs to fill the
+link): when the last byte of the last partial arrives (or the final is created after its partials are
+complete), the partials are joined in the kernel (copy_file_range) into the first one's part file,
+which then moves to the target as a plain upload's does. The joining holds the upload directory's
+lock, so of two partials ending at once one joins and the other waits and finds the file in place.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import errno
 import fcntl
-import json
 import os
 import stat as st
 import time
 import uuid
-from dataclasses import asdict, dataclass
 from typing import Callable
 
 from ..errors import Conflict, InvalidInput, NotFound, QuotaExceeded, TenancyError, UploadLocked
 from . import paths
-from .fields import HEX32_RE
 from .files import RESERVED
-from .storage import UPLOAD_DIR, StorageHosts, usage
+from .storage import UPLOAD_DIR, StorageHosts
+from .upload_records import (Upload, abort_one, dir_of, drop_upload_dir, load_upload, locked, partials,
+                             read_record, remaining_quota, save_record, trusted)
 
-# Uploads stream to <folder>/.upload/<id>.part (inside the folder, so a loopback quota counts them)
-# beside <id>.json (target path, declared length, owner). The offset is the part file's size, so an
-# upload interrupted at any byte resumes there, even after a service restart. The last PATCH moves
-# the part file to its target. Memory stays bounded: bodies are written as they arrive.
-#
-# Concatenation (a file sent as several requests side by side, as a browser needs to fill the link):
-# *partial* uploads have a part file and no target of their own; a *final* upload names its partials in
-# order and has no part file. When the last byte of the last partial arrives (or the final is created
-# after its partials are complete), the partials are joined in the kernel (copy_file_range) into the
-# first one's part file, which then moves to the target as a plain upload's does. The joining holds the
-# upload directory's lock, so of two partials ending at once one joins and the other waits and finds
-# the file in place.
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,concatenation"
 MAX_PARTS = 16  # partial uploads one final upload may join
 PART_ALIGN = 1 << 20  # the parts an upload grant splits a file into start on MiB boundaries
 MAX_UPLOAD = 1 << 42  # 4 TiB: what one upload may declare
-UPLOAD_TTL = 24 * 3600.0  # an upload no byte reached for this long is abandoned (its reservation freed)
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
 # what a write that found no space raises: the folder's quota reached, or its storage host full
@@ -49,27 +43,6 @@ FullError = Callable[[], TenancyError]
 
 def _quota_reached() -> TenancyError:
     return QuotaExceeded("the vfolder is full: its quota is reached")
-
-
-@dataclass
-class Upload:
-    id: str
-    path: str  # target, relative to the folder root ("" for a partial upload: it has none)
-    length: int
-    user: str
-    overwrite: bool = False
-    created: float = 0.0
-    concat: str = ""  # "": a plain upload; "partial": a part of a final one; "final": its parts joined
-    parts: list[str] | None = None  # a final upload's partial uploads, in order
-    final: str | None = None  # a partial upload's final upload, once one names it
-
-    @property
-    def is_final(self) -> bool:
-        return self.concat == "final"
-
-
-def _dir(root: str) -> str:
-    return os.path.join(root, UPLOAD_DIR)
 
 
 def parse_metadata(header: str | None) -> dict[str, str]:
@@ -99,91 +72,6 @@ def parse_length(value: str | None, field: str) -> int:
     return n
 
 
-def remaining_quota(storage: StorageHosts, host: str, vfid: str, quota: int | None, root: str) -> int | None:
-    """Bytes the folder may still take: quota minus usage minus what pending uploads have reserved."""
-    limits = []
-    if quota is not None:
-        used, _ = usage(root)
-        limits.append(quota - used - reserved(root))
-    free = storage.free_bytes(host, vfid)
-    if free is not None:
-        limits.append(free - reserved(root))
-    return max(0, min(limits)) if limits else None
-
-
-def reserved(root: str, now: float | None = None) -> int:
-    """Bytes declared by pending uploads and not written yet. Uploads untouched for
-    :data:`UPLOAD_TTL` are abandoned: they are removed here and reserve nothing."""
-    total, now = 0, now or time.time()
-    try:
-        names = os.listdir(_dir(root))
-    except (FileNotFoundError, NotADirectoryError):
-        return 0
-    for name in names:
-        if name.endswith(".json") and HEX32_RE.match(name[:-5]):
-            try:
-                up = _read(root, name[:-5])
-                if _expired(root, up, now):
-                    abort_upload(root, up)
-                    continue
-                if not up.is_final:  # its partials hold the reservation
-                    total += max(0, up.length - _part_size(root, up.id))
-            except (NotFound, OSError, ValueError):
-                continue
-    return total
-
-
-def _expired(root: str, up: Upload, now: float) -> bool:
-    """No byte arrived for :data:`UPLOAD_TTL` seconds (to any part: a final upload and its partials
-    live and go together)."""
-    if up.final is not None:
-        try:
-            up = _read(root, up.final)
-        except NotFound:
-            pass  # its final went: the partial is judged alone
-    touched = up.created
-    for part in (up.parts or []) if up.is_final else [up.id]:
-        try:
-            touched = max(touched, os.stat(os.path.join(_dir(root), f"{part}.part"), follow_symlinks=False).st_mtime)
-        except FileNotFoundError:
-            pass
-    return now - touched > UPLOAD_TTL
-
-
-def _part_size(root: str, upload_id: str) -> int:
-    return os.stat(os.path.join(_dir(root), f"{upload_id}.part"), follow_symlinks=False).st_size
-
-
-def _trusted(mode_and_owner: os.stat_result) -> bool:
-    """The upload directory is the service's own: a directory of its user that nobody else may write
-    (a session can rename the folder's entries and make a ``.upload`` of its own)."""
-    return (st.S_ISDIR(mode_and_owner.st_mode) and mode_and_owner.st_uid == os.geteuid()
-            and not mode_and_owner.st_mode & 0o022)
-
-
-def _read(root: str, upload_id: str) -> Upload:
-    try:
-        if not _trusted(os.lstat(_dir(root))):
-            raise NotFound(f"unknown upload {upload_id!r} (the upload directory is not the service's)",
-                           field="upload")
-    except FileNotFoundError:
-        raise NotFound(f"unknown upload {upload_id!r}", field="upload") from None
-    try:
-        fd = paths.open_file(root, f"{UPLOAD_DIR}/{upload_id}.json", os.O_RDONLY, field="upload")
-    except (NotFound, InvalidInput):
-        raise NotFound(f"unknown upload {upload_id!r}", field="upload") from None
-    with os.fdopen(fd) as f:
-        try:
-            data = json.load(f)
-            if not isinstance(data, dict):
-                raise TypeError("not an object")
-            up = Upload(**data)
-            _check_links(up)
-            return up
-        except (ValueError, TypeError):  # damaged, or written by someone else than this service
-            raise NotFound(f"unknown upload {upload_id!r} (its record is damaged)", field="upload") from None
-
-
 def _target(root: str, path: str, overwrite: bool) -> str:
     """The cleaned target path, refused when it is a directory, or exists and ``overwrite`` is off."""
     rel = paths.clean(path, allow_root=False)
@@ -208,29 +96,16 @@ def _check_room(storage: StorageHosts, root: str, host: str, vfid: str, quota: i
     return None if left is None else left - length
 
 
-def _save(root: str, up: Upload, *, new: bool) -> None:
-    """Write the record of ``up``: a new one exclusively, an existing one replaced whole (a record is
-    never seen half-written)."""
-    name = f"{up.id}.json" if new else f"{up.id}.json.tmp"
-    fd = paths.open_file(root, f"{UPLOAD_DIR}/{name}", os.O_WRONLY | os.O_CREAT | (os.O_EXCL if new else os.O_TRUNC),
-                         0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(up), f)
-    if not new:
-        with paths.open_dir(root, UPLOAD_DIR, field="upload") as ufd:
-            os.rename(name, f"{up.id}.json", src_dir_fd=ufd, dst_dir_fd=ufd)
-
-
 def _make(storage: StorageHosts, root: str, host: str, vfid: str, ups: list[Upload]) -> None:
     """The records of ``ups`` and the part files of those that take bytes: all of them, or (the storage
     full) none."""
-    updir = _dir(root)
+    updir = dir_of(root)
     made: list[Upload] = []
     try:
         try:
             os.mkdir(updir, 0o700)  # only the service (root) reads pending uploads
         except FileExistsError:
-            if not _trusted(os.lstat(updir)):
+            if not trusted(os.lstat(updir)):
                 raise Conflict(f"{UPLOAD_DIR!r} in this vfolder is not the upload directory (something else has "
                                f"that name); remove or rename it from a session", field="path") from None
         for up in ups:
@@ -244,29 +119,17 @@ def _make(storage: StorageHosts, root: str, host: str, vfid: str, ups: list[Uplo
                                           0o644)
                 os.close(pfd)
             made.append(up)
-            _save(root, up, new=True)
+            save_record(root, up, new=True)
     except OSError as e:
         if e.errno not in FULL:
             raise
         for up in made:
             try:
-                _abort_one(root, up.id)  # no record without its part file, nor the other way round
+                abort_one(root, up.id)  # no record without its part file, nor the other way round
             except (NotFound, OSError):
                 pass  # the upload directory itself could not be made
-        _drop_upload_dir(root)
+        drop_upload_dir(root)
         raise storage.full_error(host, vfid)() from None
-
-
-def _check_links(up: Upload) -> None:
-    """A record names other uploads by their ids only (they become file names in the upload directory):
-    anything else is a damaged record, never a path to follow."""
-    ids = [up.final] if up.final is not None else []
-    if up.parts is not None:
-        if not isinstance(up.parts, list):
-            raise TypeError("parts: not a list")
-        ids += up.parts
-    if up.concat not in ("", "partial", "final") or not all(isinstance(i, str) and HEX32_RE.match(i) for i in ids):
-        raise TypeError("not an upload's record")
 
 
 def create_upload(storage: StorageHosts, root: str, *, host: str, vfid: str, quota: int | None, path: str,
@@ -326,7 +189,7 @@ def create_final(storage: StorageHosts, root: str, *, host: str, vfid: str, path
         raise InvalidInput("Upload-Concat: a partial upload is named twice", field="Upload-Concat")
     final = Upload(id=uuid.uuid4().hex, path=rel, length=0, user=user, overwrite=overwrite, created=time.time(),
                    concat="final", parts=list(part_ids))
-    with _locked(root):
+    with locked(root):
         partials = [load_upload(root, pid, user)[0] for pid in part_ids]
         for p in partials:
             if p.concat != "partial":
@@ -339,51 +202,8 @@ def create_final(storage: StorageHosts, root: str, *, host: str, vfid: str, path
         _make(storage, root, host, vfid, [final])
         for p in partials:
             p.final = final.id
-            _save(root, p, new=False)
+            save_record(root, p, new=False)
     return final, finish_upload(storage, root, final, full=storage.full_error(host, vfid))
-
-
-@contextlib.contextmanager
-def _locked(root: str):
-    """The upload directory locked (None: there is none, so no upload is pending): finals are created
-    and joined one at a time per folder."""
-    with contextlib.ExitStack() as stack:
-        try:
-            ufd = stack.enter_context(paths.open_dir(root, UPLOAD_DIR, field="upload"))
-        except NotFound:
-            ufd = None
-        else:
-            fcntl.flock(ufd, fcntl.LOCK_EX)  # released when the descriptor closes
-        yield ufd
-
-
-def load_upload(root: str, upload_id: str, user: str) -> tuple[Upload, int]:
-    """The upload and its offset (a final upload's: what its partials hold); uploads of other users
-    (and abandoned ones) read as unknown."""
-    if not isinstance(upload_id, str) or not HEX32_RE.match(upload_id):
-        raise NotFound(f"unknown upload {upload_id!r}", field="upload")
-    up = _read(root, upload_id)
-    if up.user != user:
-        raise NotFound(f"unknown upload {upload_id!r}", field="upload")
-    if _expired(root, up, time.time()):
-        abort_upload(root, up)
-        raise NotFound(f"unknown upload {upload_id!r} (abandoned for {UPLOAD_TTL / 3600:.0f} h)", field="upload")
-    try:
-        return up, sum(_part_size(root, part) for part in up.parts or []) if up.is_final else _part_size(root, up.id)
-    except FileNotFoundError:
-        raise NotFound(f"unknown upload {upload_id!r}", field="upload") from None
-
-
-def partials(root: str, final: Upload) -> list[tuple[Upload, int]]:
-    """A final upload's partial uploads, in order, each with its offset."""
-    out = []
-    for part in final.parts or []:
-        up = _read(root, part)
-        try:
-            out.append((up, _part_size(root, part)))
-        except FileNotFoundError:
-            raise NotFound(f"upload {final.id!r} lost its part {part!r}", field="upload") from None
-    return out
 
 
 def open_part(root: str, up: Upload) -> tuple[int, int]:
@@ -437,7 +257,7 @@ def finish_upload(storage: StorageHosts, root: str, up: Upload, full: FullError 
         if e.errno in FULL:
             raise full() from None
         raise
-    _drop_upload_dir(root)
+    drop_upload_dir(root)
     return done
 
 
@@ -445,12 +265,12 @@ def _join(storage: StorageHosts, root: str, up: Upload) -> bool:
     """Join a final upload's partials into the first one's part file and move it to the target, once
     every part is complete and none is being written. The upload directory stays locked throughout: a
     second caller waits, then finds the final's record gone (and the file in place)."""
-    with _locked(root) as ufd:
+    with locked(root) as ufd:
         if ufd is None:
             return False  # joined meanwhile, and no upload is left
         try:
-            up = _read(root, up.id)  # the record now (a final may have named this partial meanwhile)
-            final = up if up.is_final else _read(root, up.final) if up.final else None
+            up = read_record(root, up.id)  # the record now (a final may have named this partial meanwhile)
+            final = up if up.is_final else read_record(root, up.final) if up.final else None
         except NotFound:
             return False  # joined (or aborted) meanwhile
         if final is None:
@@ -554,37 +374,6 @@ def _finish(storage: StorageHosts, root: str, up: Upload, data_id: str, drop_par
                 os.unlink(gone, dir_fd=ufd)
             except FileNotFoundError:
                 pass
-
-
-def abort_upload(root: str, up: Upload) -> None:
-    """Remove an upload; a final upload and its partials go together, whichever is named."""
-    if up.final is not None:
-        try:
-            up = _read(root, up.final)
-        except NotFound:
-            pass
-    for part in up.parts or []:
-        _abort_one(root, part)
-    _abort_one(root, up.id)
-    _drop_upload_dir(root)
-
-
-def _abort_one(root: str, upload_id: str) -> None:
-    with paths.open_dir(root, UPLOAD_DIR, field="upload") as ufd:
-        for suffix in (".part", ".json", ".json.tmp"):
-            try:
-                os.unlink(f"{upload_id}{suffix}", dir_fd=ufd)
-            except FileNotFoundError:
-                pass
-
-
-def _drop_upload_dir(root: str) -> None:
-    """Remove the upload directory once no upload is pending (as Backend.AI's storage proxy does), so
-    sessions do not see it."""
-    try:
-        os.rmdir(_dir(root))
-    except OSError:
-        pass  # uploads still pending (or it went meanwhile)
 
 
 class PartWriter:

@@ -301,7 +301,7 @@ async def test_abandoned_uploads_free_their_reservation(svc):
     import json
     import time
 
-    from backendai_hub.vfolders import uploads as X
+    from backendai_hub.vfolders import upload_records as X
 
     root = await root_of(svc)
     old = (await create(svc, "old.bin", 30 * MiB)).headers["Location"]  # reserves 30 of the 32m quota
