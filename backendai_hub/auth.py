@@ -129,8 +129,8 @@ class BackendAIAuthenticator(Authenticator):
     ).tag(config=True)
 
     password_checks = Integer(
-        0, min=0, help="""Password hashes (argon2id: 64 MiB of memory and several threads each) the hub computes
-        at once; 0 means the machine's CPU count. Sign-ins beyond it wait their turn, so that a crowd
+        0, min=0, help="""Password hashes (argon2id: ``Database.password_memory_kib`` of memory each, 64 MiB by
+        default) the hub computes at once; 0 means the machine's CPU count. Sign-ins beyond it wait their turn, so that a crowd
         signing in at once costs bounded memory (200 at once took the hub from 190 to 580 MiB unbounded).""",
     ).tag(config=True)
 

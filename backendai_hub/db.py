@@ -20,7 +20,7 @@ from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import SingletonConfigurable
 
 from .errors import Conflict, ServiceUnavailable
-from .keys import SecretBox, load_or_create_key_file, parse_keys
+from .keys import PasswordCost, SecretBox, load_or_create_key_file, parse_keys, set_password_cost
 
 DEFAULT_DB_URL = "sqlite:///backendai_hub.sqlite"
 # our own version table, so a database shared with the hub's never mixes histories
@@ -276,6 +276,46 @@ class Database(SingletonConfigurable):
         5, min=1, help="Seconds the REST service's ``Retry-After`` tells clients to wait when the database is unavailable.",
     ).tag(config=True)
 
+    password_time_cost = Integer(
+        PasswordCost.time_cost, help="""Passes of argon2id over its memory for each password hash (see
+        ``password_memory_kib``).""",
+    ).tag(config=True)
+
+    password_memory_kib = Integer(
+        PasswordCost.memory_kib, help="""Memory (KiB) of each argon2id password hash.
+
+        The default (64 MiB, 3 passes, 4 threads) costs about 0.15 CPU-seconds a sign-in; 19456 KiB with
+        2 passes and 1 thread costs 0.017. On a small hub where many people sign in at once, hashing
+        takes most of its CPU (the 200-user load test on 2 cores). Lower it down to OWASP's minimum for
+        argon2id (19456 KiB with 2 passes, or 12288 with 3, 9216 with 4, 7168 with 5, 47104 with 1;
+        anything below is refused at start); raise it where sign-ins are few. Every process that hashes
+        passwords (the hub, the REST service, the CLI) reads these settings, and a password stored at
+        another cost is hashed anew at its owner's next sign-in. The CLI working on the database reads
+        ``$BACKENDAI_HUB_PASSWORD_COST`` (``m=19456,t=2,p=1``) instead.""",
+    ).tag(config=True)
+
+    password_parallelism = Integer(
+        PasswordCost.parallelism, help="Threads (lanes) of each argon2id password hash, 1 to 64.",
+    ).tag(config=True)
+
+    @default("password_time_cost")
+    def _default_time_cost(self):
+        return self._env_cost().time_cost
+
+    @default("password_memory_kib")
+    def _default_memory_kib(self):
+        return self._env_cost().memory_kib
+
+    @default("password_parallelism")
+    def _default_parallelism(self):
+        return self._env_cost().parallelism
+
+    @staticmethod
+    def _env_cost() -> PasswordCost:
+        """``$BACKENDAI_HUB_PASSWORD_COST`` (``m=19456,t=2,p=1``): the defaults of the three settings, for
+        processes without the hub's configuration (the CLI on the database)."""
+        return PasswordCost.parse(os.environ.get("BACKENDAI_HUB_PASSWORD_COST", ""))
+
     _engine: Engine | None = None
     _sessionmaker: sessionmaker | None = None
     _readonly_sessionmaker: sessionmaker | None = None
@@ -283,6 +323,10 @@ class Database(SingletonConfigurable):
     _down_since: float | None = None  # when the database became unavailable (for the log)
     _writer_lock_url: str | None = None
     _writer_lock_value: threading.RLock | None = None
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        set_password_cost(PasswordCost(self.password_time_cost, self.password_memory_kib, self.password_parallelism))
 
     @property
     def engine(self) -> Engine:

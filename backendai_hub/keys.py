@@ -7,13 +7,69 @@ import hmac
 import os
 import secrets
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+# OWASP's minimum settings for argon2id (Password Storage Cheat Sheet): memory in KiB and passes, any
+# row of which will do. A deployment may hash at more cost than these, never at less.
+ARGON2ID_FLOORS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+
+
+class PasswordCostError(ValueError):
+    """A password hashing cost that argon2 or OWASP's minimum refuses, or one written wrongly."""
+
+
+@dataclass(frozen=True)
+class PasswordCost:
+    """What one argon2id password hash costs: passes over its memory, memory (KiB), and threads. The
+    defaults are argon2-cffi's (RFC 9106's second recommended set with 64 MiB)."""
+
+    time_cost: int = 3
+    memory_kib: int = 65536
+    parallelism: int = 4
+
+    def problem(self) -> str | None:
+        """Why this cost is refused (None: it is not)."""
+        if not 1 <= self.parallelism <= 64:
+            return f"password_parallelism: {self.parallelism} threads; use 1 to 64"
+        if self.time_cost < 1 or self.memory_kib < 8 * self.parallelism:
+            return "password_time_cost and password_memory_kib: argon2 needs at least 1 pass and 8 KiB per thread"
+        if not any(self.memory_kib >= m and self.time_cost >= t for m, t in ARGON2ID_FLOORS):
+            floors = ", ".join(f"{m} KiB with {t} pass{'es' if t > 1 else ''}" for m, t in ARGON2ID_FLOORS)
+            return (f"password_memory_kib {self.memory_kib} with password_time_cost {self.time_cost} is below "
+                    f"OWASP's minimum for argon2id (at least one of: {floors})")
+        return None
+
+    @classmethod
+    def parse(cls, text: str, field: str = "BACKENDAI_HUB_PASSWORD_COST") -> PasswordCost:
+        """argon2's own notation, ``m=19456,t=2,p=1`` (memory KiB, passes, threads; any of them, the
+        others left at their defaults)."""
+        names = {"m": "memory_kib", "t": "time_cost", "p": "parallelism"}
+        values: dict[str, int] = {}
+        for item in filter(None, (i.strip() for i in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or key.strip() not in names or not value.strip().isdigit() or len(value.strip()) > 9:
+                raise PasswordCostError(f"{field}: {item!r} is not m=<KiB>, t=<passes> or p=<threads> "
+                                        f"(e.g. m=19456,t=2,p=1)")
+            values[names[key.strip()]] = int(value)
+        return cls(**values)
+
+
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+
+def set_password_cost(cost: PasswordCost) -> None:
+    """Hash new passwords (and rehash old ones at their next sign-in) at ``cost``, in this process.
+    Hashes made at another cost still verify: each names its own parameters."""
+    global _hasher
+    problem = cost.problem()
+    if problem:
+        raise PasswordCostError(problem)
+    _hasher = PasswordHasher(time_cost=cost.time_cost, memory_cost=cost.memory_kib, parallelism=cost.parallelism)
 
 
 class CryptKeyError(RuntimeError):
@@ -44,7 +100,12 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 def password_needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
+    """Whether a hash was made at another cost than this process's (or another algorithm): a sign-in
+    that proved the password then stores it hashed anew."""
+    try:
+        return _hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return True
 
 
 def generate_password(length: int = 20) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from ..db import Database, describe, unavailable_error
 from ..errors import TenancyError
-from ..keys import CryptKeyError
+from ..keys import CryptKeyError, PasswordCostError
 from . import commands as C
 from .backends import LocalBackend, RemoteBackend
 from .parser import PROG, build_parser
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except TenancyError as e:
         return _fail(e.message)
-    except (C.UsageError, CryptKeyError) as e:
+    except (C.UsageError, CryptKeyError, PasswordCostError) as e:
         return _fail(str(e))
     except (OperationalError, ProgrammingError) as e:
         down = unavailable_error(e)

@@ -41,7 +41,7 @@ CONFIG_ENV = "BACKENDAI_HUB_SERVICE_CONFIG"
 # the configurables the service process instantiates: their sections of the hub's config reach it
 CONFIG_SECTIONS = ("BackendAIService", "Database", "StorageHosts", "Accelerators", "MockPlugin", "CUDAPlugin")
 # environment the service inherits from the hub when set there (secrets stay out of the config)
-PASSED_ENV = ("BACKENDAI_HUB_CRYPT_KEY",)
+PASSED_ENV = ("BACKENDAI_HUB_CRYPT_KEY", "BACKENDAI_HUB_PASSWORD_COST")
 
 
 class BackendAIService(TransferListenerTraits, Application):

@@ -5,8 +5,11 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy import select
 
+from backendai_hub.db import Database
 from backendai_hub.host_permissions import HOST_PERMISSIONS
+from backendai_hub.models import User
 from tests.conftest import REPO
 
 EXAMPLE = str(REPO / "backendai_hub" / "fixtures" / "example.yaml")
@@ -223,3 +226,28 @@ def test_storage_host_permissions(cli):
                json.dumps({"nfs": ["download-file", "mount-in-session"]}))).json()
     assert p["allowed_vfolder_hosts"] == {"nfs": ["mount-in-session", "download-file"]}
     assert "nfs(mount-in-session,download-file)" in ok(cli("domain", "show", "acme")).out
+
+
+def test_the_password_cost_comes_from_the_environment_and_a_bad_one_exits_2(cli, db_url, monkeypatch):
+    from backendai_hub import keys
+
+    try:
+        ok(cli("domain", "create", "default"))
+        monkeypatch.setenv("BACKENDAI_HUB_PASSWORD_COST", "m=19456,t=2,p=1")
+        ok(cli("user", "create", "dora", "--email", "dora@example.com", "--password-stdin", stdin="dora-password\n"))
+        db = Database(url=db_url)
+        try:
+            with db.session(readonly=True) as s:
+                stored = s.scalar(select(User.password_hash).where(User.username == "dora"))
+        finally:
+            db.dispose()
+        assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$") and keys.verify_password(stored, "dora-password")
+        before = snapshot(cli)
+        for text, message in [("m=19456,t=1", "below OWASP's minimum"), ("memory=1g", "'memory=1g' is not m=<KiB>")]:
+            monkeypatch.setenv("BACKENDAI_HUB_PASSWORD_COST", text)
+            r = cli("user", "create", "erin", "--email", "erin@example.com", "--password-stdin", stdin="erin-pw-12345\n")
+            assert r.code == 2 and message in r.err and "Traceback" not in r.err, r
+        monkeypatch.delenv("BACKENDAI_HUB_PASSWORD_COST")
+        assert snapshot(cli) == before
+    finally:
+        keys.set_password_cost(keys.PasswordCost())

@@ -184,3 +184,31 @@ async def test_sign_ins_waiting_for_a_password_check_leave_the_hubs_executor_fre
     finally:
         auth.gate.set()
     assert [a["name"] for a in await asyncio.gather(*crowd)] == ["alice"] * 40
+
+
+async def test_a_sign_in_rehashes_a_password_stored_at_another_cost(url, tmp_path):
+    """An operator lowers (or raises) ``Database.password_*``: each password stored before is hashed anew,
+    at the new cost, when its owner next signs in with it; a wrong password changes nothing."""
+    from backendai_hub import keys
+
+    def stored() -> str:
+        with other.session(readonly=True) as s:
+            return s.scalar(select(User.password_hash).where(User.username == "alice"))
+
+    other = other_writer(url, tmp_path)
+    try:
+        before = stored()
+        assert before.startswith("$argon2id$v=19$m=65536,t=3,p=4$")  # the default when it was set
+        Database.instance(url=url, crypt_key_file=str(tmp_path / "key"), password_time_cost=2,
+                          password_memory_kib=19456, password_parallelism=1)
+        auth = BackendAIAuthenticator()
+        assert await auth.authenticate(None, {"username": "alice", "password": "not-hers"}) is None
+        assert stored() == before
+        assert (await auth.authenticate(None, PASSWORD))["name"] == "alice"
+        after = stored()
+        assert after.startswith("$argon2id$v=19$m=19456,t=2,p=1$") and keys.verify_password(after, "alice-password")
+        assert (await auth.authenticate(None, PASSWORD))["name"] == "alice"
+        assert stored() == after  # at the configured cost now: not hashed again
+    finally:
+        other.dispose()
+        keys.set_password_cost(keys.PasswordCost())

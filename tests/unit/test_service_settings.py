@@ -57,6 +57,23 @@ def test_the_encryption_key_travels_in_the_environment_never_in_the_config(monke
     assert "k" * 44 not in entry["environment"][CONFIG_ENV]
 
 
+def test_the_password_cost_reaches_the_service_from_the_config_and_from_the_environment(monkeypatch):
+    from backendai_hub.db import Database
+    from backendai_hub.keys import PasswordCost, set_password_cost
+
+    c = Config()
+    c.Database.password_memory_kib, c.Database.password_time_cost = 19456, 2
+    service_side = _service_side(hub_service("http://x:1", config=c))
+    try:
+        db = Database(config=service_side, url="sqlite://")
+        assert (db.password_memory_kib, db.password_time_cost) == (19456, 2)
+        monkeypatch.setenv("BACKENDAI_HUB_PASSWORD_COST", "m=12288,t=3")
+        entry = hub_service("http://x:1", config=Config())
+        assert entry["environment"]["BACKENDAI_HUB_PASSWORD_COST"] == "m=12288,t=3"
+    finally:
+        set_password_cost(PasswordCost())
+
+
 def test_a_setting_that_is_not_plain_data_is_refused_at_hub_start():
     c = Config()
     c.StorageHosts.hosts = {"local": object()}
