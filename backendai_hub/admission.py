@@ -418,10 +418,14 @@ def mark_running(s: Session, session_id: int, container_id: str | None) -> None:
 
 
 def _terminate(s: Session, row: KernelSession, reason: str) -> None:
-    """End ``row``; what a live one held goes back to its levels (the caller holds the admission lock)."""
+    """End ``row``; what a live one held goes back to its levels, and the keypairs issued to it (a web
+    shell's own) are deleted: whoever ends a session, its credentials end with it (the caller holds
+    the admission lock)."""
     if row.status in LIVE_STATUSES:
         _count(s, row, -1)
     row.status, row.status_info, row.terminated_at = SessionStatus.terminated, reason, _now()
+    for kp in s.scalars(select(KeyPair).where(KeyPair.session_id == row.id)):
+        s.delete(kp)
 
 
 def release(s: Session, session_id: int | None, reason: str) -> bool:

@@ -216,6 +216,9 @@ class KeyPair(Base):
         ForeignKey("keypair_resource_policies.id", ondelete="RESTRICT"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # a web shell session's own keypair: the session it was issued to, which takes it along when it ends
+    # (admission's release, whoever releases). No foreign key: sessions already refer to keypairs.
+    session_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     user: Mapped[User] = relationship(back_populates="keypairs")
     resource_policy: Mapped[KeyPairResourcePolicy] = relationship()

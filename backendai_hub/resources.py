@@ -159,6 +159,8 @@ REGISTRY: dict[str, Resource] = {r.name: r for r in (
         columns=("access_key", "user", "is_active", "resource_policy", "created_at"),
         schema="KeyPair", output={"access_key": STR, "user": STR, "is_active": BOOL, "resource_policy": STR,
                                   "created_at": TIMESTAMP, "last_used": TIMESTAMP,
+                                  "session_id": {**NULLABLE_INT, "description": "the web shell session this key was "
+                                                 "issued to: it is deleted when that session ends"},
                                   "secret_key": {"type": "string", "description": "only in the answer to a create"}},
         create_fields=_schema(T.keypairs.FIELDS, _KEYPAIR_SCHEMAS),
         update_fields=_schema(T.keypairs.UPDATE_FIELDS, _KEYPAIR_SCHEMAS),

@@ -80,16 +80,18 @@ def wipe_home(storage: StorageHosts, user_id: int) -> None:
     storage.destroy(storage.default_host, home_id(user_id))
 
 
-def issue_session_keypair(s, box, username: str) -> tuple[str, str]:
-    """A keypair for one shell session, under the policy of the user's main keypair; (access, secret)."""
+def issue_session_keypair(s, box, username: str, session_id: int | None) -> tuple[str, str]:
+    """A keypair for one shell session, under the policy of the user's main keypair; (access, secret).
+    It belongs to the session ``session_id``: when that ends (stopped, failed, released by the
+    reconciler), admission's release deletes the key."""
     user = s.scalar(select(User).where(User.username == username))
     main = s.get(KeyPair, user.main_access_key) if user is not None and user.main_access_key else None
     if main is None:
         raise Forbidden(f"user {username!r} has no main keypair: an admin must issue one before a shell session")
     if not main.is_active:
         raise Forbidden(f"the main keypair of {username!r} is inactive: a shell session gets no keys")
-    kp, secret = keypairs.issue(s, box, {"user": username,
-                                                       "resource_policy": main.resource_policy.name})
+    kp, secret = keypairs.issue(s, box, {"user": username, "resource_policy": main.resource_policy.name})
+    kp.session_id = session_id
     return kp.access_key, secret
 
 
@@ -175,7 +177,7 @@ class ShellMixin(HasTraits):
         self.extra_host_config["mounts"] = [home.docker(), *self.extra_host_config.get("mounts", [])]
         await self._shell_revoke()  # a key left by a crash of the hub
         self.shell_access_key, secret = await self._db(
-            lambda s: issue_session_keypair(s, self.database.secrets, user))
+            lambda s: issue_session_keypair(s, self.database.secrets, user, self.session_id))
         origin = (self.hub_connect_url or "").rstrip("/")
         base = self.hub.base_url.removesuffix("hub/")
         self.environment = {**self.environment, "BACKEND_ENDPOINT": f"{origin}{base}services/{self.shell_service}",

@@ -90,4 +90,5 @@ def to_dict(kp: KeyPair) -> dict:
         "resource_policy": kp.resource_policy.name,
         "created_at": kp.created_at.isoformat() if kp.created_at else None,
         "last_used": kp.last_used.isoformat() if kp.last_used else None,
+        "session_id": kp.session_id,
     }
