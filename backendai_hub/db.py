@@ -288,10 +288,12 @@ class Database(SingletonConfigurable):
         2 passes and 1 thread costs 0.017. On a small hub where many people sign in at once, hashing
         takes most of its CPU (the 200-user load test on 2 cores). Lower it down to OWASP's minimum for
         argon2id (19456 KiB with 2 passes, or 12288 with 3, 9216 with 4, 7168 with 5, 47104 with 1;
-        anything below is refused at start); raise it where sign-ins are few. Every process that hashes
-        passwords (the hub, the REST service, the CLI) reads these settings, and a password stored at
-        another cost is hashed anew at its owner's next sign-in. The CLI working on the database reads
-        ``$BACKENDAI_HUB_PASSWORD_COST`` (``m=19456,t=2,p=1``) instead.""",
+        anything below is refused at start, and so is more than 4 GiB); raise it where sign-ins are few.
+        The hub passes these settings to the REST service, and a password stored at another cost is
+        hashed anew at its owner's next sign-in. The CLI working on the database does not
+        read the hub's configuration: it reads ``$BACKENDAI_HUB_PASSWORD_COST`` (``m=19456,t=2,p=1``),
+        which is also these settings' default, so set that variable for the hub and the CLI alike (the
+        hub warns at start when the two differ).""",
     ).tag(config=True)
 
     password_parallelism = Integer(
@@ -326,7 +328,12 @@ class Database(SingletonConfigurable):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        set_password_cost(PasswordCost(self.password_time_cost, self.password_memory_kib, self.password_parallelism))
+        cost = PasswordCost(self.password_time_cost, self.password_memory_kib, self.password_parallelism)
+        set_password_cost(cost)
+        if os.environ.get("BACKENDAI_HUB_PASSWORD_COST") and self._env_cost() != cost:
+            self.log.warning("Database.password_* (m=%s,t=%s,p=%s) differ from $BACKENDAI_HUB_PASSWORD_COST: the "
+                             "CLI working on the database hashes the passwords it sets at the variable's cost",
+                             cost.memory_kib, cost.time_cost, cost.parallelism)
 
     @property
     def engine(self) -> Engine:

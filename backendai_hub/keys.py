@@ -17,6 +17,9 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 # OWASP's minimum settings for argon2id (Password Storage Cheat Sheet): memory in KiB and passes, any
 # row of which will do. A deployment may hash at more cost than these, never at less.
 ARGON2ID_FLOORS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+# and at most this much (a slip of units, bytes for KiB, would make every sign-in ask for gigabytes)
+MAX_MEMORY_KIB = 4 << 20  # 4 GiB
+MAX_TIME_COST = 64
 
 
 class PasswordCostError(ValueError):
@@ -38,6 +41,11 @@ class PasswordCost:
             return f"password_parallelism: {self.parallelism} threads; use 1 to 64"
         if self.time_cost < 1 or self.memory_kib < 8 * self.parallelism:
             return "password_time_cost and password_memory_kib: argon2 needs at least 1 pass and 8 KiB per thread"
+        if self.memory_kib > MAX_MEMORY_KIB:
+            return (f"password_memory_kib: {self.memory_kib} KiB is more than {MAX_MEMORY_KIB} (4 GiB) a hash; "
+                    f"the setting is in KiB (64 MiB is 65536)")
+        if self.time_cost > MAX_TIME_COST:
+            return f"password_time_cost: {self.time_cost} passes; use at most {MAX_TIME_COST}"
         if not any(self.memory_kib >= m and self.time_cost >= t for m, t in ARGON2ID_FLOORS):
             floors = ", ".join(f"{m} KiB with {t} pass{'es' if t > 1 else ''}" for m, t in ARGON2ID_FLOORS)
             return (f"password_memory_kib {self.memory_kib} with password_time_cost {self.time_cost} is below "
@@ -51,11 +59,13 @@ class PasswordCost:
         names = {"m": "memory_kib", "t": "time_cost", "p": "parallelism"}
         values: dict[str, int] = {}
         for item in filter(None, (i.strip() for i in text.split(","))):
-            key, sep, value = item.partition("=")
-            if not sep or key.strip() not in names or not value.strip().isdigit() or len(value.strip()) > 9:
+            key, sep, value = (part.strip() for part in item.partition("="))
+            if not sep or key not in names or not (value.isascii() and value.isdigit()) or len(value) > 9:
                 raise PasswordCostError(f"{field}: {item!r} is not m=<KiB>, t=<passes> or p=<threads> "
                                         f"(e.g. m=19456,t=2,p=1)")
-            values[names[key.strip()]] = int(value)
+            if names[key] in values:
+                raise PasswordCostError(f"{field}: {key} is given twice")
+            values[names[key]] = int(value)
         return cls(**values)
 
 

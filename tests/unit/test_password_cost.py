@@ -21,9 +21,12 @@ def test_each_of_owasps_minimums_is_accepted_and_one_kib_less_is_refused(memory,
     assert problem is not None and "below OWASP's minimum" in problem and "password_memory_kib" in problem
 
 
-def test_argon2s_own_limits_are_refused_with_the_setting_named():
+def test_argon2s_own_limits_and_a_slip_of_units_are_refused_with_the_setting_named():
     assert "password_parallelism" in PasswordCost(parallelism=0).problem()
     assert "password_parallelism" in PasswordCost(parallelism=65).problem()
+    assert "the setting is in KiB" in PasswordCost(memory_kib=64 * 1024 * 1024).problem()  # bytes, not KiB
+    assert PasswordCost(memory_kib=4 << 20).problem() is None
+    assert "password_time_cost" in PasswordCost(time_cost=65).problem()
     with pytest.raises(PasswordCostError, match="below OWASP's minimum"):
         keys.set_password_cost(PasswordCost(time_cost=1, memory_kib=19456))
 
@@ -59,10 +62,27 @@ def test_the_environment_variable_in_argon2s_notation(monkeypatch, text, cost):
         cost.time_cost, cost.memory_kib, cost.parallelism)
 
 
-@pytest.mark.parametrize("text", ["m=19456;t=2", "x=1", "m=-5", "t=two", "m=", "m=99999999999"])
+@pytest.mark.parametrize("text", ["m=19456;t=2", "x=1", "m=-5", "t=two", "m=", "m=99999999999", "m=\u00b2",
+                                  "t=\u0663"])
 def test_a_malformed_environment_variable_names_itself(monkeypatch, text):
     with pytest.raises(PasswordCostError, match="BACKENDAI_HUB_PASSWORD_COST: .* is not m=<KiB>"):
         PasswordCost.parse(text)
     monkeypatch.setenv("BACKENDAI_HUB_PASSWORD_COST", text)
     with pytest.raises(PasswordCostError, match="BACKENDAI_HUB_PASSWORD_COST"):
         Database(url="sqlite://")
+
+
+def test_a_setting_given_twice_in_the_environment_variable_is_refused():
+    with pytest.raises(PasswordCostError, match="BACKENDAI_HUB_PASSWORD_COST: t is given twice"):
+        PasswordCost.parse("t=2,m=19456,t=1")
+
+
+def test_the_hub_warns_when_its_settings_and_the_clis_variable_differ(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setenv("BACKENDAI_HUB_PASSWORD_COST", "m=19456,t=2,p=1")
+    with caplog.at_level(logging.WARNING):
+        Database(url="sqlite://")  # the variable is the default: they agree
+        assert "differ from $BACKENDAI_HUB_PASSWORD_COST" not in caplog.text
+        Database(url="sqlite://", password_memory_kib=65536, password_time_cost=3, password_parallelism=4)
+    assert "differ from $BACKENDAI_HUB_PASSWORD_COST" in caplog.text
