@@ -424,8 +424,32 @@ def _terminate(s: Session, row: KernelSession, reason: str) -> None:
     if row.status in LIVE_STATUSES:
         _count(s, row, -1)
     row.status, row.status_info, row.terminated_at = SessionStatus.terminated, reason, _now()
-    for kp in s.scalars(select(KeyPair).where(KeyPair.session_id == row.id)):
+    for kp in list(s.scalars(select(KeyPair).where(KeyPair.session_id == row.id))):
+        retire_keypair(s, kp)
+
+
+def retire_keypair(s: Session, kp: KeyPair) -> None:
+    """End a session's own keypair: deleted, or, when something else hangs on it (it became its user's
+    main key, or sessions are charged to it: deleting it would delete their rows along), deactivated
+    and no longer the session's."""
+    in_use = kp.user.main_access_key == kp.access_key or s.scalar(
+        select(KernelSession.id).where(KernelSession.access_key == kp.access_key).limit(1)) is not None
+    if in_use:
+        kp.is_active, kp.session_id = False, None
+    else:
         s.delete(kp)
+    s.flush()
+
+
+def retire_orphan_session_keys(s: Session) -> list[str]:
+    """The session keypairs whose session ended without releasing them (its row went with the group or
+    keypair it was charged to, say), retired; their access keys."""
+    ended = ~select(KernelSession.id).where(KernelSession.id == KeyPair.session_id,
+                                             KernelSession.status != SessionStatus.terminated).exists()
+    orphans = list(s.scalars(select(KeyPair).where(KeyPair.session_id.is_not(None), ended)))
+    for kp in orphans:
+        retire_keypair(s, kp)
+    return [kp.access_key for kp in orphans]
 
 
 def release(s: Session, session_id: int | None, reason: str) -> bool:

@@ -156,7 +156,7 @@ REGISTRY: dict[str, Resource] = {r.name: r for r in (
         update=T.users.update, delete=T.users.delete, to_dict=T.users.to_dict),
     Resource(
         name="keypair", path="keypairs", key=("access_key",), rename="", filters=("user",),
-        columns=("access_key", "user", "is_active", "resource_policy", "created_at"),
+        columns=("access_key", "user", "is_active", "resource_policy", "created_at", "session_id"),
         schema="KeyPair", output={"access_key": STR, "user": STR, "is_active": BOOL, "resource_policy": STR,
                                   "created_at": TIMESTAMP, "last_used": TIMESTAMP,
                                   "session_id": {**NULLABLE_INT, "description": "the web shell session this key was "

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .. import audit, code_logs
-from ..admission import repair_usage
+from ..admission import repair_usage, retire_orphan_session_keys
 from ..session_ops import server_path
 from ..db import Database
 from ..errors import ServiceUnavailable
@@ -171,6 +171,8 @@ class Culler:
         with self.db.session() as s:
             for line in repair_usage(s):
                 log.warning("level usage repaired: %s", line)
+            for key in retire_orphan_session_keys(s):
+                log.warning("session keypair %s retired: its session ended without taking it along", key)
 
     def prune_audit(self, now: datetime | None = None) -> int:
         """Apply the audit log's retention: rows older than it go (exported first when configured)."""

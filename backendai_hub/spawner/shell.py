@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import object_session
 from traitlets import HasTraits, Unicode
 
+from .. import admission as S
 from .. import policy as P
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..models import KeyPair, User, VFolderStatus
@@ -96,10 +97,11 @@ def issue_session_keypair(s, box, username: str, session_id: int | None) -> tupl
 
 
 def revoke_session_keypair(s, access_key: str) -> bool:
-    """Delete a session's keypair (idempotent); whether it existed."""
-    if s.get(KeyPair, access_key) is None:
+    """End a session's keypair (idempotent; :func:`admission.retire_keypair`); whether it existed."""
+    kp = s.get(KeyPair, access_key)
+    if kp is None:
         return False
-    keypairs.delete(s, access_key)
+    S.retire_keypair(s, kp)
     return True
 
 

@@ -76,7 +76,8 @@ def delete(s: Session, access_key: str) -> None:
     s.delete(kp)
     s.flush()
     if user.main_access_key == access_key:  # the next main: the oldest active one left, else the oldest
-        left = sorted((k for k in user.keypairs if k.access_key != access_key),
+        # (never a web shell session's own key, which ends with its session)
+        left = sorted((k for k in user.keypairs if k.access_key != access_key and k.session_id is None),
                       key=lambda k: (not k.is_active, k.created_at))
         user.main_access_key = left[0].access_key if left else None
         s.flush()

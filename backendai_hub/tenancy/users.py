@@ -114,9 +114,13 @@ def update(s: Session, name: str, data: Mapping[str, Any]) -> User:
         rp = v["resource_policy"]
         u.resource_policy = None if rp is None else policies.get(s, "user", rp)
     if "main_access_key" in v:
-        if v["main_access_key"] not in {k.access_key for k in u.keypairs}:
+        key = next((k for k in u.keypairs if k.access_key == v["main_access_key"]), None)
+        if key is None:
             raise InvalidInput(f"main_access_key: {v['main_access_key']!r} is not a keypair of {u.username!r}",
                                field="main_access_key")
+        if key.session_id is not None:
+            raise InvalidInput(f"main_access_key: {key.access_key!r} is the own keypair of web shell session "
+                               f"{key.session_id}, which ends with it", field="main_access_key")
         u.main_access_key = v["main_access_key"]
     flush_or_conflict(s, f"user {u.username!r}")
     return u

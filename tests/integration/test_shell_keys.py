@@ -86,3 +86,66 @@ async def test_restart_and_reset_need_a_running_shell_and_a_caller(svc, action):
     assert "no running shell session" in body["message"]
     code, body = await svc.call(None, "POST", f"shell/{action}", {})
     assert code == 401, body
+
+
+async def test_a_session_keypair_never_becomes_its_users_main_key(svc):
+    sid, ak, _ = _shell_session(svc)
+    code, body = await svc.call("root", "PATCH", "users/alice", {"main_access_key": ak})
+    assert code == 400 and body["field"] == "main_access_key", body
+    assert f"web shell session {sid}" in body["message"]
+    # her main keypair deleted: the next main is another of her own keys or none, never the session's
+    code, _ = await svc.call("root", "DELETE", f"keypairs/{svc.keys['alice'][0]}")
+    assert code in (200, 204)
+    with svc.db.session(readonly=True) as s:
+        from backendai_hub.models import User
+        from sqlalchemy import select
+
+        assert s.scalar(select(User.main_access_key).where(User.username == "alice")) != ak
+
+
+async def test_a_session_keypair_something_hangs_on_is_deactivated_not_deleted(svc):
+    """Data from before keys were bound (a session key made main by hand, a session charged to it):
+    ending the shell must not delete the other session's row with the key (it would leave the levels'
+    usage counting a session that no longer exists)."""
+    from backendai_hub.models import KernelSession, User
+    from sqlalchemy import select
+
+    sid, ak, sk = _shell_session(svc)
+    with svc.db.session() as s:
+        s.scalar(select(User).where(User.username == "alice")).main_access_key = ak
+    with svc.db.session() as s:
+        other = S.admit(s, S.resolve(s, "alice"), server_name="lab", image="img", app="jupyterlab",
+                        request={"cpu": Decimal(1)}).id
+    with svc.db.session() as s:
+        assert S.release(s, sid, "stopped") is True
+    with svc.db.session() as s:
+        row = s.get(KernelSession, other)
+        assert row is not None and row.status == S.SessionStatus.starting and row.access_key == ak
+        kp = s.get(KeyPair, ak)
+        assert kp is not None and not kp.is_active and kp.session_id is None
+        assert S.repair_usage(s) == []  # what the levels count is what the sessions hold
+    svc.keys = {**svc.keys, "shell": (ak, sk)}
+    assert (await svc.call("shell", "GET", "me"))[0] == 401
+
+
+async def test_a_session_keypair_whose_session_went_without_ending_it_is_retired_by_the_periodic_pass(svc):
+    """A session row can go without being ended (with the keypair or group it was charged to); the
+    service's periodic pass retires keys whose session is gone or ended."""
+    from backendai_hub.models import KernelSession
+
+    sid, ak, sk = _shell_session(svc)
+    with svc.db.session() as s:
+        assert S.retire_orphan_session_keys(s) == []  # its session is live: kept
+        s.delete(s.get(KernelSession, sid))  # gone behind admission's back
+    from backendai_hub.service.culler import Culler
+    from tests.integration.test_vfolder_revocation import FakeHubAPI
+
+    hub = FakeHubAPI()
+    try:
+        await Culler(svc.db, hub.url, "t").run_once()
+    finally:
+        hub.server.stop()
+    svc.keys = {**svc.keys, "shell": (ak, sk)}
+    assert (await svc.call("shell", "GET", "me"))[0] == 401
+    with svc.db.session() as s:
+        assert s.get(KeyPair, ak) is None
