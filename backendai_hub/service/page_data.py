@@ -135,7 +135,8 @@ def keypairs(s: Session, p: Principal) -> tuple[list[dict], str | None]:
              "main": k.access_key == user.main_access_key,
              "created_at": k.created_at.strftime("%Y-%m-%d %H:%M") if k.created_at else "-",
              # written in batches by the service (key_use.py): up to half a minute behind
-             "last_used": k.last_used.strftime("%Y-%m-%d %H:%M") if k.last_used else "never"}
+             "last_used": k.last_used.strftime("%Y-%m-%d %H:%M") if k.last_used else "never",
+             "shell_session": k.session_id}  # a web shell's own key: it goes when that session ends
             for k in user.keypairs]
     main = user.main_keypair
     return rows, main.resource_policy.name if main is not None else None

@@ -127,6 +127,16 @@ def test_the_web_shell(browser, hub, people, folders):  # noqa: F811
         me = signed(hub, "GET", "me", key, secret).json()  # the session's own, never the user's main one
         assert (me["username"], me["access_key"]) == ("demo", key)
         assert env["BACKEND_ENDPOINT_TYPE"] == "api"
+        # the key belongs to the session: the API says which, the self-service page tags it
+        sessions = {k["access_key"]: k["session_id"] for k in ok(service_api(hub, demo, "GET", "keypairs"))["items"]}
+        assert sessions[main_key] is None and sessions[key] is not None
+        keys_page = page.context.new_page()
+        keys_page.goto(f"{hub.url}/services/backendai/")
+        row = keys_page.locator(f"#keys tr[data-access-key='{key}']")
+        assert "web shell" in row.inner_text() and "web shell" not in keys_page.locator(
+            f"#keys tr[data-access-key='{main_key}']").inner_text()
+        keys_page.screenshot(path=str(SHOTS / "shell-selfservice-keys.png"), full_page=True)
+        keys_page.close()
 
         # the official client at the first prompt, with the session's own keypair
         shown = type_and_wait(page, hub, "backend.ai vfolder list", r"refs")
