@@ -12,7 +12,10 @@ from ..errors import ServiceUnavailable
 from . import records
 from .firewall import Firewall, FirewallError
 
-_retrying: set = set()  # the tasks retrying releases until the database is back (kept referenced)
+# the tasks retrying releases until the database is back, by session id (kept referenced). One per
+# session: a failed start's release waiting for the database and the hub's stop after it would
+# otherwise race once it is back, and whichever came first would name why the session ended.
+_retrying: dict[int, asyncio.Task] = {}
 
 
 async def release(spawner, reason: str, sid: int | None, tag: str | None) -> None:
@@ -26,6 +29,10 @@ async def release(spawner, reason: str, sid: int | None, tag: str | None) -> Non
         except FirewallError as e:
             spawner.log.warning("%s: could not remove egress rules: %s", spawner._log_name, e)
     if sid is None:
+        return
+    if sid in _retrying:  # released already, once the database is back: the first reason stands
+        spawner.log.info("%s: session %s is being released already (%s not recorded)", spawner._log_name, sid,
+                         reason)
         return
     operation, status = records.release_operation(reason)
     final, spawner._usage_final = getattr(spawner, "_usage_final", None), None  # [usage] this stop's only
@@ -66,5 +73,5 @@ def _release_later(spawner, work, sid: int) -> None:
                 return
 
     task = asyncio.ensure_future(retry())
-    _retrying.add(task)
-    task.add_done_callback(_retrying.discard)
+    _retrying[sid] = task
+    task.add_done_callback(lambda _: _retrying.pop(sid, None))
