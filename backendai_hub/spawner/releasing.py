@@ -31,6 +31,7 @@ async def release(spawner, reason: str, sid: int | None, tag: str | None) -> Non
     if sid is None:
         return
     if sid in _retrying:  # released already, once the database is back: the first reason stands
+        spawner._usage_final = None  # [usage] this stop's figures: never another session's
         spawner.log.info("%s: session %s is being released already (%s not recorded)", spawner._log_name, sid,
                          reason)
         return

@@ -46,8 +46,10 @@ async def test_the_first_reason_stands_when_both_wait_for_the_database(db):
     await releasing.release(spawner, "failed to start", sid, None)  # the database is down: retried later
     calls = spawner.calls
     spawner.up = True  # back, before the first retry fires: the stop's release would get there first
+    spawner._usage_final = object()  # the stop's closing figures, taken before the container went
     await releasing.release(spawner, "stopped", sid, None)
     assert spawner.calls == calls  # it left the release to the one waiting
+    assert spawner._usage_final is None  # and no later session of this spawner closes with its figures
     for _ in range(100):
         if sid not in releasing._retrying:
             break
